@@ -1,0 +1,32 @@
+# Two entry points for a new machine: `make demo` and `make test`. Each sets up on its own.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint benchmark clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned to the CPU build first, so the package's looser range installs nothing more.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+		|| $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/accelsim run scenarios/quickstart.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check accelsim tests analysis
+
+benchmark: setup
+	$(BIN)/python -m pytest -m benchmark -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache results
