@@ -135,9 +135,11 @@ class Network(_Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
+    name: str = Field("network", description="model name, e.g. 'mnist5k-vgg9'")
+    dataset: str | None = Field(None, description="data set it was trained on, e.g. 'mnist5k'")
     architecture: Architecture
     weights: Mapping[str, np.ndarray]
-    timesteps: int = Field(5, ge=1)
+    timesteps: int = Field(5, ge=1, description="T the model was trained for")
     input_mean: tuple[float, ...] = Field(description="per-channel normalisation mean")
     input_std: tuple[float, ...] = Field(description="per-channel normalisation std")
 

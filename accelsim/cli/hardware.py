@@ -1,0 +1,1 @@
+"""accelsim CLI commands (hardware)."""
