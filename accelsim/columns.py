@@ -1,0 +1,48 @@
+"""Column names of every table accelsim produces, in one place (units are in the names)."""
+
+# -- identifiers ---------------------------------------------------------------------------
+IMAGE = "image"
+LAYER = "layer"
+TIMESTEP = "timestep"  # 1..T
+TILE = "tile"
+
+# -- functional counts (hardware-independent; accelsim.functional) --------------------------
+SPIKES_IN = "spikes_in"
+SPIKES_OUT = "spikes_out"
+NEURONS = "neurons"
+SYNAPTIC_OPS = "synaptic_ops"
+MACS = "macs"
+NEURON_UPDATES = "neuron_updates"
+ACTIVE_NEURON_UPDATES = "active_neuron_updates"
+
+FUNCTIONAL_COUNTS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTIC_OPS, MACS,
+                     NEURON_UPDATES, ACTIVE_NEURON_UPDATES)
+
+# -- hardware counters (accelsim.chip) -------------------------------------------------------
+WEIGHT_SRAM_READ_BITS = "weight_sram_read_bits"
+MEMBRANE_READ_BITS = "membrane_read_bits"
+MEMBRANE_WRITE_BITS = "membrane_write_bits"
+QUEUE_PEAK = "queue_peak"
+NOC_PACKETS = "noc_packets"
+NOC_HOPS = "noc_hops"
+DRAM_READ_BYTES = "dram_read_bytes"
+CYCLES = "cycles"
+BUSY_CYCLES = "busy_cycles"
+STALL_CYCLES = "stall_cycles"
+IDLE_CYCLES = "idle_cycles"
+
+# -- energy (accelsim.pricing), picojoules -------------------------------------------------
+ENERGY_COMPONENTS = ("accumulate", "mac", "weight_sram", "membrane", "neuron_update", "mesh",
+                     "dram", "static")
+ENERGY_COLUMNS = tuple(f"energy_{c}_pj" for c in ENERGY_COMPONENTS)
+ENERGY = "energy_pj"
+COMPUTE_ONLY_SNN = "compute_only_snn_pj"
+COMPUTE_ONLY_ANN = "compute_only_ann_pj"
+
+# -- per-image table -----------------------------------------------------------------------
+PREDICTION = "prediction"
+LABEL = "label"
+CORRECT = "correct"
+TOTAL_CYCLES = "total_cycles"
+LATENCY_US = "latency_us"
+ENERGY_UJ = "energy_uj"
