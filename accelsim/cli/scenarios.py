@@ -1,1 +1,147 @@
-"""accelsim CLI commands (scenarios)."""
+"""accelsim CLI commands (scenarios): ``run``, ``validate``, ``report``, ``plot``.
+
+Thin wrappers over :mod:`accelsim.runner`, :mod:`accelsim.results` and :mod:`accelsim.plots`;
+a scenario problem is printed as ``file:line: field: message`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from accelsim.cli import app
+from accelsim.scenario import ScenarioError, parse_set
+
+
+def _settings(items: list[str] | None, images: int | None) -> dict:
+    try:
+        settings = parse_set(items or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+    if images is not None:
+        settings["data.images"] = images
+    return settings
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(str(exc), err=True)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    set_: list[str] = typer.Option(None, "--set", help="override a field: dotted.path=value"),
+    images: int = typer.Option(None, "--images", min=1, help="number of images (data.images)"),
+    out: Path = typer.Option(None, "--out", help="result folder (default: outputs.dir)"),
+    scheduler: str = typer.Option(None, "--scheduler",
+                                  help="Dask scheduler address, or 'serial' for no Dask"),
+    workers: int = typer.Option(None, "--workers", min=1,
+                                help="workers of the local Dask cluster"),
+    plots: bool = typer.Option(None, "--plots/--no-plots", help="write figures (outputs.plots)"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Simulate a scenario (every point of its sweep) and write its result folder."""
+    from accelsim import plots as P
+    from accelsim import results as R
+    from accelsim import runner
+    from accelsim.scenario import load
+
+    settings = _settings(set_, images)
+    try:
+        report = runner.run(scenario, settings=settings, out=out, scheduler=scheduler,
+                            workers=workers, progress=not quiet)
+        want_plots = load(scenario, settings).outputs.plots if plots is None else plots
+    except (ScenarioError, ValueError) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{report.points} point(s): {report.simulated} simulated, {report.cached} cached "
+               f"-> {report.folder}")
+    results = R.load(report.folder)
+    typer.echo(_summary_text(results))
+    if want_plots:
+        written = P.make_plots(results)
+        typer.echo(f"{len(written)} figure(s) in {report.folder / P.FIGURES_DIR}")
+
+
+@app.command()
+def validate(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    set_: list[str] = typer.Option(None, "--set", help="override a field: dotted.path=value"),
+    images: int = typer.Option(None, "--images", min=1, help="number of images (data.images)"),
+) -> None:
+    """Check a scenario (schema, model file, data, hardware, mapping) without simulating."""
+    from accelsim import runner
+
+    try:
+        points = runner.check(scenario, _settings(set_, images))
+    except (ScenarioError, ValueError) as exc:
+        raise _fail(exc) from None
+    first = points[0].scenario
+    typer.echo(f"{scenario}: valid; {len(points)} point(s), model {first.model}, data "
+               f"{first.data.set}/{first.data.split} x {first.data.images}, hardware "
+               f"{first.hardware.preset}, T={first.simulation.timesteps}")
+
+
+def _summary_text(results) -> str:
+    from accelsim import results as R
+
+    cols = [*results.parameters, R.ACCURACY, R.LATENCY_CYCLES, R.LATENCY_US, R.ENERGY_UJ,
+            R.EDP, R.COMPUTE_ONLY_SNN_UJ, R.COMPUTE_ONLY_ANN_UJ, R.FULL_TO_COMPUTE_ONLY]
+    table = results.summary.set_index(R.POINT)[cols]
+    table.columns = [c.removeprefix("hardware.overrides.") for c in table.columns]
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        return table.to_string()
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="result folder written by 'accelsim run'"),
+    point: int = typer.Option(None, "--point", help="sweep point to break down (default: all)"),
+) -> None:
+    """Print the summary and the breakdown tables of a run or a sweep."""
+    from accelsim import results as R
+
+    try:
+        results = R.load(folder)
+    except (R.ResultsError, OSError) as exc:
+        raise _fail(exc) from None
+    typer.echo("== summary (per inference) ==")
+    typer.echo(_summary_text(results))
+    points = [point] if point is not None else list(results.summary[R.POINT])
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        for p in points:
+            try:
+                res = results.point(p)
+            except KeyError as exc:
+                raise _fail(exc) from None
+            label = "" if not results.is_sweep else f" (point {p})"
+            typer.echo(f"\n== energy by layer and component, µJ per inference{label} ==")
+            typer.echo(R.energy_by_layer(res).to_string())
+            typer.echo(f"\n== latency by layer and timestep, cycles{label} ==")
+            typer.echo(R.latency_by_layer(res).to_string())
+            typer.echo(f"\n== spike rate per layer (spikes over T / neurons){label} ==")
+            typer.echo(R.spike_rates(res).to_string())
+            typer.echo(f"\n== full / compute-only energy{label} ==")
+            typer.echo(R.compute_only_ratio(res).to_string())
+
+
+@app.command()
+def plot(
+    folder: Path = typer.Argument(..., help="result folder written by 'accelsim run'"),
+    out: Path = typer.Option(None, "--out", help="figure folder (default: FOLDER/figures)"),
+) -> None:
+    """Draw the figures of a run or a sweep (PNG and SVG)."""
+    from accelsim import plots as P
+    from accelsim import results as R
+
+    try:
+        results = R.load(folder)
+    except (R.ResultsError, OSError) as exc:
+        raise _fail(exc) from None
+    written = P.make_plots(results, out)
+    for path in written:
+        typer.echo(str(path))

@@ -1,0 +1,219 @@
+"""Figures of a run or a sweep (matplotlib, no display needed: figures are built without pyplot,
+so nothing depends on a GUI backend or on global figure state).
+
+Every ``plot_*`` function takes :class:`accelsim.results.Results`, draws into ``ax`` (or a new
+figure) and returns the figure; :func:`make_plots` picks the figures that fit a result folder
+and writes each as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from accelsim import results as R
+from accelsim.columns import ENERGY_COMPONENTS
+
+FIGURES_DIR = "figures"
+COMPONENT_COLOURS = dict(zip(ENERGY_COMPONENTS, ("#4c72b0", "#8172b2", "#dd8452", "#ccb974",
+                                                 "#55a868", "#64b5cd", "#c44e52", "#8c8c8c"),
+                             strict=True))
+
+
+def _axes(ax: Axes | None, size: tuple[float, float] = (7.0, 4.2)) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def short(param: str) -> str:
+    """Short label of a dotted sweep parameter: its last two parts."""
+    return ".".join(param.removeprefix("hardware.overrides.").split(".")[-2:])
+
+
+def _title(results: R.Results, point: int | None) -> str:
+    scenario = results.scenarios[0] if point is None else \
+        results.scenarios[list(results.summary[R.POINT]).index(point)]
+    text = f"{scenario['model']} on {scenario['hardware']['preset']}, " \
+           f"T={scenario['simulation']['timesteps']}"
+    if point is not None and results.is_sweep:
+        row = results.summary[results.summary[R.POINT] == point].iloc[0]
+        text += " (" + ", ".join(f"{short(p)}={row[p]}" for p in results.parameters) + ")"
+    return text
+
+
+def plot_energy_breakdown(results: R.Results, point: int | None = None,
+                          ax: Axes | None = None) -> Figure:
+    """Energy per inference by layer, stacked by component, with the compute-only SNN estimate
+    (the paper's formula) as a hatched bar beside each layer."""
+    fig, ax = _axes(ax, (8.0, 4.5))
+    table = R.energy_by_layer(results, point)
+    x = np.arange(len(table))
+    width = 0.4
+    bottom = np.zeros(len(table))
+    for comp, col in zip(ENERGY_COMPONENTS, R.COMPONENT_UJ, strict=True):
+        values = table[col].to_numpy()
+        ax.bar(x - width / 2, values, width, bottom=bottom, label=comp.replace("_", " "),
+               color=COMPONENT_COLOURS[comp])
+        bottom += values
+    ax.bar(x + width / 2, table[R.COMPUTE_ONLY_SNN_UJ].to_numpy(), width, facecolor="white",
+           edgecolor="black", hatch="//", label="compute-only estimate")
+    ax.set_xticks(x, list(table.index), rotation=45 if len(table) > 8 else 0, ha="right"
+                  if len(table) > 8 else "center")
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_xlabel("layer")
+    ax.set_title(f"Energy by layer: full model vs compute-only\n{_title(results, point)}",
+                 fontsize=10)
+    ax.legend(fontsize=8, ncols=2, frameon=False)
+    return fig
+
+
+def plot_spike_rates(results: R.Results, point: int | None = None,
+                     ax: Axes | None = None) -> Figure:
+    """Spike rate of each spiking layer (spikes over all T per neuron)."""
+    fig, ax = _axes(ax)
+    rates = R.spike_rates(results, point)
+    x = np.arange(len(rates))
+    ax.bar(x, rates.to_numpy(), color="#4c72b0")
+    ax.set_xticks(x, list(rates.index), rotation=45 if len(rates) > 8 else 0,
+                  ha="right" if len(rates) > 8 else "center")
+    ax.set_ylabel("spikes per neuron over T")
+    ax.set_xlabel("layer")
+    ax.set_title(f"Spike rate per layer\n{_title(results, point)}", fontsize=10)
+    return fig
+
+
+def plot_latency(results: R.Results, point: int | None = None, ax: Axes | None = None) -> Figure:
+    """Cycles per layer and timestep (mean over images) as an annotated heatmap."""
+    fig, ax = _axes(ax, (6.5, 0.9 + 0.38 * max(4, R.energy_by_layer(results, point).shape[0])))
+    table = R.latency_by_layer(results, point)
+    values = table.to_numpy(dtype=float)
+    image = ax.imshow(values, aspect="auto", cmap="viridis")
+    ax.set_xticks(np.arange(values.shape[1]), [str(t) for t in table.columns])
+    ax.set_yticks(np.arange(values.shape[0]), list(table.index))
+    ax.set_xlabel("timestep")
+    ax.set_ylabel("layer")
+    high = np.nanmax(values) if values.size else 0.0
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:,.0f}", ha="center", va="center", fontsize=7,
+                color="black" if v > 0.6 * high else "white")
+    fig.colorbar(image, ax=ax, label="cycles")
+    ax.set_title(f"Latency per layer and timestep\n{_title(results, point)}", fontsize=10)
+    return fig
+
+
+def _point_label(row: pd.Series, parameters: Sequence[str]) -> str:
+    return ", ".join(f"{short(p)}={row[p]}" for p in parameters)
+
+
+def plot_pareto(results: R.Results, ax: Axes | None = None) -> Figure:
+    """Energy vs latency of every sweep point; the Pareto front (no point better in both)
+    is joined and labelled."""
+    fig, ax = _axes(ax, (7.5, 5.0))
+    s = results.summary
+    front = R.pareto_front(s[R.ENERGY_UJ].to_numpy(), s[R.LATENCY_US].to_numpy())
+    ax.scatter(s[R.LATENCY_US][~front], s[R.ENERGY_UJ][~front], color="#8c8c8c",
+               label="dominated", zorder=2)
+    f = s[front].sort_values(R.LATENCY_US)
+    ax.plot(f[R.LATENCY_US], f[R.ENERGY_UJ], "-o", color="#c44e52", label="Pareto front",
+            zorder=3)
+    for _, row in f.iterrows():
+        ax.annotate(_point_label(row, results.parameters), (row[R.LATENCY_US], row[R.ENERGY_UJ]),
+                    textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.set_xlabel("latency per inference (µs)")
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_title(f"Energy vs latency across {len(s)} points", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_edp_heatmap(results: R.Results, x: str, y: str, ax: Axes | None = None) -> Figure:
+    """Energy-delay product over two swept parameters (minimum over any other parameters)."""
+    fig, ax = _axes(ax, (6.5, 4.8))
+    table = results.summary.pivot_table(index=y, columns=x, values=R.EDP, aggfunc="min")
+    values = table.to_numpy(dtype=float)
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="magma_r")
+    ax.set_xticks(np.arange(values.shape[1]), [str(v) for v in table.columns])
+    ax.set_yticks(np.arange(values.shape[0]), [str(v) for v in table.index])
+    ax.set_xlabel(short(x))
+    ax.set_ylabel(short(y))
+    high, low = np.nanmax(values), np.nanmin(values)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                color="white" if v > low + 0.5 * (high - low) else "black")
+    fig.colorbar(image, ax=ax, label="energy × delay (µJ·µs)")
+    others = [p for p in results.parameters if p not in (x, y)]
+    note = f"\n(best over {', '.join(short(p) for p in others)})" if others else ""
+    ax.set_title(f"Energy-delay product{note}", fontsize=10)
+    return fig
+
+
+def plot_accuracy_vs_energy(results: R.Results, by: str | None = None,
+                            ax: Axes | None = None) -> Figure:
+    """Accuracy vs energy per inference across a sweep (e.g. over timesteps), one line per
+    value of ``by`` (e.g. the model), each point labelled with the other parameters."""
+    fig, ax = _axes(ax, (7.0, 4.5))
+    s = results.summary
+    groups = [(None, s)] if by is None else list(s.groupby(by, sort=False))
+    labels = [p for p in results.parameters if p != by]
+    for value, g in groups:
+        g = g.sort_values(R.ENERGY_UJ)
+        ax.plot(g[R.ENERGY_UJ], 100 * g[R.ACCURACY], "-o",
+                label=None if by is None else f"{short(by)}={value}")
+        for _, row in g.iterrows():
+            ax.annotate(_point_label(row, labels), (row[R.ENERGY_UJ], 100 * row[R.ACCURACY]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel("energy per inference (µJ)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy vs energy", fontsize=10)
+    if by is not None:
+        ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def save(fig: Figure, folder: Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.svg``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths
+
+
+def _swept(results: R.Results) -> list[str]:
+    """Parameters that take more than one value, in sweep order."""
+    return [p for p in results.parameters if results.summary[p].nunique() > 1]
+
+
+def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
+    """Every figure that fits the results: breakdowns of a run (or of the sweep point with the
+    lowest energy-delay product), and for a sweep the Pareto plot, the EDP heatmap over the
+    first two swept numeric parameters and, when timesteps are swept, accuracy vs energy."""
+    folder = Path(out) if out is not None else results.folder / FIGURES_DIR
+    written: list[Path] = []
+    point = None
+    if results.is_sweep:
+        point = int(results.summary.loc[results.summary[R.EDP].idxmin(), R.POINT])
+    written += save(plot_energy_breakdown(results, point), folder, "energy_breakdown")
+    written += save(plot_spike_rates(results, point), folder, "spike_rates")
+    written += save(plot_latency(results, point), folder, "latency")
+    if not results.is_sweep:
+        return written
+    swept = _swept(results)
+    if len(results.summary) > 1:
+        written += save(plot_pareto(results), folder, "pareto")
+    numeric = [p for p in swept if pd.api.types.is_numeric_dtype(results.summary[p])]
+    if len(numeric) >= 2:
+        written += save(plot_edp_heatmap(results, numeric[0], numeric[1]), folder, "edp_heatmap")
+    timesteps = [p for p in swept if p.endswith("timesteps")]
+    if timesteps:
+        others = [p for p in swept if p not in timesteps]
+        written += save(plot_accuracy_vs_energy(results, by=others[0] if others else None),
+                        folder, "accuracy_vs_energy")
+    return written

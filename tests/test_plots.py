@@ -1,0 +1,96 @@
+"""Figures render from real result folders and contain the artists they promise."""
+
+from __future__ import annotations
+
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.image import AxesImage
+from scenario_support import save_tiny_model, use_fake_chip, write_scenario
+
+from accelsim import plots as P
+from accelsim import results as R
+from accelsim import runner
+from accelsim.columns import ENERGY_COMPONENTS
+
+SWEEP = """\
+name: sweep
+model: tiny
+data: {images: 6}
+sweep:
+  grid:
+    hardware.overrides.tile.accumulate_units: [1, 4]
+    simulation.timesteps: [1, 2, 3]
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_results(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    use_fake_chip(mp)
+    tmp = tmp_path_factory.mktemp("plots")
+    (tmp / "trained_models").mkdir()
+    save_tiny_model(tmp / "trained_models")
+    with mp.context() as m:
+        m.chdir(tmp)
+        runner.run(write_scenario(tmp, SWEEP), out=tmp / "out", scheduler=runner.SERIAL,
+                   progress=False)
+    mp.undo()
+    return R.load(tmp / "out")
+
+
+def test_energy_breakdown_stacks_every_component_beside_the_estimate(sweep_results):
+    fig = P.plot_energy_breakdown(sweep_results, point=0)
+    ax = fig.axes[0]
+    n_layers = len(R.energy_by_layer(sweep_results, 0))
+    assert len(ax.patches) == n_layers * (len(ENERGY_COMPONENTS) + 1)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "compute-only estimate" in labels and "weight sram" in labels
+    tops = {}
+    for bar in ax.patches[: n_layers * len(ENERGY_COMPONENTS)]:
+        x = round(bar.get_x(), 6)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    totals = R.energy_by_layer(sweep_results, 0)[list(R.COMPONENT_UJ)].sum(axis=1)
+    assert sorted(tops.values()) == pytest.approx(sorted(totals))
+
+
+def test_spike_rates_and_latency(sweep_results):
+    fig = P.plot_spike_rates(sweep_results, point=1)
+    rates = R.spike_rates(sweep_results, 1)
+    assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx(list(rates))
+    fig = P.plot_latency(sweep_results, point=1)
+    (image,) = [a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)]
+    assert image.get_array().shape == R.latency_by_layer(sweep_results, 1).shape
+
+
+def test_pareto_marks_and_labels_the_front(sweep_results):
+    fig = P.plot_pareto(sweep_results)
+    ax = fig.axes[0]
+    s = sweep_results.summary
+    front = R.pareto_front(s[R.ENERGY_UJ], s[R.LATENCY_US])
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "Pareto front"]
+    assert len(line.get_xdata()) == front.sum()
+    (dominated,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(dominated.get_offsets()) == (~front).sum()
+    assert len(ax.texts) == front.sum() and "accumulate_units=" in ax.texts[0].get_text()
+
+
+def test_edp_heatmap_and_accuracy_vs_energy(sweep_results):
+    units = "hardware.overrides.tile.accumulate_units"
+    fig = P.plot_edp_heatmap(sweep_results, units, "simulation.timesteps")
+    (image,) = [a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)]
+    assert image.get_array().shape == (3, 2) and len(fig.axes[0].texts) == 6
+    s = sweep_results.summary
+    best = s[(s[units] == 4) & (s["simulation.timesteps"] == 1)][R.EDP].iloc[0]
+    assert image.get_array()[0, 1] == pytest.approx(best)
+    fig = P.plot_accuracy_vs_energy(sweep_results, by=units)
+    assert len(fig.axes[0].get_lines()) == 2
+
+
+def test_make_plots_writes_png_and_svg(sweep_results, tmp_path):
+    written = P.make_plots(sweep_results, tmp_path)
+    names = {p.name for p in written}
+    for stem in ("energy_breakdown", "spike_rates", "latency", "pareto", "edp_heatmap",
+                 "accuracy_vs_energy"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

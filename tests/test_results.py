@@ -1,0 +1,122 @@
+"""Result folders and breakdowns: hand-computed golden cases and a Pareto property test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim import columns as C
+from accelsim import results as R
+
+
+def _layers() -> pd.DataFrame:
+    """2 images x 2 layers (a, out) x 2 timesteps with round numbers."""
+    rows = []
+    for image in (0, 1):
+        for layer, neurons in (("a", 4), ("out", 2)):
+            for t in (1, 2):
+                row = {C.IMAGE: image, C.LAYER: layer, C.TIMESTEP: t, C.NEURONS: neurons,
+                       C.SPIKES_OUT: (image + t) if layer == "a" else 0,
+                       C.CYCLES: 10 * t + image, C.DRAM_READ_BYTES: 8,
+                       C.COMPUTE_ONLY_SNN: 1e6, C.COMPUTE_ONLY_ANN: 2e6}
+                for col in C.ENERGY_COLUMNS:
+                    row[col] = 0.0
+                row["energy_accumulate_pj"] = 1e6 * (2 if layer == "a" else 1)
+                row["energy_dram_pj"] = 5e5
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _images() -> pd.DataFrame:
+    return pd.DataFrame({C.IMAGE: [0, 1], C.PREDICTION: [3, 4], C.LABEL: [3, 5],
+                         C.CORRECT: [True, False], C.TOTAL_CYCLES: [100, 140],
+                         C.LATENCY_US: [0.2, 0.28], C.ENERGY_UJ: [9.0, 9.0]})
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    layers, images = _layers(), _images()
+    tables = {"layers": layers, "images": images,
+              "mapping": pd.DataFrame({C.LAYER: ["a", "out"], C.TILE: [0, 1]}),
+              "summary": R.summarise(layers, images, timesteps=2)}
+    return R.write_run(tmp_path / "run", tables, {"model": "m"}, {"key": "k"})
+
+
+def test_summary_is_per_inference(run_dir):
+    row = R.load(run_dir).summary.iloc[0]
+    assert row[R.ACCURACY] == 0.5 and row[R.NUM_IMAGES] == 2
+    assert row[R.LATENCY_CYCLES] == 120 and row[R.LATENCY_US] == pytest.approx(0.24)
+    assert row[R.ENERGY_UJ] == 9.0 and row[R.EDP] == pytest.approx(9.0 * 0.24)
+    # 8 rows of 1e6 pJ over 2 images = 4 µJ per inference; ANN twice that
+    assert row[R.COMPUTE_ONLY_SNN_UJ] == 4.0 and row[R.COMPUTE_ONLY_ANN_UJ] == 8.0
+    assert row[R.FULL_TO_COMPUTE_ONLY] == pytest.approx(9.0 / 4.0)
+    # spikes of layer a: image 0 -> 1 + 2, image 1 -> 2 + 3; mean 4
+    assert row[R.SPIKES] == 4.0 and row[R.DRAM_BYTES] == 32.0
+    assert row["energy_accumulate_uj"] == 6.0 and row["energy_dram_uj"] == 2.0
+
+
+def test_round_trip_keeps_tables_and_adds_the_point_column(run_dir):
+    res = R.load(run_dir)
+    assert not res.is_sweep and list(res.summary[R.POINT]) == [0]
+    pd.testing.assert_frame_equal(res.layers.drop(columns=R.POINT), _layers())
+    assert res.scenarios == ({"model": "m"},) and res.meta == ({"key": "k"},)
+    assert (run_dir / "layers.csv").is_file() and not list(run_dir.parent.glob(".tmp-*"))
+
+
+def test_energy_by_layer(run_dir):
+    table = R.energy_by_layer(R.load(run_dir))
+    assert list(table.index) == ["a", "out"]
+    # 2 images x 2 timesteps x 2e6 pJ, per image: 4 µJ
+    assert table.loc["a", "energy_accumulate_uj"] == 4.0
+    assert table.loc["out", "energy_accumulate_uj"] == 2.0
+    assert table.loc["a", "energy_dram_uj"] == 1.0
+    assert table.loc["a", R.COMPUTE_ONLY_SNN_UJ] == 2.0
+
+
+def test_latency_and_spike_rates_and_ratio(run_dir):
+    res = R.load(run_dir)
+    lat = R.latency_by_layer(res)
+    assert lat.loc["a", 1] == 10.5 and lat.loc["out", 2] == 20.5
+    rates = R.spike_rates(res)
+    assert list(rates.index) == ["a"]  # the output layer does not spike
+    assert rates["a"] == pytest.approx(((1 + 2) / 4 + (2 + 3) / 4) / 2)
+    ratio = R.compute_only_ratio(res)
+    assert ratio["a"] == pytest.approx(2.5) and ratio["out"] == pytest.approx(1.5)
+    assert ratio["total"] == pytest.approx(4.0 / 2.0)
+
+
+def test_load_refuses_a_foreign_folder(tmp_path):
+    with pytest.raises(R.ResultsError, match="neither sweep.parquet nor summary.parquet"):
+        R.load(tmp_path)
+
+
+def test_rewriting_a_run_replaces_it_whole(run_dir):
+    R.write_run(run_dir, {"layers": _layers().head(4), "images": _images(),
+                          "mapping": pd.DataFrame({C.LAYER: ["a"]}),
+                          "summary": R.summarise(_layers(), _images(), 2)}, {}, {"key": "k2"},
+                csv=False)
+    assert R.read_meta(run_dir) == {"key": "k2"} and not (run_dir / "layers.csv").exists()
+    assert [p.name for p in run_dir.parent.iterdir()] == ["run"]
+
+
+def test_pareto_front_golden():
+    energy = np.array([1.0, 2.0, 3.0, 1.0, 2.5])
+    latency = np.array([5.0, 2.0, 1.0, 6.0, 2.5])
+    assert R.pareto_front(energy, latency).tolist() == [True, True, True, False, False]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=12))
+def test_pareto_front_property(points):
+    energy = np.array([p[0] for p in points], float)
+    latency = np.array([p[1] for p in points], float)
+    front = R.pareto_front(energy, latency)
+    assert front.any()  # the minimum-energy, then minimum-latency point is never dominated
+    for i in range(len(points)):
+        beaten = any(energy[j] <= energy[i] and latency[j] <= latency[i]
+                     and (energy[j], latency[j]) != (energy[i], latency[i])
+                     for j in range(len(points)))
+        assert front[i] == (not beaten)
