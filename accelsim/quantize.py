@@ -1,0 +1,226 @@
+"""Fixed-point arithmetic of the spiking core, and its PyTorch reference.
+
+The arithmetic, per network (``Quantization`` gives the bit widths):
+
+- Input: ``x_q = clip(round(x / s_x), -Q_in, Q_in)`` with ``Q_in = 2**(input_bits-1) - 1`` and
+  ``s_x`` fixed by the normalisation (the largest |value| a pixel in [0, 1] can take, over
+  channels, divided by ``Q_in``), so it never depends on the images being run.
+- Weights: each layer ``l`` has one membrane unit. Its weighted projections ``p`` (conv, linear;
+  average pool ``P_p``) share the scale ``m_l = max_p max|W_p| / (P_p**2 * Q_w)`` (symmetric
+  max-abs, ``Q_w = 2**(weight_bits-1) - 1``), and ``q_p = round(W_p / (P_p**2 * m_l))``. A spike
+  of a pooled source adds the integer ``q_p`` to each target its pooled cell reaches: the
+  ``1/P**2`` is folded into the unit (so into the threshold), and pooling is exact in integers.
+  A layer fed by the analog input has unit ``U_l = m_l * s_x`` (its current is ``sum q * x_q``,
+  computed once per image); a layer fed by spikes has ``U_l = m_l``.
+- Shortcuts: an identity projection adds ``round(1 / (P**2 * U_l))`` per spike; a 1x1 conv
+  shortcut is a weighted projection above, so both land in the receiving layer's units.
+- Threshold ``V_l = max(1, round(v_l / U_l))``; leak multiplier ``L_l = round(lambda_l *
+  2**leak_bits)``; membrane bounds ``lo, hi = -2**(membrane_bits-1), 2**(membrane_bits-1) - 1``.
+- Each timestep, layer by layer: the current ``I`` of all input spikes accumulates in a wide
+  (int64) accumulator; then ``u = sat(floor(u * L / 2**leak_bits) + I)`` (floor = arithmetic
+  shift right), ``o = u > V``, ``u -= V * o``. The output layer: ``u = sat(u + I)``.
+- Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
+  the prediction is its argmax.
+
+:func:`reference_forward` computes the same arithmetic with PyTorch on float64 tensors holding
+integers (exact below 2**53): dense convolutions of sum-pooled spike maps, so it shares nothing
+with the event-driven kernels but the definitions above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from accelsim import kernels as k
+from accelsim.functional import CoreTables, FunctionalResult, build_tables, run_tables
+from accelsim.network import INPUT, Network
+
+
+class Quantization(BaseModel):
+    """Bit widths of the fixed-point arithmetic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight_bits: int = Field(8, ge=2, le=16, description="signed weight width")
+    membrane_bits: int = Field(24, ge=8, le=48, description="signed membrane width (saturating)")
+    leak_bits: int = Field(12, ge=1, le=24, description="fractional bits of the leak multiplier")
+    input_bits: int = Field(8, ge=2, le=16, description="signed width of the analog input")
+
+
+@dataclass(frozen=True)
+class QuantisedNetwork:
+    """A network's integers: what the kernels run and what the reference recomputes."""
+
+    network: Network
+    quantization: Quantization
+    input_scale: float
+    units: dict[str, float]            # membrane unit U_l per layer (real value of 1)
+    weights: dict[str, np.ndarray]     # integer weights per weight name, torch layout (int64)
+    increments: dict[tuple[str, int], int]  # identity projections: (layer, index) -> increment
+    thresholds: dict[str, int]
+    leaks: dict[str, int]
+    lo: int
+    hi: int
+
+    @property
+    def input_max(self) -> int:
+        return 2 ** (self.quantization.input_bits - 1) - 1
+
+    def quantise_input(self, images: np.ndarray) -> np.ndarray:
+        """Normalised float images to the integer input (same shape, int64)."""
+        q = np.rint(np.asarray(images, dtype=np.float64) / self.input_scale)
+        return np.clip(q, -self.input_max, self.input_max).astype(np.int64)
+
+
+def quantise_network(network: Network, quantization: Quantization | None = None
+                     ) -> QuantisedNetwork:
+    """Quantise weights, thresholds, leaks and the input scale (module docstring)."""
+    q = quantization or Quantization()
+    q_w = 2 ** (q.weight_bits - 1) - 1
+    q_in = 2 ** (q.input_bits - 1) - 1
+    lo, hi = -(2 ** (q.membrane_bits - 1)), 2 ** (q.membrane_bits - 1) - 1
+    mean = np.asarray(network.input_mean, dtype=np.float64)
+    std = np.asarray(network.input_std, dtype=np.float64)
+    input_scale = float(np.max(np.maximum(np.abs(-mean / std), np.abs((1.0 - mean) / std)))) / q_in
+    units: dict[str, float] = {}
+    weights: dict[str, np.ndarray] = {}
+    increments: dict[tuple[str, int], int] = {}
+    thresholds: dict[str, int] = {}
+    leaks: dict[str, int] = {}
+    for layer in network.layers:
+        fed = {p.source == INPUT for p in layer.inputs}
+        if len(fed) > 1:
+            raise ValueError(f"layer {layer.name!r} mixes the analog input with spiking sources; "
+                             "fixed arithmetic needs one unit per layer: feed it from one kind")
+        weighted = [p for p in layer.inputs if p.weight is not None]
+        m = max((float(np.max(np.abs(network.weights[p.weight]))) / (p.pool ** 2 * q_w)
+                 for p in weighted), default=0.0)
+        if m == 0.0:
+            m = 1.0 / q_w  # all-zero weights: any unit represents them exactly
+        unit = m * input_scale if fed == {True} else m
+        units[layer.name] = unit
+        for j, p in enumerate(layer.inputs):
+            if p.weight is None:
+                inc = int(round(1.0 / (p.pool ** 2 * unit)))
+                if inc > hi:
+                    raise ValueError(f"layer {layer.name!r}: the identity shortcut adds {inc} "
+                                     f"per spike, beyond membrane_bits={q.membrane_bits}; "
+                                     "raise membrane_bits")
+                increments[(layer.name, j)] = inc
+                continue
+            w = np.asarray(network.weights[p.weight], dtype=np.float64)
+            weights[p.weight] = np.clip(np.rint(w / (p.pool ** 2 * m)), -q_w, q_w).astype(
+                np.int64)
+        if layer.kind == "spiking":
+            v = max(1, int(round(layer.threshold / unit)))
+            if v > hi:
+                raise ValueError(f"layer {layer.name!r}: threshold {layer.threshold} is {v} "
+                                 f"membrane units, beyond membrane_bits={q.membrane_bits}; raise "
+                                 "membrane_bits or weight_bits")
+            thresholds[layer.name] = v
+            leaks[layer.name] = int(round(layer.leak * 2 ** q.leak_bits))
+    return QuantisedNetwork(network=network, quantization=q, input_scale=input_scale,
+                            units=units, weights=weights, increments=increments,
+                            thresholds=thresholds, leaks=leaks, lo=lo, hi=hi)
+
+
+def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
+    """The kernels' tables with int64 weights, thresholds and leak multipliers."""
+    net = qnet.network
+    tables = build_tables(net, timesteps)
+    weights = np.zeros(tables.weights.shape[0], dtype=np.int64)
+    p_row = 0
+    for layer in net.layers:
+        for j, p in enumerate(layer.inputs):
+            off = tables.projs[p_row, k.P_W_OFF]
+            p_row += 1
+            if p.weight is None:
+                weights[off] = qnet.increments[(layer.name, j)]
+                continue
+            w = qnet.weights[p.weight]
+            kw = w.transpose(1, 2, 3, 0) if p.op == "conv" else w.T
+            weights[off:off + w.size] = kw.ravel()
+    leaks = np.array([qnet.leaks.get(la.name, 0) for la in net.layers], dtype=np.int64)
+    thresholds = np.array([qnet.thresholds.get(la.name, 1) for la in net.layers], dtype=np.int64)
+    return dataclasses.replace(tables, weights=weights, leaks=leaks, thresholds=thresholds,
+                               leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi)
+
+
+def run_fixed(network: Network, x: np.ndarray, timesteps: int,
+              quantization: Quantization | None, record_spikes: bool) -> FunctionalResult:
+    """:func:`accelsim.functional.run` in fixed arithmetic (``x``: float64 flat image rows)."""
+    qnet = quantise_network(network, quantization)
+    tables = fixed_tables(qnet, timesteps)
+    result = run_tables(tables, qnet.quantise_input(x), timesteps, record_spikes)
+    unit = qnet.units[network.layers[-1].name]
+    return dataclasses.replace(result, output=result.output.astype(np.float64) * unit)
+
+
+@dataclass(frozen=True)
+class ReferenceOutput:
+    """What :func:`reference_forward` yields."""
+
+    output: np.ndarray                    # float64 (images, classes): integer membrane * unit
+    predictions: np.ndarray               # int64 (images,)
+    spike_counts: dict[str, np.ndarray]   # per spiking layer, int64 (images, T)
+    spikes: dict[str, list[np.ndarray]]   # per spiking layer, per t, bool (images, neurons)
+
+    def spike_indices(self, layer: str, image: int, t: int) -> np.ndarray:
+        return np.flatnonzero(self.spikes[layer][t][image]).astype(np.int32)
+
+
+def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
+                      timesteps: int) -> ReferenceOutput:
+    """The fixed arithmetic with dense PyTorch ops on float64 tensors holding integers."""
+    import torch
+    import torch.nn.functional as F
+
+    net = qnet.network
+    x = torch.from_numpy(qnet.quantise_input(images).astype(np.float64))
+    w = {name: torch.from_numpy(v.astype(np.float64)) for name, v in qnet.weights.items()}
+    lo, hi = float(qnet.lo), float(qnet.hi)
+    scale = float(2 ** qnet.quantization.leak_bits)
+    membranes: dict[str, torch.Tensor | float] = {la.name: 0.0 for la in net.layers}
+    spikes: dict[str, list[np.ndarray]] = {la.name: [] for la in net.layers
+                                           if la.kind == "spiking"}
+    with torch.no_grad():
+        for _ in range(timesteps):
+            out = {INPUT: x}
+            for layer in net.layers:
+                current: torch.Tensor | float = 0.0
+                for j, p in enumerate(layer.inputs):
+                    src = out[p.source]
+                    if p.pool > 1:  # sum pool: each spike adds its integer weight once
+                        src = F.avg_pool2d(src, p.pool, divisor_override=1)
+                    if p.op == "identity":
+                        term = src * float(qnet.increments[(layer.name, j)])
+                    elif p.op == "conv":
+                        term = F.conv2d(src, w[p.weight], stride=p.stride, padding=p.padding)
+                    else:
+                        term = F.linear(src.flatten(1), w[p.weight])
+                    current = current + term
+                if layer.kind == "output":
+                    membranes[layer.name] = torch.clamp(membranes[layer.name] + current, lo, hi)
+                    continue
+                u = membranes[layer.name]
+                leaked = (torch.floor(u * float(qnet.leaks[layer.name]) / scale)
+                          if isinstance(u, torch.Tensor) else 0.0)
+                u = leaked + current
+                u = torch.clamp(u, lo, hi)
+                o = (u > qnet.thresholds[layer.name]).to(torch.float64)
+                membranes[layer.name] = u - qnet.thresholds[layer.name] * o
+                out[layer.name] = o
+                spikes[layer.name].append(o.flatten(1).numpy() > 0)
+    last = membranes[net.layers[-1].name]
+    assert isinstance(last, torch.Tensor)
+    integer = last.numpy()
+    return ReferenceOutput(
+        output=integer * qnet.units[net.layers[-1].name],
+        predictions=np.argmax(integer, axis=1).astype(np.int64),
+        spike_counts={n: np.stack([s.sum(1) for s in v], axis=1).astype(np.int64)
+                      for n, v in spikes.items()},
+        spikes=spikes)

@@ -1,0 +1,84 @@
+"""Speed of the event-driven core against the batched PyTorch SNN forward, same threads.
+
+Runs the shipped mnist5k VGG9 and VGG16 (random-weight stand-ins of the same shape, thresholds
+calibrated layer by layer so that every layer spikes, when the trained files are absent) on the
+same test images at T=5 and prints images/s of both, their ratio and synaptic events per second.
+
+    .venv/bin/python analysis/bench_core.py [--images 256] [--width 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+
+from accelsim import columns as col
+from accelsim.data import load_images, normalise
+from accelsim.functional import run
+from accelsim.modelfile import load_model
+from accelsim.torch_snn import SpikingNetwork
+
+ROOT = Path(__file__).resolve().parents[1]
+T = 5
+
+
+def _network(arch: str, images: np.ndarray, width: float):
+    path = ROOT / "trained_models" / f"mnist5k-{arch}.json"
+    if path.is_file():
+        return load_model(path), "trained"
+    sys.path.insert(0, str(ROOT / "tests"))
+    from naive import calibrated_network
+
+    return calibrated_network(arch, (1, 32, 32), width, 0, images[:64], T), "random stand-in"
+
+
+def _best(fn, repeats: int = 3) -> float:
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--width", type=float, default=0.25, help="stand-in width")
+    args = parser.parse_args()
+    threads = numba.get_num_threads()
+    torch.set_num_threads(threads)
+    test = load_images("mnist5k", "test", size=32)
+    for arch in ("vgg9", "vgg16"):
+        raw = test.images[:args.images]
+        net, kind = _network(arch, normalise(raw, (0.5,), (0.5,)), args.width)
+        x = np.asarray(normalise(raw, net.input_mean, net.input_std), dtype=np.float64)
+        result = run(net, x[:2])  # compile (cached after the first process)
+        core_s = _best(lambda: run(net, x))  # noqa: B023
+        result = run(net, x)
+        module = SpikingNetwork.from_network(net).eval()
+        xt = torch.from_numpy(x.astype(np.float32))
+
+        def torch_forward(module=module, xt=xt):
+            with torch.no_grad():
+                module.forward_snn(xt, T)
+
+        torch_s = _best(torch_forward)
+        events = int(result.counts[col.SYNAPTIC_OPS].sum())
+        n = len(x)
+        print(f"{net.name} ({arch}, {kind}), {n} images, T={T}, {threads} threads")
+        print(f"  event-driven core : {n / core_s:9.1f} images/s")
+        print(f"  PyTorch SNN (fp32): {n / torch_s:9.1f} images/s")
+        print(f"  ratio core/torch  : {torch_s / core_s:9.2f}")
+        print(f"  synaptic events/s : {events / core_s:9.3e} "
+              f"({events / n:.3e} per image, {int(result.counts[col.MACS].sum()) / n:.3e} MACs)")
+
+
+if __name__ == "__main__":
+    main()

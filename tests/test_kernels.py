@@ -1,0 +1,171 @@
+"""The numba kernels against the plain-numpy oracles of ``tests/naive.py``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import naive  # tests/naive.py: pytest puts tests/ on sys.path
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim import kernels as k
+from accelsim.functional import kernel_weights
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+@st.composite
+def conv_cases(draw):
+    """A small conv projection (pooled or not) with a random spike subset of its source."""
+    pool = draw(st.sampled_from([1, 1, 2]))
+    c_in = draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kernel = draw(st.integers(1, 4))
+    padding = draw(st.integers(0, kernel))
+    stride = draw(st.integers(1, 3))
+    if ph + 2 * padding < kernel or pw + 2 * padding < kernel:
+        padding = kernel
+    c_out = draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2**31 - 1))
+    return pool, c_in, ph * pool, pw * pool, kernel, padding, stride, c_out, seed
+
+
+def _spikes(rng: np.random.Generator, n: int) -> np.ndarray:
+    mask = rng.random(n) < rng.uniform(0.0, 1.0)
+    return np.flatnonzero(mask).astype(np.int32)
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
+    pool, c_in, h, w, kernel, padding, stride, c_out, seed = case
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(c_out, c_in, kernel, kernel))
+    spikes = _spikes(rng, c_in * h * w)
+    ho = naive.conv_out_size(h // pool, kernel, stride, padding)
+    wo = naive.conv_out_size(w // pool, kernel, stride, padding)
+    current = np.zeros(c_out * ho * wo)
+    touched = np.zeros(c_out * ho * wo, dtype=np.uint8)
+    ops = k.conv_scatter(spikes, len(spikes), c_in, h, w, pool, c_out, ho, wo, kernel, stride,
+                         padding, kernel_weights("conv", weights, pool), 0, current, touched)
+
+    source = naive.spike_map(spikes, (c_in, h, w))
+    expected = naive.conv(naive.avg_pool(source, pool), weights, stride, padding)
+    np.testing.assert_allclose(current, naive.chw_to_hwc(expected), rtol=1e-12, atol=1e-12)
+    # Closed form: accumulations = sum over input spikes of each spike's fan-out (borders too).
+    fanout = naive.pooled_fanout(naive.conv_fanout(c_in, h // pool, w // pool, c_out, kernel,
+                                                   stride, padding), pool)
+    assert ops == int(fanout.ravel()[spikes].sum())
+    reached = naive.conv(naive.avg_pool(source, pool), np.ones_like(weights), stride, padding)
+    np.testing.assert_array_equal(touched, naive.chw_to_hwc(reached > 0).astype(np.uint8))
+
+
+@SETTINGS
+@given(st.sampled_from([1, 2]), st.integers(1, 3), st.integers(1, 3), st.integers(1, 6),
+       st.integers(0, 2**31 - 1))
+def test_linear_scatter_matches_matrix_product(pool, c, half, n_out, seed):
+    rng = np.random.default_rng(seed)
+    h = w = half * pool
+    weights = rng.normal(size=(n_out, c * (h // pool) * (w // pool)))
+    spikes = _spikes(rng, c * h * w)
+    current = np.zeros(n_out)
+    touched = np.zeros(n_out, dtype=np.uint8)
+    ops = k.linear_scatter(spikes, len(spikes), h, w, pool, n_out,
+                           kernel_weights("linear", weights, pool), 0, current, touched)
+    pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
+    np.testing.assert_allclose(current, weights @ pooled.ravel(), rtol=1e-12, atol=1e-12)
+    assert ops == len(spikes) * n_out
+    assert touched.sum() == (n_out if len(spikes) else 0)
+
+
+@SETTINGS
+@given(st.sampled_from([1, 2, 3]), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+       st.integers(0, 2**31 - 1))
+def test_identity_scatter_adds_the_pooled_spike_map(pool, c, ph, pw, seed):
+    rng = np.random.default_rng(seed)
+    h, w = ph * pool, pw * pool
+    spikes = _spikes(rng, c * h * w)
+    current = np.zeros(c * ph * pw)
+    touched = np.zeros(c * ph * pw, dtype=np.uint8)
+    ops = k.identity_scatter(spikes, len(spikes), h, w, pool, c, pw, 1.0 / pool**2, current,
+                             touched)
+    pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
+    np.testing.assert_allclose(current, naive.chw_to_hwc(pooled), rtol=1e-12, atol=1e-15)
+    assert ops == len(spikes)
+    np.testing.assert_array_equal(touched, naive.chw_to_hwc(pooled > 0).astype(np.uint8))
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.floats(0.0, 1.0),
+       st.floats(0.05, 2.0), st.integers(0, 2**31 - 1))
+def test_lif_step_matches_naive_and_clears_the_step(c, h, w, leak, threshold, seed):
+    rng = np.random.default_rng(seed)
+    n = c * h * w
+    u0 = rng.normal(size=(c, h, w))
+    i0 = rng.normal(size=(c, h, w))
+    touched0 = (rng.random((c, h, w)) < 0.5).astype(np.uint8)
+    membrane, current = naive.chw_to_hwc(u0), naive.chw_to_hwc(i0)
+    touched = naive.chw_to_hwc(touched0)
+    out = np.full(n, -1, dtype=np.int32)
+    n_spikes, active = k.lif_step(current, membrane, touched, c, h, w, leak, 0, threshold,
+                                  -np.inf, np.inf, out)
+    u_expected, fired = naive.lif(u0.ravel(), i0.ravel(), leak, threshold)
+    np.testing.assert_array_equal(out[:n_spikes], fired)  # ascending CHW indices
+    np.testing.assert_array_equal(membrane, naive.chw_to_hwc(u_expected.reshape(c, h, w)))
+    assert active == touched0.sum()
+    assert not current.any() and not touched.any()
+
+
+def test_accumulate_step_sums_without_leak_or_threshold():
+    membrane = np.array([1.0, -2.0, 5.0])
+    current = np.array([10.0, 0.0, -1.0])
+    touched = np.array([1, 0, 1], dtype=np.uint8)
+    assert k.accumulate_step(current, membrane, touched, -np.inf, np.inf) == 2
+    np.testing.assert_array_equal(membrane, [11.0, -2.0, 4.0])
+    assert not current.any() and not touched.any()
+
+
+@SETTINGS
+@given(conv_cases())
+def test_dense_conv_matches_naive_and_counts_real_taps(case):
+    _, c_in, h, w, kernel, padding, stride, c_out, seed = case
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(c_out, c_in, kernel, kernel))
+    x = rng.normal(size=(c_in, h, w))
+    ho = naive.conv_out_size(h, kernel, stride, padding)
+    wo = naive.conv_out_size(w, kernel, stride, padding)
+    current = np.zeros(c_out * ho * wo)
+    macs = k.dense_conv(x.ravel(), c_in, h, w, c_out, ho, wo, kernel, stride, padding,
+                        kernel_weights("conv", weights, 1), 0, current)
+    np.testing.assert_allclose(current, naive.chw_to_hwc(naive.conv(x, weights, stride, padding)),
+                               rtol=1e-12, atol=1e-12)
+    assert macs == naive.conv_real_taps(c_in, h, w, c_out, kernel, stride, padding)
+    if padding == 0:
+        assert macs == c_out * ho * wo * c_in * kernel * kernel
+
+
+def test_dense_linear_matches_matrix_product():
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(4, 7))
+    x = rng.normal(size=7)
+    current = np.zeros(4)
+    assert k.dense_linear(x, 7, 4, kernel_weights("linear", weights, 1), 0, current) == 28
+    np.testing.assert_allclose(current, weights @ x, rtol=1e-12)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1",
+                    reason="already running without the JIT")
+def test_kernels_pass_as_plain_python():
+    """The same tests with NUMBA_DISABLE_JIT=1, so that coverage sees the kernel code."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           str(root / "tests" / "test_kernels.py"),
+                           str(root / "tests" / "test_functional.py"), "-k", "not torch"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
