@@ -46,3 +46,26 @@ CORRECT = "correct"
 TOTAL_CYCLES = "total_cycles"
 LATENCY_US = "latency_us"
 ENERGY_UJ = "energy_uj"
+
+# -- mapping table (accelsim.mapping) ------------------------------------------------------
+TILES = "tiles"
+FIRST_TILE = "first_tile"
+NEURONS_PER_TILE = "neurons_per_tile"
+WEIGHT_BITS_PER_TILE = "weight_bits_per_tile"
+SRAM_UTILISATION = "sram_utilisation"
+SPILLED_BYTES = "spilled_bytes"
+
+# -- chip counters used by pricing (accelsim.chip) ----------------------------------------
+NOC_HOPS_X = "noc_hops_x"
+NOC_HOPS_Y = "noc_hops_y"
+DRAM_READ_BITS = "dram_read_bits"
+STATIC_CYCLES = "static_cycles"  # powered tiles x wall cycles charged to this row
+NOC_PACKETS_IN = "noc_packets_in"
+END_CYCLE = "end_cycle"
+
+CHIP_COUNTERS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTIC_OPS, MACS,
+                 NEURON_UPDATES, ACTIVE_NEURON_UPDATES, WEIGHT_SRAM_READ_BITS,
+                 MEMBRANE_READ_BITS, MEMBRANE_WRITE_BITS, QUEUE_PEAK, NOC_PACKETS, NOC_HOPS,
+                 NOC_HOPS_X, NOC_HOPS_Y, DRAM_READ_BITS, DRAM_READ_BYTES, CYCLES, BUSY_CYCLES,
+                 STALL_CYCLES, STATIC_CYCLES)
+"""Integer counter columns of the chip's per-layer table, before pricing."""

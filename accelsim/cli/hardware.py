@@ -1,1 +1,24 @@
-"""accelsim CLI commands (hardware)."""
+"""accelsim CLI commands (hardware): ``presets``."""
+
+from __future__ import annotations
+
+import typer
+
+from accelsim.cli import app
+from accelsim.hardware import HardwareError, list_presets, load_hardware, to_yaml
+
+
+@app.command()
+def presets(name: str = typer.Argument(None, help="a preset to print as resolved YAML")) -> None:
+    """List the shipped hardware presets, or print one of them in full."""
+    if name is None:
+        rows = list_presets()
+        width = max(len(n) for n, _ in rows)
+        for preset, description in rows:
+            typer.echo(f"{preset:<{width}}  {description}")
+        return
+    try:
+        typer.echo(to_yaml(load_hardware(name)), nl=False)
+    except HardwareError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=2) from exc

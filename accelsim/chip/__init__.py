@@ -1,0 +1,297 @@
+"""The cycle-level chip model: replay a network's spike trains through a mapped tiled chip.
+
+The functional core (:mod:`accelsim.functional`) decides *what* spikes; this package decides
+*when* and *at what cost*, by replaying those spike trains through the hardware. Predictions and
+spike counts are therefore the functional core's by construction.
+
+Timing model (times are integer cycles; the same model in both modes)
+----------------------------------------------------------------------
+Every tile holds one block of one layer (see :mod:`accelsim.mapping`). Per timestep t = 1..T and
+tile d:
+
+1. **MAC** (t = 1, layers fed by the analog input): ``ceil(MACs_d / accumulate_units) *
+   accumulate_latency`` cycles (at least the cycles to read the tile's weights from its SRAM
+   banks, and the DRAM time of spilled weights); the current is kept for every timestep.
+2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
+   time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
+   first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
+   for the barrier); ``finish_k = start_k + service_k`` with ``service = max(1,
+   ceil(synops / accumulate_units) * accumulate_latency, ceil(ceil(SRAM bits / word bits) /
+   banks))``; a packet whose weight rows spilled to DRAM also waits ``dram latency +
+   ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared by time division
+   among the n tiles that spill. Each synaptic op reads and writes the membrane once.
+3. **Fire**: starts at ``max(last finish, inputs done)``, where *inputs done* is the arrival of
+   every source tile's end-of-timestep signal (sent when the source finished firing and
+   injecting; it travels the XY hop latency on side-band wires, without serialisation). Neurons
+   are updated ``neuron_update_units`` at a time, ``neuron_update_latency`` cycles per group, in
+   flat (C, H, W) order; a spike of local neuron i is *ready* at ``fire_start + (i //
+   units + 1) * latency``.
+4. **Send**: a spike becomes one packet per destination tile whose neurons it reaches
+   (consumer layers in network order, tiles in order). The source's output port serves its
+   packets in (ready, neuron, destination) order, ``packet_cycles = ceil(packet bits / link
+   width) * flit_cycles`` each. A packet is *admitted* (its credit taken) at ``inject = max(
+   ready, port free, previous admission at the destination, destination open for t,
+   start_{k-depth})``: the destination's input queue holds ``depth`` packets (admitted, not yet
+   started), so a full queue stalls the sender's port; ``stall_cycles`` counts that wait.
+   The destination is open for t once every source's end-of-timestep signal of t-1 arrived.
+   The head reaches the destination after ``|dx| * hop_x + |dy| * hop_y`` cycles (XY routing);
+   the destination's ejection link is serialised (``packet_cycles`` per packet, in queue order),
+   and the packet has arrived when it has fully passed it.
+
+*Queue order* at a destination is (timestep, ready cycle, source tile, neuron): the order spikes
+were emitted, ties broken by source tile then neuron. Admission, ejection and service all follow
+it, so every quantity above is a max-plus recurrence over packets ordered by that key, and the
+model is deterministic.
+
+Schedules: ``barrier`` starts timestep t+1 on every tile ``barrier_cycles`` after the last tile
+finished timestep t; ``pipelined`` has no global barrier (a tile moves on when its own phases
+and inputs allow).
+
+Not modelled: contention on intermediate mesh links and router buffers (only the injection and
+ejection ports serialise), dynamic DRAM arbitration (time division instead), loading the analog
+image into the first layer's tiles, and overlap of a tile's fire phase with its integration of
+the next timestep.
+
+Modes: ``fast`` evaluates the recurrences phase by phase with numba kernels
+(:mod:`accelsim.chip.fast`); ``reference`` runs them as a SimPy simulation with one event per
+spike per stage (:mod:`accelsim.chip.reference`). Both fill the same :class:`Timeline`; the tests
+demand exact equality.
+
+Per-layer rows (image x layer x timestep): ``cycles`` is the time from the layer's last
+activity of t-1 to its last activity of t (the sum over t is when the layer finished the image);
+``busy_cycles`` and ``stall_cycles`` are summed over the layer's tiles; ``static_cycles`` is the
+layer's tiles x the chip-wide duration of timestep t, so that static energy sums to powered tiles
+x latency. Traffic (packets, hops, stalls) is charged to the sending layer, integration (synaptic
+ops, SRAM and DRAM bits, queue peak) to the receiving layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from accelsim import columns as col
+from accelsim import pricing
+from accelsim.chip.plan import Plan, build_plan
+from accelsim.chip.timeline import Timeline
+from accelsim.hardware import Hardware, load_hardware
+from accelsim.mapping import Mapping, map_network
+from accelsim.network import INPUT, Network
+
+MODES = ("fast", "reference")
+SCHEDULES = ("barrier", "pipelined")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What :func:`simulate` returns; the type never depends on the flags."""
+
+    layers: pd.DataFrame
+    """One row per image x layer x timestep: counters, cycles, energy by component."""
+    images: pd.DataFrame
+    """One row per image: prediction, label, correctness, latency and energy."""
+    mapping: pd.DataFrame
+    """The placement (:meth:`accelsim.mapping.Mapping.table`)."""
+    tiles: pd.DataFrame
+    """One row per image x tile x timestep (empty unless ``per_tile``)."""
+
+
+def _hardware(hardware: Hardware | str | Path) -> Hardware:
+    return hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+
+
+def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = None,
+             hardware: Hardware | str | Path = "45nm-generic", *, timesteps: int | None = None,
+             mode: Literal["fast", "reference"] = "fast",
+             schedule: Literal["barrier", "pipelined"] | None = None,
+             arithmetic: Literal["float", "fixed"] = "float", quantization=None,
+             per_tile: bool = False) -> SimulationResult:
+    """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
+    image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
+
+    ``schedule`` defaults to the hardware's ``schedule.kind``.
+    """
+    from accelsim import functional
+
+    hw = _hardware(hardware)
+    T = network.timesteps if timesteps is None else int(timesteps)
+    result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
+                            quantization=quantization, record_spikes=True)
+    assert result.spikes is not None
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(images),):
+            raise ValueError(f"labels have shape {labels.shape}; expected ({len(images)},), one "
+                             "per image")
+    return replay(network, result.spikes, hw, counts=result.counts,
+                  predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
+                  schedule=schedule, per_tile=per_tile)
+
+
+def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path, *,
+           counts: pd.DataFrame, predictions: np.ndarray, labels: np.ndarray | None = None,
+           timesteps: int, mode: str = "fast", schedule: str | None = None,
+           per_tile: bool = False, mapping: Mapping | None = None,
+           timelines: list[Timeline] | None = None) -> SimulationResult:
+    """Replay recorded spike trains (one dict per image) through the chip.
+
+    ``counts`` is the functional core's count table of those images (neurons, MACs, neuron
+    updates come from it); ``timelines``, when a list, receives each image's :class:`Timeline`.
+    """
+    hw = _hardware(hardware)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    schedule = hw.schedule.kind if schedule is None else schedule
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    mapping = map_network(network, hw) if mapping is None else mapping
+    plan = build_plan(network, hw, mapping)
+    if mode == "fast":
+        from accelsim.chip.fast import run_image
+    else:
+        from accelsim.chip.reference import run_image
+    record = timelines is not None
+    rows, tile_rows, totals = [], [], []
+    for i, trains in enumerate(spikes):
+        tl = run_image(plan, trains, timesteps, schedule, record_packets=record)
+        if record:
+            timelines.append(tl)
+        layer_rows, total = _layer_counters(plan, tl, trains, schedule, timesteps)
+        layer_rows[col.IMAGE] = np.full(len(layer_rows[col.LAYER]), i, dtype=np.int64)
+        rows.append(layer_rows)
+        totals.append(total)
+        if per_tile:
+            tile_rows.append(_tile_rows(plan, tl, i))
+    chip = pd.DataFrame({k: np.concatenate([r[k] for r in rows]) for k in rows[0]}) if rows \
+        else None
+    layers = _merge_counts(chip, counts, network)
+    layers = pricing.compute_only(pricing.price(layers, hw), network)
+    images = _image_table(layers, predictions, labels, np.asarray(totals, dtype=np.int64), hw)
+    tiles = pd.concat(tile_rows, ignore_index=True) if tile_rows else pd.DataFrame(
+        columns=_TILE_COLUMNS)
+    return SimulationResult(layers=layers, images=images, mapping=mapping.table(), tiles=tiles)
+
+
+def _layer_counters(plan: Plan, tl: Timeline, trains: dict, schedule: str, T: int
+                    ) -> tuple[dict[str, np.ndarray], int]:
+    """Per-layer counter columns of one image (rows layer-major, then timestep)."""
+    hw = plan.hardware
+    mb = hw.tile.membrane_bits
+    layers = plan.network.layers
+    chip_end = tl.end.max(axis=1)
+    barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
+    step_end = chip_end + np.where(np.arange(T) < T - 1, barrier, 0)
+    total = int(step_end[-1])
+    duration = np.diff(np.concatenate([[0], step_end]))
+    n_layers = len(layers)
+    # per-layer sums over tiles, (layers, T), by segment reduction over the layer-ordered tiles
+    starts = np.array([tiles[0] for tiles in plan.layer_tiles], dtype=np.int64)
+    n_tiles = np.array([len(tiles) for tiles in plan.layer_tiles], dtype=np.int64)
+
+    def per_layer(a: np.ndarray, how=np.add) -> np.ndarray:
+        return how.reduceat(a, starts, axis=1).T
+
+    synops = per_layer(tl.synops_in)
+    sram = per_layer(tl.sram_bits)
+    dram = per_layer(tl.dram_bits)
+    end = per_layer(tl.end, np.maximum)
+    neurons = np.add.reduceat(plan.tile_neurons, starts)[:, None] * np.ones(T, dtype=np.int64)
+    has_const = np.array([any(p.source == INPUT for p in layer.inputs) for layer in layers])
+    mem_read = synops * mb + neurons * mb + np.where(has_const[:, None], neurons * mb, 0)
+    mem_write = synops * mb + neurons * mb
+    sram[:, 0] += np.add.reduceat(plan.mac_sram_bits, starts)
+    dram[:, 0] += np.add.reduceat(plan.mac_dram_bits, starts)
+    mem_write[:, 0] += np.where(has_const, neurons[:, 0] * mb, 0)
+    spikes_out = np.zeros((n_layers, T), dtype=np.int64)
+    for li, layer in enumerate(layers):
+        if layer.kind == "spiking":
+            spikes_out[li] = trains[layer.name].counts()
+    hx = per_layer(tl.hops_x)
+    hy = per_layer(tl.hops_y)
+    columns = {
+        col.LAYER: np.repeat(np.array([layer.name for layer in layers], dtype=object), T),
+        col.TIMESTEP: np.tile(np.arange(1, T + 1, dtype=np.int64), n_layers),
+        col.SPIKES_OUT: spikes_out,
+        col.SYNAPTIC_OPS: synops,
+        col.WEIGHT_SRAM_READ_BITS: sram,
+        col.MEMBRANE_READ_BITS: mem_read,
+        col.MEMBRANE_WRITE_BITS: mem_write,
+        col.QUEUE_PEAK: per_layer(tl.queue_peak, np.maximum),
+        col.NOC_PACKETS: per_layer(tl.packets_out),
+        col.NOC_HOPS: hx + hy,
+        col.NOC_HOPS_X: hx,
+        col.NOC_HOPS_Y: hy,
+        col.DRAM_READ_BITS: dram,
+        col.DRAM_READ_BYTES: -(-dram // 8),
+        col.CYCLES: np.diff(np.concatenate([np.zeros((n_layers, 1), dtype=np.int64), end],
+                                           axis=1), axis=1),
+        col.BUSY_CYCLES: per_layer(tl.busy),
+        col.STALL_CYCLES: per_layer(tl.stall),
+        col.STATIC_CYCLES: n_tiles[:, None] * duration[None, :],
+    }
+    return {k: np.asarray(v).reshape(-1) for k, v in columns.items()}, total
+
+
+def _merge_counts(chip: pd.DataFrame | None, counts: pd.DataFrame, network: Network
+                  ) -> pd.DataFrame:
+    """Join the functional counts the chip does not recount (spikes in, neurons, MACs, updates).
+
+    ``spikes_out`` and ``synaptic_ops`` come from the chip's own replay (tests check they equal
+    the functional core's).
+    """
+    keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
+    functional = counts[keys + [col.SPIKES_IN, col.NEURONS, col.MACS, col.NEURON_UPDATES,
+                                col.ACTIVE_NEURON_UPDATES]]
+    if chip is None:
+        chip = pd.DataFrame({c: pd.Series(dtype=object if c == col.LAYER else np.int64)
+                             for c in col.CHIP_COUNTERS if c not in functional.columns
+                             or c in keys})
+    merged = functional.merge(chip, on=keys, how="left", validate="one_to_one")
+    return merged[list(col.CHIP_COUNTERS)]
+
+
+def _image_table(layers: pd.DataFrame, predictions: np.ndarray, labels: np.ndarray | None,
+                 totals: np.ndarray, hw: Hardware) -> pd.DataFrame:
+    n = len(predictions)
+    energy = layers.groupby(col.IMAGE)[col.ENERGY].sum().reindex(np.arange(n), fill_value=0.0)
+    lab = np.full(n, -1, dtype=np.int64) if labels is None else labels
+    return pd.DataFrame({
+        col.IMAGE: np.arange(n, dtype=np.int64),
+        col.PREDICTION: np.asarray(predictions, dtype=np.int64),
+        col.LABEL: lab,
+        col.CORRECT: (np.asarray(predictions) == lab) if labels is not None else np.zeros(
+            n, dtype=bool),
+        col.TOTAL_CYCLES: totals,
+        col.LATENCY_US: np.array([hw.cycles_to_us(float(c)) for c in totals]),
+        col.ENERGY_UJ: energy.to_numpy() / 1e6,
+    })
+
+
+_TILE_COLUMNS = [col.IMAGE, col.TILE, col.LAYER, col.TIMESTEP, col.BUSY_CYCLES,
+                 col.STALL_CYCLES, col.QUEUE_PEAK, col.NOC_PACKETS, col.NOC_PACKETS_IN,
+                 col.SYNAPTIC_OPS, col.WEIGHT_SRAM_READ_BITS, col.DRAM_READ_BITS,
+                 col.END_CYCLE]
+
+
+def _tile_rows(plan: Plan, tl: Timeline, image: int) -> pd.DataFrame:
+    T, n = tl.busy.shape
+    names = np.array([layer.name for layer in plan.network.layers], dtype=object)
+    return pd.DataFrame({
+        col.IMAGE: image,
+        col.TILE: np.tile(np.arange(n, dtype=np.int64), T),
+        col.LAYER: np.tile(names[plan.tile_layer], T),
+        col.TIMESTEP: np.repeat(np.arange(1, T + 1, dtype=np.int64), n),
+        col.BUSY_CYCLES: tl.busy.ravel(),
+        col.STALL_CYCLES: tl.stall.ravel(),
+        col.QUEUE_PEAK: tl.queue_peak.ravel(),
+        col.NOC_PACKETS: tl.packets_out.ravel(),
+        col.NOC_PACKETS_IN: tl.packets_in.ravel(),
+        col.SYNAPTIC_OPS: tl.synops_in.ravel(),
+        col.WEIGHT_SRAM_READ_BITS: tl.sram_bits.ravel(),
+        col.DRAM_READ_BITS: tl.dram_bits.ravel(),
+        col.END_CYCLE: tl.end.ravel(),
+    })[_TILE_COLUMNS]

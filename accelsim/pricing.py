@@ -1,0 +1,109 @@
+"""Count, then price: energy columns from counters x an energy table.
+
+:func:`price` applies a chip's energy table (:class:`accelsim.hardware.EnergyTable`) to the
+counters of a per-layer table; :func:`compute_only` is a second pricing of the same counts with
+the paper's fixed figures (DESIGN.md section 3): E_MAC = 4.6 pJ, E_AC = 0.9 pJ.
+
+Compute-only estimate, per layer l and timestep t (rows of the per-layer table):
+- ANN: ``FLOPs_l * E_MAC`` on the timestep-1 row (0 on the other rows), so the per-layer sum is
+  ``FLOPs_l * E_MAC``.
+- SNN: a layer fed by the analog input: ``FLOPs_l * E_MAC`` on the timestep-1 row (its input is
+  constant, computed once). Any other layer: for each projection p from source s,
+  ``FLOPs_p * (spikes_out_s[t] / neurons_s) * E_AC``; summed over t this is
+  ``FLOPs_p * r_s * E_AC`` with ``r_s`` the spike rate of the layer's input over all T.
+FLOPs: conv ``k^2 * C_in * H_out * W_out * C_out``, linear ``in * out``, identity shortcut one
+addition per target neuron.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from accelsim import columns as col
+from accelsim.hardware import Hardware
+from accelsim.network import INPUT, Network, Projection, pooled_shape
+
+E_MAC_PJ = 4.6
+"""Horowitz 2014, 45 nm 32-bit float multiply-accumulate (DESIGN.md section 3)."""
+E_AC_PJ = 0.9
+"""Horowitz 2014, 45 nm 32-bit float addition (DESIGN.md section 3)."""
+
+
+def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
+    """Return ``layers`` with one ``energy_<component>_pj`` column per component and their sum."""
+    e = hardware.energy
+    out = layers.copy()
+    f = lambda name: out[name].to_numpy(dtype=np.float64)  # noqa: E731
+    updates = f(col.NEURON_UPDATES)
+    active = f(col.ACTIVE_NEURON_UPDATES)
+    components = {
+        "accumulate": f(col.SYNAPTIC_OPS) * e.accumulate_pj,
+        "mac": f(col.MACS) * e.mac_pj,
+        "weight_sram": f(col.WEIGHT_SRAM_READ_BITS) * hardware.weight_sram_pj_per_bit,
+        "membrane": (f(col.MEMBRANE_READ_BITS) * hardware.membrane_read_pj_per_bit
+                     + f(col.MEMBRANE_WRITE_BITS) * hardware.membrane_write_pj_per_bit),
+        "neuron_update": (active * e.neuron_update_active_pj
+                          + (updates - active) * e.neuron_update_inactive_pj),
+        "mesh": (f(col.NOC_PACKETS) * e.packet_pj + f(col.NOC_HOPS_X) * e.hop_x_pj
+                 + f(col.NOC_HOPS_Y) * e.hop_y_pj),
+        "dram": f(col.DRAM_READ_BITS) * e.dram_pj_per_bit,
+        # mW x ns = pJ
+        "static": (f(col.STATIC_CYCLES) * hardware.clock.cycle_ns
+                   * hardware.tile.static_power_mw),
+    }
+    assert tuple(components) == col.ENERGY_COMPONENTS
+    total = np.zeros(len(out))
+    for name, values in components.items():
+        out[f"energy_{name}_pj"] = values
+        total = total + values
+    out[col.ENERGY] = total
+    return out
+
+
+def projection_flops(network: Network, layer_name: str, p: Projection) -> int:
+    """FLOPs of one projection (DESIGN.md section 3)."""
+    arch = network.architecture
+    layer = arch.layer(layer_name)
+    src = pooled_shape(arch.source_shape(p.source), p.pool)
+    if p.op == "conv":
+        c_out, h, w = layer.shape
+        return p.kernel * p.kernel * int(src[0]) * h * w * c_out
+    if p.op == "linear":
+        return int(np.prod(src)) * layer.neurons
+    return layer.neurons
+
+
+def layer_flops(network: Network) -> dict[str, int]:
+    return {layer.name: sum(projection_flops(network, layer.name, p) for p in layer.inputs)
+            for layer in network.layers}
+
+
+def compute_only(layers: pd.DataFrame, network: Network) -> pd.DataFrame:
+    """Return ``layers`` with the compute-only SNN and ANN estimates (pJ) per row."""
+    out = layers.copy()
+    arch = network.architecture
+    first = out[col.TIMESTEP].to_numpy() == 1
+    spikes = out.set_index([col.IMAGE, col.LAYER, col.TIMESTEP])[col.SPIKES_OUT]
+    ann = np.zeros(len(out))
+    snn = np.zeros(len(out))
+    names = out[col.LAYER].to_numpy()
+    keys_img = out[col.IMAGE].to_numpy()
+    keys_t = out[col.TIMESTEP].to_numpy()
+    for layer in arch.layers:
+        rows = names == layer.name
+        flops = sum(projection_flops(network, layer.name, p) for p in layer.inputs)
+        ann[rows & first] = flops * E_MAC_PJ
+        for p in layer.inputs:
+            fp = projection_flops(network, layer.name, p)
+            if p.source == INPUT:
+                snn[rows & first] += fp * E_MAC_PJ
+                continue
+            n_src = arch.layer(p.source).neurons
+            idx = pd.MultiIndex.from_arrays([keys_img[rows], np.full(rows.sum(), p.source),
+                                             keys_t[rows]])
+            s = spikes.reindex(idx).to_numpy(dtype=np.float64)
+            snn[rows] += fp * (s / n_src) * E_AC_PJ
+    out[col.COMPUTE_ONLY_SNN] = snn
+    out[col.COMPUTE_ONLY_ANN] = ann
+    return out

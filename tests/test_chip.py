@@ -1,0 +1,203 @@
+"""The chip model: fast == reference, conservation laws, and agreement with the functional core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from chip_support import assert_modes_equal, chain, run_mode, tiny_hw
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim import columns as col
+from accelsim import functional
+from accelsim.architectures import build
+from accelsim.chip import SimulationResult, simulate
+from accelsim.functional import SpikeTrain
+from accelsim.hardware import load_hardware
+from accelsim.network import Network
+from accelsim.torch_snn import SpikingNetwork
+
+
+def _net(name: str, shape=(1, 8, 8), width=0.1, threshold=0.3, seed=0) -> Network:
+    sn = SpikingNetwork(build(name, shape, 4, width=width), seed=seed)
+    arch = sn.trained_architecture()
+    arch = arch.model_copy(update={"layers": tuple(
+        layer.model_copy(update={"threshold": threshold}) if layer.kind == "spiking" else layer
+        for layer in arch.layers)})
+    return Network(architecture=arch, weights=sn.weight_arrays(), timesteps=3,
+                   input_mean=(0.0,) * shape[0], input_std=(1.0,) * shape[0])
+
+
+def _images(n, shape=(1, 8, 8), seed=0):
+    return np.random.default_rng(seed).normal(size=(n, *shape))
+
+
+SMALL_CHIP = {"mesh.rows": 3, "mesh.cols": 4, "tile.queue_depth_packets": 2,
+              "noc.hop_latency_x_cycles": 3}
+
+
+@pytest.mark.parametrize("name", ["vgg5", "resnet-small"])
+def test_simulate_agrees_with_functional(name):
+    net = _net(name)
+    x = _images(3)
+    labels = np.array([0, 1, 2])
+    result = simulate(net, x, labels, load_hardware("45nm-generic", SMALL_CHIP))
+    f = functional.run(net, x)
+    assert isinstance(result, SimulationResult)
+    np.testing.assert_array_equal(result.images[col.PREDICTION], f.predictions)
+    np.testing.assert_array_equal(result.images[col.CORRECT], f.predictions == labels)
+    keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
+    merged = result.layers.merge(f.counts, on=keys, suffixes=("", "_f"))
+    assert len(merged) == len(f.counts) == len(result.layers)
+    for c in (col.SPIKES_IN, col.SPIKES_OUT, col.SYNAPTIC_OPS, col.MACS, col.NEURON_UPDATES):
+        np.testing.assert_array_equal(merged[c], merged[f"{c}_f"], err_msg=c)
+    assert (result.tiles.empty and list(result.tiles.columns))
+
+
+@pytest.mark.parametrize("name", ["vgg5", "resnet-small"])
+@pytest.mark.parametrize("schedule", ["barrier", "pipelined"])
+def test_fast_equals_reference_on_small_networks(name, schedule):
+    net = _net(name)
+    f = functional.run(net, _images(2), record_spikes=True)
+    hw = load_hardware("45nm-generic", SMALL_CHIP)
+    assert_modes_equal(net, f.spikes, hw, 3, schedule=schedule, counts=f.counts)
+
+
+def _random_trains(net: Network, T: int, rate: float, rng) -> dict[str, SpikeTrain]:
+    trains = {}
+    for layer in net.layers:
+        if layer.kind != "spiking":
+            continue
+        steps = [np.flatnonzero(rng.random(layer.neurons) < rate) for _ in range(T)]
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in steps])]).astype(np.int64)
+        flat = np.concatenate(steps) if steps else np.zeros(0)
+        trains[layer.name] = SpikeTrain(offsets=offsets, indices=flat.astype(np.int32))
+    return trains
+
+
+chips = st.fixed_dictionaries({
+    "tile__queue_depth_packets": st.integers(1, 4),
+    "tile__accumulate_units": st.integers(1, 4),
+    "tile__accumulate_latency_cycles": st.integers(1, 3),
+    "tile__neuron_update_units": st.integers(1, 4),
+    "tile__neuron_update_latency_cycles": st.integers(1, 3),
+    "tile__weight_sram_capacity_bits": st.sampled_from([64, 512, 524288]),
+    "noc__hop_latency_x_cycles": st.integers(0, 3),
+    "noc__hop_latency_y_cycles": st.integers(0, 3),
+    "noc__flit_cycles": st.integers(1, 3),
+    "dram__latency_cycles": st.integers(0, 9),
+    "schedule__barrier_cycles": st.integers(0, 7),
+    "mesh__cols": st.integers(3, 5),
+    "mesh__rows": st.integers(2, 3),
+})
+
+
+@st.composite
+def cases(draw):
+    kind = draw(st.sampled_from(["chain", "vgg5", "resnet-small"]))
+    if kind == "chain":
+        net = chain(draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)),
+                    inputs=draw(st.integers(1, 5)))
+    else:
+        net = _net(kind, width=0.05)
+    T = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**16))
+    rate = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+    spikes = [_random_trains(net, T, rate, np.random.default_rng(seed))]
+    return net, spikes, T, tiny_hw(**draw(chips)), draw(st.sampled_from(
+        ["barrier", "pipelined"]))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(case=cases())
+def test_fast_equals_reference_generated(case):
+    net, spikes, T, hw, schedule = case
+    assert_modes_equal(net, spikes, hw, T, schedule=schedule)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(case=cases())
+def test_conservation(case):
+    net, spikes, T, hw, schedule = case
+    result, tls = run_mode(net, spikes, hw, T, schedule=schedule)
+    layers, tiles = result.layers, result.tiles
+    counters = layers[list(col.CHIP_COUNTERS[3:])]
+    assert (counters.to_numpy() >= 0).all()
+    # every packet sent is received once
+    assert layers[col.NOC_PACKETS].sum() == tiles[col.NOC_PACKETS_IN].sum()
+    packets = tls[0].packet_table()
+    assert len(packets) == layers[col.NOC_PACKETS].sum()
+    assert len(np.unique(packets[:, :4], axis=0)) == len(packets)
+    # a spike goes to every destination tile it reaches; its synaptic ops equal the layer's
+    # fan-out: the receiving layers' synaptic ops are the functional count of the replayed spikes
+    # weight bits fetched (SRAM + DRAM) = synaptic ops through weights x weight bits
+    wb = hw.tile.weight_bits
+    for layer in net.layers:
+        rows = layers[col.LAYER] == layer.name
+        first = any(p.source == "input" for p in layer.inputs)
+        weighted = all(p.op != "identity" for p in layer.inputs)
+        if not first and weighted:
+            fetched = layers.loc[rows, [col.WEIGHT_SRAM_READ_BITS, col.DRAM_READ_BITS]].sum(axis=1)
+            np.testing.assert_array_equal(fetched, layers.loc[rows, col.SYNAPTIC_OPS] * wb)
+    # energy = sum of components
+    np.testing.assert_allclose(layers[col.ENERGY], layers[list(col.ENERGY_COLUMNS)].sum(axis=1))
+    assert (layers[list(col.ENERGY_COLUMNS)].to_numpy() >= 0).all()
+    # cycles >= the work bound of every unit: a tile's unit is busy at most the whole latency,
+    # and the accumulations of a tile need synops / units steps
+    total = int(result.images[col.TOTAL_CYCLES][0])
+    assert layers[col.CYCLES].groupby(layers[col.LAYER]).sum().max() <= total
+    per_tile = tiles.groupby(col.TILE)[[col.BUSY_CYCLES, col.SYNAPTIC_OPS]].sum()
+    assert (per_tile[col.BUSY_CYCLES] <= total).all()
+    acc = -(-per_tile[col.SYNAPTIC_OPS] // hw.tile.accumulate_units)
+    assert (acc * hw.tile.accumulate_latency_cycles <= total).all()
+    # the queue never holds more than its depth
+    assert layers[col.QUEUE_PEAK].max() <= hw.tile.queue_depth_packets
+    # static cycles: every powered tile for the whole latency
+    assert layers[col.STATIC_CYCLES].sum() == total * result.mapping[col.TILES].sum()
+
+
+def test_replay_leaves_functional_results_unchanged():
+    """Timing never changes what spikes: the same spikes under very different chips."""
+    net = _net("vgg5")
+    x = _images(2)
+    a = simulate(net, x, hardware=load_hardware("45nm-generic", SMALL_CHIP))
+    b = simulate(net, x, hardware=load_hardware(
+        "45nm-generic", {**SMALL_CHIP, "tile.queue_depth_packets": 1,
+                         "tile.accumulate_units": 1}), schedule="pipelined")
+    np.testing.assert_array_equal(a.images[col.PREDICTION], b.images[col.PREDICTION])
+    cols = [col.SPIKES_IN, col.SPIKES_OUT, col.SYNAPTIC_OPS]
+    pd.testing.assert_frame_equal(a.layers[cols], b.layers[cols])
+    assert (b.images[col.TOTAL_CYCLES] != a.images[col.TOTAL_CYCLES]).all()
+
+
+def test_bad_arguments():
+    net = chain([2])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        simulate(net, np.zeros((1, 1)), hardware=tiny_hw(), mode="slow")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        simulate(net, np.zeros((1, 1)), hardware=tiny_hw(), schedule="async")
+    with pytest.raises(ValueError, match="labels have shape"):
+        simulate(net, np.zeros((2, 1)), np.zeros(3), hardware=tiny_hw())
+
+
+DIGITS = "trained_models/digits-vgg5"
+
+
+@pytest.mark.equivalence
+def test_fast_equals_reference_on_shipped_digits_model():
+    from pathlib import Path
+
+    from accelsim import data
+    from accelsim.modelfile import load_model
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / f"{DIGITS}.json").exists():
+        pytest.skip(f"{DIGITS} is not shipped in this checkout")
+    net = load_model(root / DIGITS)
+    images = data.load_images("digits", "test")
+    x = data.normalise(images.images[:2], net.input_mean, net.input_std)
+    f = functional.run(net, x, record_spikes=True)
+    hw = load_hardware("45nm-generic", {"mesh.rows": 4, "mesh.cols": 4})
+    fast, _ = assert_modes_equal(net, f.spikes, hw, net.timesteps, counts=f.counts)
+    assert fast.layers[col.NOC_PACKETS].sum() > 1000

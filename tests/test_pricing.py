@@ -1,0 +1,102 @@
+"""Pricing: counters x energy table, and the compute-only estimate's closed form (DESIGN §3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from chip_support import run_mode, tiny_hw, train
+
+from accelsim import columns as col
+from accelsim.hardware import load_hardware
+from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.pricing import E_AC_PJ, E_MAC_PJ, compute_only, price
+
+
+def _conv_net() -> Network:
+    """input (1, 4, 4) -> conv1 3x3 pad 1 (2 ch) -> pool 2 -> conv2 3x3 pad 1 (3 ch) -> fc (4)
+    -> output (2)."""
+    layers = (
+        Layer(name="conv1", kind="spiking", shape=(2, 4, 4), inputs=(Projection(
+            source=INPUT, op="conv", weight="c1", kernel=3, padding=1),)),
+        Layer(name="conv2", kind="spiking", shape=(3, 2, 2), inputs=(Projection(
+            source="conv1", op="conv", weight="c2", pool=2, kernel=3, padding=1),)),
+        Layer(name="fc", kind="spiking", shape=(4,), inputs=(Projection(
+            source="conv2", op="linear", weight="f"),)),
+        Layer(name="output", kind="output", shape=(2,), inputs=(Projection(
+            source="fc", op="linear", weight="o"),)),
+    )
+    arch = Architecture(name="small", input_shape=(1, 4, 4), num_classes=2, layers=layers)
+    shapes = arch.weight_shapes()
+    weights = {k: np.ones(v, dtype=np.float32) for k, v in shapes.items()}
+    return Network(architecture=arch, weights=weights, timesteps=2, input_mean=(0.0,),
+                   input_std=(1.0,))
+
+
+def test_compute_only_reproduces_closed_form():
+    net = _conv_net()
+    # known spike counts per timestep: conv1 32 neurons, conv2 12, fc 4
+    spikes = [{"conv1": train([list(range(8)), list(range(0, 32, 2))]),
+               "conv2": train([[0, 5, 11], []]),
+               "fc": train([[1], [0, 1, 2, 3]])}]
+    result, _ = run_mode(net, spikes, tiny_hw(mesh__cols=4), 2)
+    per_layer = result.layers.groupby(col.LAYER, sort=False)[
+        [col.COMPUTE_ONLY_SNN, col.COMPUTE_ONLY_ANN]].sum()
+    # FLOPs: conv k^2 C_in H_out W_out C_out; linear in * out
+    flops = {"conv1": 9 * 1 * 4 * 4 * 2, "conv2": 9 * 2 * 2 * 2 * 3, "fc": 12 * 4,
+             "output": 4 * 2}
+    rate = {"conv1": (8 + 16) / 32, "conv2": 3 / 12, "fc": 5 / 4}  # spikes over T / neurons
+    snn = {"conv1": flops["conv1"] * E_MAC_PJ,
+           "conv2": flops["conv2"] * rate["conv1"] * E_AC_PJ,
+           "fc": flops["fc"] * rate["conv2"] * E_AC_PJ,
+           "output": flops["output"] * rate["fc"] * E_AC_PJ}
+    for name in flops:
+        assert per_layer.loc[name, col.COMPUTE_ONLY_ANN] == pytest.approx(flops[name] * 4.6)
+        assert per_layer.loc[name, col.COMPUTE_ONLY_SNN] == pytest.approx(snn[name])
+    # the ANN estimate sits on timestep-1 rows
+    assert (result.layers.loc[result.layers[col.TIMESTEP] > 1, col.COMPUTE_ONLY_ANN] == 0).all()
+    # per-timestep SNN rows follow that timestep's input spikes
+    conv2 = result.layers[result.layers[col.LAYER] == "conv2"][col.COMPUTE_ONLY_SNN].to_numpy()
+    np.testing.assert_allclose(conv2, [flops["conv2"] * 8 / 32 * 0.9,
+                                       flops["conv2"] * 16 / 32 * 0.9])
+
+
+def _counters(**values) -> pd.DataFrame:
+    base = {c: [0] for c in col.CHIP_COUNTERS}
+    base[col.LAYER] = ["x"]
+    base.update({k: [v] for k, v in values.items()})
+    return pd.DataFrame(base)
+
+
+def test_price_each_component():
+    hw = load_hardware("loihi-like")
+    e = hw.energy
+    priced = price(_counters(**{col.SYNAPTIC_OPS: 10, col.MACS: 3, col.NEURON_UPDATES: 7,
+                                col.ACTIVE_NEURON_UPDATES: 2, col.NOC_PACKETS: 4,
+                                col.NOC_HOPS_X: 5, col.NOC_HOPS_Y: 6}), hw)
+    row = priced.iloc[0]
+    assert row["energy_accumulate_pj"] == pytest.approx(10 * 23.6)
+    assert row["energy_mac_pj"] == pytest.approx(3 * e.mac_pj)
+    assert row["energy_neuron_update_pj"] == pytest.approx(2 * 81 + 5 * 52)
+    assert row["energy_mesh_pj"] == pytest.approx(4 * 1.7 + 5 * 3.0 + 6 * 4.0)
+    assert row[col.ENERGY] == pytest.approx(sum(row[c] for c in col.ENERGY_COLUMNS))
+    g = load_hardware("45nm-generic")
+    priced = price(_counters(**{col.WEIGHT_SRAM_READ_BITS: 64, col.MEMBRANE_READ_BITS: 16,
+                                col.MEMBRANE_WRITE_BITS: 16, col.DRAM_READ_BITS: 64,
+                                col.STATIC_CYCLES: 1000}), g)
+    row = priced.iloc[0]
+    assert row["energy_weight_sram_pj"] == pytest.approx(64 * g.weight_sram_pj_per_bit)
+    assert row["energy_membrane_pj"] == pytest.approx(32 * 20.0 / 64)  # 32 KiB membrane SRAM
+    assert row["energy_dram_pj"] == pytest.approx(64 * g.energy.dram_pj_per_bit)
+    # 1000 tile-cycles of 2 ns at 0.05 mW = 100 pJ
+    assert row["energy_static_pj"] == pytest.approx(1000 * 2.0 * 0.05)
+
+
+def test_compute_only_needs_spikes_of_sources():
+    net = _conv_net()
+    frame = _counters()
+    frame[col.IMAGE] = 0
+    frame[col.TIMESTEP] = 1
+    frame[col.LAYER] = "conv1"
+    out = compute_only(frame, net)
+    assert out[col.COMPUTE_ONLY_SNN][0] == pytest.approx(9 * 16 * 2 * E_MAC_PJ)
