@@ -1,0 +1,40 @@
+"""accelsim: cycle-level simulation of trained DIET-SNNs on a tiled neuromorphic accelerator.
+
+The public API, in the order a researcher meets it::
+
+    net = accelsim.load_model("trained_models/mnist5k-vgg9")      # no torch, no pickle
+    hw = accelsim.load_hardware("45nm-generic", {"tile.accumulate_units": 4})
+    out = accelsim.run(net, images)                                 # functional core only
+    res = accelsim.simulate(net, images, labels, hw)                # cycles, traffic, energy
+    report = accelsim.run_scenario("scenarios/quickstart.yaml")     # files on disk
+    tables = accelsim.results.load(report.folder)
+"""
+
+from accelsim import results
+from accelsim.chip import SimulationResult, simulate
+from accelsim.functional import FunctionalResult, SpikeTrain, run
+from accelsim.hardware import Hardware, list_presets, load_hardware
+from accelsim.modelfile import load_model, read_manifest
+from accelsim.network import Architecture, Layer, Network, Projection
+from accelsim.runner import run as run_scenario
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Architecture",
+    "FunctionalResult",
+    "Hardware",
+    "Layer",
+    "Network",
+    "Projection",
+    "SimulationResult",
+    "SpikeTrain",
+    "list_presets",
+    "load_hardware",
+    "load_model",
+    "read_manifest",
+    "results",
+    "run",
+    "run_scenario",
+    "simulate",
+]

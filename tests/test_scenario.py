@@ -172,7 +172,7 @@ def test_missing_model_file_names_the_line_and_what_exists(workdir):
         runner.check(path)
     (problem,) = info.value.problems
     assert (problem.line, problem.field) == (2, "model")
-    assert "no model file 'nonexistent'" in problem.message and "['tiny']" in problem.message
+    assert "no model file 'nonexistent'" in problem.message and "'tiny'" in problem.message
 
 
 def test_model_input_shape_must_match_the_data(workdir):
