@@ -48,19 +48,62 @@ N_LAYER_COLS = 8
 
 
 @njit(cache=True)
-def conv_scatter(spikes: np.ndarray, n_spikes: int, src_c: int, src_h: int, src_w: int,
+def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
                  pool: int, out_c: int, out_h: int, out_w: int, kernel: int, stride: int,
                  padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
-                 touched: np.ndarray) -> int:
-    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done."""
+                 reached: np.ndarray) -> int:
+    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done.
+
+    Spikes come as (channel, row, column) of the unpooled source; ``reached[oy * out_w + ox]`` is
+    set for every target position that received a row of weights.
+    """
+    if stride != 1:
+        return _conv_scatter_strided(spike_c, spike_y, spike_x, n_spikes, pool, out_c, out_h,
+                                     out_w, kernel, stride, padding, weights, w_off, current,
+                                     reached)
     ops = 0
-    hw = src_h * src_w
+    kk = kernel * kernel
     for s in range(n_spikes):
-        idx = spikes[s]
-        c = idx // hw
-        r = idx - c * hw
-        y = (r // src_w) // pool
-        x = (r % src_w) // pool
+        c = spike_c[s]
+        y = spike_y[s]
+        x = spike_x[s]
+        if pool > 1:
+            y = y // pool
+            x = x // pool
+        # stride 1: tap ky reaches row oy = y + padding - ky; keep the taps inside the output
+        ky0 = max(0, y + padding - out_h + 1)
+        ky1 = min(kernel, y + padding + 1)
+        kx0 = max(0, x + padding - out_w + 1)
+        kx1 = min(kernel, x + padding + 1)
+        if ky1 <= ky0 or kx1 <= kx0:
+            continue
+        for ky in range(ky0, ky1):
+            oy = y + padding - ky
+            for kx in range(kx0, kx1):
+                pos = oy * out_w + x + padding - kx
+                base = pos * out_c
+                wbase = w_off + (c * kk + ky * kernel + kx) * out_c
+                # slices: non-negative unit-stride indices, so the loop vectorises
+                row = current[base:base + out_c]
+                w_row = weights[wbase:wbase + out_c]
+                for co in range(out_c):
+                    row[co] += w_row[co]
+                reached[pos] = 1
+        ops += (ky1 - ky0) * (kx1 - kx0) * out_c
+    return ops
+
+
+@njit(cache=True)
+def _conv_scatter_strided(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
+                          n_spikes: int, pool: int, out_c: int, out_h: int, out_w: int,
+                          kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
+                          current: np.ndarray, reached: np.ndarray) -> int:
+    """:func:`conv_scatter` for any stride: a tap reaches a target only where it divides."""
+    ops = 0
+    for s in range(n_spikes):
+        c = spike_c[s]
+        y = spike_y[s] // pool
+        x = spike_x[s] // pool
         for ky in range(kernel):
             ny = y + padding - ky
             if ny < 0 or ny % stride != 0:
@@ -75,50 +118,54 @@ def conv_scatter(spikes: np.ndarray, n_spikes: int, src_c: int, src_h: int, src_
                 ox = nx // stride
                 if ox >= out_w:
                     continue
-                base = (oy * out_w + ox) * out_c
+                pos = oy * out_w + ox
+                base = pos * out_c
                 wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
+                row = current[base:base + out_c]
+                w_row = weights[wbase:wbase + out_c]
                 for co in range(out_c):
-                    current[base + co] += weights[wbase + co]
-                    touched[base + co] = 1
+                    row[co] += w_row[co]
+                reached[pos] = 1
                 ops += out_c
     return ops
 
 
 @njit(cache=True)
-def linear_scatter(spikes: np.ndarray, n_spikes: int, src_h: int, src_w: int, pool: int,
+def linear_scatter(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
+                   spike_x: np.ndarray, n_spikes: int, src_h: int, src_w: int, pool: int,
                    n_out: int, weights: np.ndarray, w_off: int, current: np.ndarray,
-                   touched: np.ndarray) -> int:
-    """Add each spike's weight row ``W[:, i]`` into ``current``; returns the accumulations done."""
-    hw = src_h * src_w
+                   reached: np.ndarray) -> int:
+    """Add each spike's weight row ``W[:, i]`` into ``current``; returns the accumulations done.
+
+    ``spikes`` are flat CHW indices; with pooling the (channel, row, column) give the pooled
+    cell. A linear layer is one position: ``reached[0]`` is set when any spike arrives.
+    """
     ph = src_h // pool
     pw = src_w // pool
+    row = current[:n_out]
     for s in range(n_spikes):
-        idx = spikes[s]
         if pool > 1:
-            c = idx // hw
-            r = idx - c * hw
-            idx = c * ph * pw + ((r // src_w) // pool) * pw + (r % src_w) // pool
+            idx = (spike_c[s] * ph + spike_y[s] // pool) * pw + spike_x[s] // pool
+        else:
+            idx = spikes[s]
         wbase = w_off + idx * n_out
+        w_row = weights[wbase:wbase + n_out]
         for o in range(n_out):
-            current[o] += weights[wbase + o]
-            touched[o] = 1
+            row[o] += w_row[o]
+    if n_spikes > 0:
+        reached[0] = 1
     return n_spikes * n_out
 
 
 @njit(cache=True)
-def identity_scatter(spikes: np.ndarray, n_spikes: int, src_h: int, src_w: int, pool: int,
-                     out_c: int, out_w: int, increment, current: np.ndarray,
-                     touched: np.ndarray) -> int:
+def identity_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
+                     n_spikes: int, pool: int, out_c: int, out_w: int, increment,
+                     current: np.ndarray, touched: np.ndarray) -> int:
     """Shortcut: each spike adds ``increment`` (1 / pool**2 in float mode) to the one neuron its
-    (pooled) cell maps to."""
-    hw = src_h * src_w
-    scale = increment
+    (pooled) cell maps to, and marks that neuron in ``touched`` (per neuron, HWC)."""
     for s in range(n_spikes):
-        idx = spikes[s]
-        c = idx // hw
-        r = idx - c * hw
-        j = (((r // src_w) // pool) * out_w + (r % src_w) // pool) * out_c + c
-        current[j] += scale
+        j = ((spike_y[s] // pool) * out_w + spike_x[s] // pool) * out_c + spike_c[s]
+        current[j] += increment
         touched[j] = 1
     return n_spikes
 
@@ -138,15 +185,18 @@ def _leak_of_jit(membrane, leak, shift):
 
 
 @njit(cache=True)
-def lif_step(current: np.ndarray, membrane: np.ndarray, touched: np.ndarray, c_: int, h_: int,
-             w_: int, leak, shift: int, threshold, lo, hi,
-             out_spikes: np.ndarray) -> tuple[int, int]:
+def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+             touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
+             out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
+             out_x: np.ndarray) -> tuple[int, int]:
     """u = sat(leak(u) + I); o = u > v; u -= v*o, visiting neurons in (C, H, W) order.
 
     Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
-    arithmetic of :mod:`accelsim.quantize`). Clears ``current`` and ``touched`` for the next
-    timestep. Returns (spikes, active neurons); spike indices (ascending CHW) go to
-    ``out_spikes``.
+    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
+    ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
+    set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
+    Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
+    their (channel, row, column) to ``out_c, out_y, out_x``.
     """
     n = 0
     active = 0
@@ -154,34 +204,40 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, touched: np.ndarray, c_:
     for c in range(c_):
         for y in range(h_):
             for x in range(w_):
-                j = (y * w_ + x) * c_ + c
+                pos = y * w_ + x
+                j = pos * c_ + c
                 u = leak_of(membrane[j], leak, shift) + current[j]
                 u = min(max(u, lo), hi)
                 current[j] = 0
-                active += touched[j]
+                active += reached[pos] | touched[j]
                 touched[j] = 0
                 if u > threshold:
                     u = u - threshold
                     out_spikes[n] = k
+                    out_c[n] = c
+                    out_y[n] = y
+                    out_x[n] = x
                     n += 1
                 membrane[j] = u
                 k += 1
+    reached[:h_ * w_] = 0
     return n, active
 
 
 @njit(cache=True)
-def accumulate_step(current: np.ndarray, membrane: np.ndarray, touched: np.ndarray, lo,
-                    hi) -> int:
+def accumulate_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+                    touched: np.ndarray, c_: int, lo, hi) -> int:
     """Output layer: u = sat(u + I) (no leak, no threshold); clears the current.
 
-    Returns the active neurons.
+    Returns the active neurons (``c_`` per reached position, plus touched neurons elsewhere).
     """
     active = 0
     for j in range(current.shape[0]):
         membrane[j] = min(max(membrane[j] + current[j], lo), hi)
         current[j] = 0
-        active += touched[j]
+        active += reached[j // c_] | touched[j]
         touched[j] = 0
+    reached[:current.shape[0] // c_] = 0
     return active
 
 
@@ -197,6 +253,7 @@ def dense_conv(x: np.ndarray, src_c: int, src_h: int, src_w: int, out_c: int, ou
     for oy in range(out_h):
         for ox in range(out_w):
             base = (oy * out_w + ox) * out_c
+            row = current[base:base + out_c]
             for ky in range(kernel):
                 y = oy * stride - padding + ky
                 if y < 0 or y >= src_h:
@@ -208,8 +265,9 @@ def dense_conv(x: np.ndarray, src_c: int, src_h: int, src_w: int, out_c: int, ou
                     for c in range(src_c):
                         v = x[(c * src_h + y) * src_w + xx]
                         wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
+                        w_row = weights[wbase:wbase + out_c]
                         for co in range(out_c):
-                            current[base + co] += weights[wbase + co] * v
+                            row[co] += w_row[co] * v
                     macs += src_c * out_c
     return macs
 
@@ -218,11 +276,13 @@ def dense_conv(x: np.ndarray, src_c: int, src_h: int, src_w: int, out_c: int, ou
 def dense_linear(x: np.ndarray, n_in: int, n_out: int, weights: np.ndarray, w_off: int,
                  current: np.ndarray) -> int:
     """Multiply-accumulate of an analog flat input through ``(in, out)`` weights."""
+    row = current[:n_out]
     for i in range(n_in):
         v = x[i]
         wbase = w_off + i * n_out
+        w_row = weights[wbase:wbase + n_out]
         for o in range(n_out):
-            current[o] += weights[wbase + o] * v
+            row[o] += w_row[o] * v
     return n_in * n_out
 
 
@@ -251,20 +311,23 @@ def _constant_currents(x: np.ndarray, layers: np.ndarray, projs: np.ndarray,
 @njit(cache=True)
 def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarray,
               shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
-              proj_start: np.ndarray,
-              weights: np.ndarray, membrane: np.ndarray, current: np.ndarray,
-              touched: np.ndarray, const: np.ndarray, spikes: np.ndarray, n_spikes: np.ndarray,
-              macs: np.ndarray, counts: np.ndarray, record: bool, rec: np.ndarray,
-              rec_n: np.ndarray) -> None:
+              proj_start: np.ndarray, weights: np.ndarray, membrane: np.ndarray,
+              current: np.ndarray, reached: np.ndarray, touched: np.ndarray, const: np.ndarray,
+              spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
+              n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
+              rec: np.ndarray, rec_n: np.ndarray) -> None:
     """One image through all layers and timesteps; state arrays are reset here.
 
     The membrane dtype picks the arithmetic: float64 or int64 (fixed point, see ``lif_step``).
+    Every state array shares the layers' offsets ``L_OFF``; ``reached`` uses the first H*W
+    slots of a layer's range (one per position).
 
     ``counts`` is (T, layers, N_COUNTS); ``rec`` receives each spiking layer's spike indices,
     timestep after timestep, from ``layers[li, L_REC_OFF]``; ``rec_n`` is (layers, T).
     """
     membrane[:] = 0
     current[:] = 0
+    reached[:] = 0
     touched[:] = 0
     _constant_currents(x, layers, projs, weights, const, macs)
     n_layers = layers.shape[0]
@@ -274,15 +337,17 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
             off = layers[li, L_OFF]
             n = layers[li, L_N]
             cur = current[off:off + n]
+            rch = reached[off:off + n]
             tch = touched[off:off + n]
             row = counts[t, li]
             row[:] = 0
             row[C_NEURONS] = n
             row[C_UPDATES] = n
             if layers[li, L_HAS_CONST]:
+                cst = const[off:off + n]
                 for j in range(n):
-                    cur[j] += const[off + j]
-                    tch[j] = 1
+                    cur[j] += cst[j]
+                rch[:layers[li, L_H] * layers[li, L_W]] = 1
                 if t == 0:
                     row[C_MACS] = macs[li]
             ops = 0
@@ -294,35 +359,38 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
                 for q in range(proj_start[li], p):
                     if projs[q, P_SOURCE] == s:
                         seen = True
+                ns = n_spikes[s]
                 if not seen:
-                    row[C_SPIKES_IN] += n_spikes[s]
+                    row[C_SPIKES_IN] += ns
                 soff = layers[s, L_OFF]
-                spk = spikes[soff:soff + layers[s, L_N]]
+                send = soff + layers[s, L_N]
+                sc = spike_c[soff:send]
+                sy = spike_y[soff:send]
+                sx = spike_x[soff:send]
                 op = projs[p, P_OP]
                 if op == OP_CONV:
-                    ops += conv_scatter(spk, n_spikes[s], projs[p, P_SRC_C], projs[p, P_SRC_H],
-                                        projs[p, P_SRC_W], projs[p, P_POOL], layers[li, L_C],
+                    ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
                                         layers[li, L_H], layers[li, L_W], projs[p, P_KERNEL],
                                         projs[p, P_STRIDE], projs[p, P_PAD], weights,
-                                        projs[p, P_W_OFF], cur, tch)
+                                        projs[p, P_W_OFF], cur, rch)
                 elif op == OP_LINEAR:
-                    ops += linear_scatter(spk, n_spikes[s], projs[p, P_SRC_H], projs[p, P_SRC_W],
-                                          projs[p, P_POOL], n, weights, projs[p, P_W_OFF], cur,
-                                          tch)
+                    ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
+                                          projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
+                                          projs[p, P_W_OFF], cur, rch)
                 else:
-                    ops += identity_scatter(spk, n_spikes[s], projs[p, P_SRC_H],
-                                            projs[p, P_SRC_W], projs[p, P_POOL], layers[li, L_C],
+                    ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
                                             layers[li, L_W], weights[projs[p, P_W_OFF]], cur,
                                             tch)
             row[C_SYNOPS] = ops
             mem = membrane[off:off + n]
             if layers[li, L_OUTPUT]:
-                row[C_ACTIVE] = accumulate_step(cur, mem, tch, lo, hi)
+                row[C_ACTIVE] = accumulate_step(cur, mem, rch, tch, layers[li, L_C], lo, hi)
                 n_spikes[li] = 0
             else:
-                k, active = lif_step(cur, mem, tch, layers[li, L_C], layers[li, L_H],
+                k, active = lif_step(cur, mem, rch, tch, layers[li, L_C], layers[li, L_H],
                                      layers[li, L_W], leaks[li], shift, thresholds[li], lo, hi,
-                                     spikes[off:off + n])
+                                     spikes[off:off + n], spike_c[off:off + n],
+                                     spike_y[off:off + n], spike_x[off:off + n])
                 n_spikes[li] = k
                 row[C_SPIKES_OUT] = k
                 row[C_ACTIVE] = active
@@ -352,18 +420,24 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
     last = n_layers - 1
     n_images = images.shape[0]
     for b in prange(n_blocks):
+        # state allocated once per block (thread), reused for each of its images
         membrane = np.zeros(total, dtype=weights.dtype)
         current = np.zeros(total, dtype=weights.dtype)
+        reached = np.zeros(total, dtype=np.uint8)
         touched = np.zeros(total, dtype=np.uint8)
         const = np.zeros(total, dtype=weights.dtype)
         spikes = np.zeros(total, dtype=np.int32)
+        spike_c = np.zeros(total, dtype=np.int32)
+        spike_y = np.zeros(total, dtype=np.int32)
+        spike_x = np.zeros(total, dtype=np.int32)
         n_spikes = np.zeros(n_layers, dtype=np.int64)
         macs = np.zeros(n_layers, dtype=np.int64)
         for i in range(b, n_images, n_blocks):
             ri = i if record else 0
             run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
-                      proj_start, weights, membrane, current, touched, const, spikes, n_spikes,
-                      macs, counts[i], record, rec[ri], rec_n[ri])
+                      proj_start, weights, membrane, current, reached, touched, const, spikes,
+                      spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record, rec[ri],
+                      rec_n[ri])
             off = layers[last, L_OFF]
             output[i, :] = membrane[off:off + layers[last, L_N]]
 

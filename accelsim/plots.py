@@ -41,7 +41,7 @@ def _title(results: R.Results, point: int | None) -> str:
     scenario = results.scenarios[0] if point is None else \
         results.scenarios[list(results.summary[R.POINT]).index(point)]
     text = f"{scenario['model']} on {scenario['hardware']['preset']}, " \
-           f"T={scenario['simulation']['timesteps']}"
+           f"T={scenario['simulation']['timesteps']}, {scenario['data']['images']} images"
     if point is not None and results.is_sweep:
         row = results.summary[results.summary[R.POINT] == point].iloc[0]
         text += " (" + ", ".join(f"{short(p)}={row[p]}" for p in results.parameters) + ")"
@@ -51,27 +51,40 @@ def _title(results: R.Results, point: int | None) -> str:
 def plot_energy_breakdown(results: R.Results, point: int | None = None,
                           ax: Axes | None = None) -> Figure:
     """Energy per inference by layer, stacked by component, with the compute-only SNN estimate
-    (the paper's formula) as a hatched bar beside each layer."""
-    fig, ax = _axes(ax, (8.0, 4.5))
+    (the paper's formula) as a hatched bar beside each layer and the full / compute-only ratio
+    written above each pair."""
+    fig, ax = _axes(ax, (9.0, 4.6))
     table = R.energy_by_layer(results, point)
     x = np.arange(len(table))
     width = 0.4
     bottom = np.zeros(len(table))
     for comp, col in zip(ENERGY_COMPONENTS, R.COMPONENT_UJ, strict=True):
         values = table[col].to_numpy()
-        ax.bar(x - width / 2, values, width, bottom=bottom, label=comp.replace("_", " "),
+        ax.bar(x - width / 2, values, width, bottom=bottom, label=_component_label(comp),
                color=COMPONENT_COLOURS[comp])
         bottom += values
-    ax.bar(x + width / 2, table[R.COMPUTE_ONLY_SNN_UJ].to_numpy(), width, facecolor="white",
-           edgecolor="black", hatch="//", label="compute-only estimate")
+    estimate = table[R.COMPUTE_ONLY_SNN_UJ].to_numpy()
+    ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
+           label="compute-only\nestimate (SNN)")
+    for i, (full, est) in enumerate(zip(bottom, estimate, strict=True)):
+        if est > 0:
+            ax.annotate(f"×{full / est:.0f}" if full / est >= 10 else f"×{full / est:.1f}",
+                        (x[i], max(full, est)), textcoords="offset points", xytext=(0, 2),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, 1.08 * max(float(bottom.max(initial=0)), float(estimate.max(initial=0)), 1e-12))
     ax.set_xticks(x, list(table.index), rotation=45 if len(table) > 8 else 0, ha="right"
                   if len(table) > 8 else "center")
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_xlabel("layer")
+    ax.set_xlabel("layer (×N: full energy / compute-only estimate)")
     ax.set_title(f"Energy by layer: full model vs compute-only\n{_title(results, point)}",
                  fontsize=10)
-    ax.legend(fontsize=8, ncols=2, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _component_label(component: str) -> str:
+    return {"weight_sram": "weight SRAM", "neuron_update": "neuron update", "dram": "DRAM",
+            "mac": "MAC"}.get(component, component.replace("_", " "))
 
 
 def plot_spike_rates(results: R.Results, point: int | None = None,
@@ -90,22 +103,60 @@ def plot_spike_rates(results: R.Results, point: int | None = None,
 
 
 def plot_latency(results: R.Results, point: int | None = None, ax: Axes | None = None) -> Figure:
-    """Cycles per layer and timestep (mean over images) as an annotated heatmap."""
-    fig, ax = _axes(ax, (6.5, 0.9 + 0.38 * max(4, R.energy_by_layer(results, point).shape[0])))
+    """When each layer finished the image, as one horizontal bar per layer split into its
+    timesteps: segment t is the layer's ``cycles`` of timestep t (from its last activity of
+    t-1 to its last activity of t), so the bar ends when the layer finished (mean over images).
+    """
     table = R.latency_by_layer(results, point)
+    fig, ax = _axes(ax, (8.0, 1.2 + 0.36 * max(4, table.shape[0])))
     values = table.to_numpy(dtype=float)
-    image = ax.imshow(values, aspect="auto", cmap="viridis")
-    ax.set_xticks(np.arange(values.shape[1]), [str(t) for t in table.columns])
-    ax.set_yticks(np.arange(values.shape[0]), list(table.index))
-    ax.set_xlabel("timestep")
+    y = np.arange(values.shape[0])
+    left = np.zeros(values.shape[0])
+    colours = _timestep_colours(values.shape[1])
+    for j, t in enumerate(table.columns):
+        ax.barh(y, values[:, j], left=left, color=colours[j], edgecolor="white", linewidth=0.5,
+                label=f"t={t}")
+        left += np.nan_to_num(values[:, j])
+    for i, end in enumerate(left):
+        ax.annotate(f"{end:,.0f}", (end, y[i]), textcoords="offset points", xytext=(3, 0),
+                    va="center", fontsize=7)
+    ax.set_yticks(y, list(table.index))
+    ax.invert_yaxis()  # network order, top to bottom
+    ax.set_xlim(0, 1.12 * max(float(left.max(initial=0)), 1.0))
+    unit = _time_unit(results, point)
+    ax.set_xlabel(f"{unit} since the image arrived (segment t: timestep t)")
     ax.set_ylabel("layer")
-    high = np.nanmax(values) if values.size else 0.0
-    for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:,.0f}", ha="center", va="center", fontsize=7,
-                color="black" if v > 0.6 * high else "white")
-    fig.colorbar(image, ax=ax, label="cycles")
-    ax.set_title(f"Latency per layer and timestep\n{_title(results, point)}", fontsize=10)
+    ax.legend(title="timestep", fontsize=8, title_fontsize=8, frameon=False, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"When each layer finished the image, by timestep\n{_title(results, point)}",
+                 fontsize=10)
     return fig
+
+
+def _timestep_colours(n: int) -> list[tuple[float, ...]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.15 + 0.7 * j / max(n - 1, 1)) for j in range(n)]
+
+
+def _time_unit(results: R.Results, point: int | None) -> str:
+    """'cycles', or the time unit an asynchronous preset counts in (e.g. '1 ns units')."""
+    from accelsim.hardware import load_hardware
+    from accelsim.scenario import flatten
+
+    hw_spec = _scenario(results, point).get("hardware", {})
+    try:
+        clock = load_hardware(hw_spec.get("preset", "45nm-generic"),
+                              flatten(hw_spec.get("overrides") or {}) or None).clock
+    except (ValueError, KeyError, OSError):
+        return "cycles"
+    return f"time units of {clock.time_unit_ns:g} ns" if clock.asynchronous else "cycles"
+
+
+def _scenario(results: R.Results, point: int | None) -> dict:
+    return results.scenarios[0] if point is None else \
+        results.scenarios[list(results.summary[R.POINT]).index(point)]
 
 
 def _point_label(row: pd.Series, parameters: Sequence[str]) -> str:

@@ -291,11 +291,26 @@ def energy_by_layer(results: Results, point: int | None = None) -> pd.DataFrame:
 
 
 def latency_by_layer(results: Results, point: int | None = None) -> pd.DataFrame:
-    """Mean cycles per inference by layer (rows) and timestep (columns)."""
+    """Cycles by layer (rows) and timestep (columns), mean over images.
+
+    Entry (layer, t) is the chip's per-row ``cycles``: the time from the layer's last activity
+    of timestep t-1 (the image's arrival for t = 1) to its last activity of t. The entries are
+    durations, not times: a row sums to when the layer finished the image
+    (:func:`layer_finish_cycles`), and the output layer's row sums to the mean latency.
+    """
     layers = _one_point(results, point).layers
     table = layers.pivot_table(index=C.LAYER, columns=C.TIMESTEP, values=C.CYCLES,
                                aggfunc="mean", sort=False)
     return table.reindex(_layer_order(layers))
+
+
+def layer_finish_cycles(results: Results, point: int | None = None) -> pd.Series:
+    """When each layer finished the image, in cycles after its arrival (mean over images):
+    the sum over timesteps of the layer's ``cycles``."""
+    layers = _one_point(results, point).layers
+    per_image = layers.groupby([C.IMAGE, C.LAYER], sort=False)[C.CYCLES].sum()
+    finish = per_image.groupby(level=C.LAYER, sort=False).mean()
+    return finish.reindex(_layer_order(layers)).rename("finish_cycles")
 
 
 def spike_rates(results: Results, point: int | None = None) -> pd.Series:
@@ -328,3 +343,67 @@ def pareto_front(energy: np.ndarray, latency: np.ndarray) -> np.ndarray:
             ((energy < energy[i]) | (latency < latency[i]))
         keep[i] = not dominated.any()
     return keep
+
+
+# -- text for people ---------------------------------------------------------------------
+
+_COMPONENT_NAMES = {"weight_sram": "weight SRAM", "neuron_update": "neuron update",
+                    "dram": "DRAM", "mac": "MAC"}
+
+
+def _short_param(param: str) -> str:
+    return param.removeprefix("hardware.overrides.").removeprefix("simulation.")
+
+
+def _describe_scenario(scenario: Mapping[str, Any], images: int) -> str:
+    data = scenario.get("data", {})
+    return (f"{scenario.get('model')} on {scenario.get('hardware', {}).get('preset')}, "
+            f"T={scenario.get('simulation', {}).get('timesteps')}, {images} "
+            f"{data.get('set')}/{data.get('split')} images")
+
+
+def format_summary(results: Results) -> str:
+    """The summary as a person reads it: a labelled block for one run, a table with units in
+    the headers for a sweep (one row per point)."""
+    s = results.summary
+    if not results.is_sweep and len(s) == 1:
+        row = s.iloc[0]
+        n = int(row[NUM_IMAGES])
+        correct = int(round(row[ACCURACY] * n))
+        energy = float(row[ENERGY_UJ])
+        parts = sorted(((float(row[c]), name) for c, name in zip(COMPONENT_UJ, C.ENERGY_COMPONENTS,
+                                                                 strict=True)), reverse=True)
+        by_component = ", ".join(
+            f"{_COMPONENT_NAMES.get(name, name.replace('_', ' '))} {uj:.3g} µJ "
+            f"({100 * uj / energy:.0f}%)" for uj, name in parts if energy > 0 and uj >= 0.01 * energy)
+        lines = [
+            _describe_scenario(results.scenarios[0], n) if results.scenarios else f"{n} images",
+            f"  accuracy                    {100 * row[ACCURACY]:.2f} % ({correct} / {n})",
+            f"  latency per inference       {row[LATENCY_CYCLES]:,.0f} cycles = "
+            f"{row[LATENCY_US]:.4g} µs",
+            f"  energy per inference        {energy:.4g} µJ  (energy-delay product "
+            f"{row[EDP]:.4g} µJ·µs)",
+            f"    largest components        {by_component}",
+            f"  compute-only estimate       SNN {row[COMPUTE_ONLY_SNN_UJ]:.4g} µJ, "
+            f"ANN {row[COMPUTE_ONLY_ANN_UJ]:.4g} µJ",
+            f"  full / compute-only (SNN)   {row[FULL_TO_COMPUTE_ONLY]:.3g}x",
+            f"  spikes per inference        {row[SPIKES]:,.0f}",
+            f"  weights from DRAM           {row[DRAM_BYTES]:,.0f} bytes per inference",
+        ]
+        return "\n".join(lines)
+    headers = {ACCURACY: "accuracy %", LATENCY_CYCLES: "latency cycles", LATENCY_US: "latency µs",
+               ENERGY_UJ: "energy µJ", EDP: "EDP µJ·µs", COMPUTE_ONLY_SNN_UJ: "c-only SNN µJ",
+               COMPUTE_ONLY_ANN_UJ: "c-only ANN µJ", FULL_TO_COMPUTE_ONLY: "full/c-only"}
+    if (s[DRAM_BYTES] > 0).any():
+        headers[DRAM_BYTES] = "DRAM bytes"
+    table = s.set_index(POINT)[[*results.parameters, *headers]].copy()
+    table[ACCURACY] = 100 * table[ACCURACY]
+    table.columns = [*(_short_param(p) for p in results.parameters), *headers.values()]
+    with pd.option_context("display.width", 200, "display.max_columns", 40,
+                           "display.float_format", "{:.4g}".format):
+        first = results.scenarios[0] if results.scenarios else {}
+        n = int(s[NUM_IMAGES].iloc[0])
+        head = f"{len(s)} points; per inference, mean over {n} images each" + (
+            f" ({first.get('model')}, {first.get('data', {}).get('set')}/"
+            f"{first.get('data', {}).get('split')})" if first else "")
+        return head + "\n" + table.to_string()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -208,7 +209,7 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
         key = cache_key(resolved, _sha256(model_path))
         points.append(Point(index, params, resolved, model_path, key))
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(list(dict.fromkeys(problems)))  # one line per distinct problem
     return points
 
 
@@ -476,8 +477,10 @@ def _execute(tasks: list[tuple[Point, int, int]], finished: Callable[..., None],
     own_cluster = own_client = None
     if client is None:
         if scheduler is None:
+            # silence_logs: a nanny that waits for a worker to exit logs a warning at close;
+            # the run is already complete then, and the warning only confuses the reader.
             own_cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, silence_logs=logging.ERROR)
             own_client = Client(own_cluster)
         else:
             own_client = Client(scheduler)

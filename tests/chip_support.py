@@ -106,6 +106,6 @@ def assert_modes_equal(network, spikes, hw, T, *, schedule="barrier", tiles_per_
     pd.testing.assert_frame_equal(fast.tiles, ref.tiles)
     for a, b in zip(ftl, rtl, strict=True):
         np.testing.assert_array_equal(a.packet_table(), b.packet_table())
-        for name in ("fire_start", "fire_end", "inputs_done", "end"):
+        for name in ("fire_start", "fire_end", "inputs_done", "end", "phase_end"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     return fast, ftl

@@ -13,6 +13,7 @@ from accelsim import columns as col
 from accelsim import functional
 from accelsim.architectures import build
 from accelsim.chip import SimulationResult, simulate
+from accelsim.chip.timeline import Phase
 from accelsim.functional import SpikeTrain
 from accelsim.hardware import load_hardware
 from accelsim.network import Network
@@ -155,6 +156,17 @@ def test_conservation(case):
     assert layers[col.QUEUE_PEAK].max() <= hw.tile.queue_depth_packets
     # static cycles: every powered tile for the whole latency
     assert layers[col.STATIC_CYCLES].sum() == total * result.mapping[col.TILES].sum()
+    # every tile completes its phases in order, and timestep t+1 after its fire phase of t
+    phases = tls[0].phase_end
+    assert (np.diff(phases, axis=2) >= 0).all()
+    np.testing.assert_array_equal(phases[..., Phase.FIRE], tls[0].fire_end)
+    np.testing.assert_array_equal(phases[..., Phase.SEND], tls[0].end)
+    assert (phases[1:, :, Phase.BARRIER] >= phases[:-1, :, Phase.FIRE]).all()
+    if schedule == "barrier":
+        # every tile is released together, barrier_cycles after the slowest tile's SEND
+        release = tls[0].end.max(axis=1)[:-1] + hw.schedule.barrier_cycles
+        np.testing.assert_array_equal(phases[1:, :, Phase.BARRIER],
+                                      np.broadcast_to(release[:, None], phases[1:, :, 0].shape))
 
 
 def test_replay_leaves_functional_results_unchanged():

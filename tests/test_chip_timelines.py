@@ -84,6 +84,12 @@ def test_barrier_waits_for_slowest_tile(mode):
     result, tls = run_mode(net, spikes, hw, 2, mode=mode, tiles_per_layer={"l0": 2})
     tl = tls[0]
     np.testing.assert_array_equal(tl.fire_start, [[1, 1, 6], [17, 17, 21]])
+    # the cycle each tile completed BARRIER, MAC, INTEGRATE, FIRE, SEND: out (tile 2) has no
+    # MAC; at t=1 tile 0's SEND ends with its injection 2-3, at t=2 tile 1's with 18-19; every
+    # tile is released from the barrier at 17
+    np.testing.assert_array_equal(tl.phase_end, [
+        [[0, 1, 1, 2, 3], [0, 1, 1, 2, 2], [0, 0, 6, 7, 7]],
+        [[17, 17, 17, 18, 18], [17, 17, 17, 18, 19], [17, 17, 21, 22, 22]]])
     np.testing.assert_array_equal(tl.packet_table()[:, [0, 1, 5, 6, 7, 8]],
                                   [[1, 0, 2, 5, 5, 6], [2, 1, 18, 20, 20, 21]])
     assert result.images[col.TOTAL_CYCLES].tolist() == [22]

@@ -44,7 +44,10 @@ def test_energy_breakdown_stacks_every_component_beside_the_estimate(sweep_resul
     n_layers = len(R.energy_by_layer(sweep_results, 0))
     assert len(ax.patches) == n_layers * (len(ENERGY_COMPONENTS) + 1)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "compute-only estimate" in labels and "weight sram" in labels
+    assert "compute-only\nestimate (SNN)" in labels and "weight SRAM" in labels
+    # one ratio label per layer with a non-zero estimate
+    estimate = R.energy_by_layer(sweep_results, 0)[R.COMPUTE_ONLY_SNN_UJ]
+    assert len([t for t in ax.texts if t.get_text().startswith("×")]) == (estimate > 0).sum()
     tops = {}
     for bar in ax.patches[: n_layers * len(ENERGY_COMPONENTS)]:
         x = round(bar.get_x(), 6)
@@ -58,8 +61,13 @@ def test_spike_rates_and_latency(sweep_results):
     rates = R.spike_rates(sweep_results, 1)
     assert [b.get_height() for b in fig.axes[0].patches] == pytest.approx(list(rates))
     fig = P.plot_latency(sweep_results, point=1)
-    (image,) = [a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)]
-    assert image.get_array().shape == R.latency_by_layer(sweep_results, 1).shape
+    table = R.latency_by_layer(sweep_results, 1)
+    bars = fig.axes[0].patches
+    assert len(bars) == table.size  # one segment per layer and timestep, timestep-major
+    widths = [b.get_width() for b in bars]
+    assert widths == pytest.approx(list(table.to_numpy().T.ravel()))
+    ends = [b.get_x() + b.get_width() for b in bars[-len(table):]]
+    assert ends == pytest.approx(list(R.layer_finish_cycles(sweep_results, 1)))
 
 
 def test_pareto_marks_and_labels_the_front(sweep_results):

@@ -21,7 +21,9 @@ def _layers() -> pd.DataFrame:
                 row = {C.IMAGE: image, C.LAYER: layer, C.TIMESTEP: t, C.NEURONS: neurons,
                        C.SPIKES_OUT: (image + t) if layer == "a" else 0,
                        C.CYCLES: 10 * t + image, C.DRAM_READ_BYTES: 8,
-                       C.COMPUTE_ONLY_SNN: 1e6, C.COMPUTE_ONLY_ANN: 2e6}
+                       C.COMPUTE_ONLY_SNN: 1e6,
+                       # the chip charges the ANN estimate once, on timestep-1 rows
+                       C.COMPUTE_ONLY_ANN: 4e6 if t == 1 else 0.0}
                 for col in C.ENERGY_COLUMNS:
                     row[col] = 0.0
                 row["energy_accumulate_pj"] = 1e6 * (2 if layer == "a" else 1)
@@ -50,7 +52,7 @@ def test_summary_is_per_inference(run_dir):
     assert row[R.ACCURACY] == 0.5 and row[R.NUM_IMAGES] == 2
     assert row[R.LATENCY_CYCLES] == 120 and row[R.LATENCY_US] == pytest.approx(0.24)
     assert row[R.ENERGY_UJ] == 9.0 and row[R.EDP] == pytest.approx(9.0 * 0.24)
-    # 8 rows of 1e6 pJ over 2 images = 4 µJ per inference; ANN twice that
+    # 8 rows of 1e6 pJ over 2 images = 4 µJ per inference; ANN: 4 timestep-1 rows of 4e6 pJ
     assert row[R.COMPUTE_ONLY_SNN_UJ] == 4.0 and row[R.COMPUTE_ONLY_ANN_UJ] == 8.0
     assert row[R.FULL_TO_COMPUTE_ONLY] == pytest.approx(9.0 / 4.0)
     # spikes of layer a: image 0 -> 1 + 2, image 1 -> 2 + 3; mean 4
@@ -80,6 +82,10 @@ def test_latency_and_spike_rates_and_ratio(run_dir):
     res = R.load(run_dir)
     lat = R.latency_by_layer(res)
     assert lat.loc["a", 1] == 10.5 and lat.loc["out", 2] == 20.5
+    # cycles are per-timestep durations: image 0 finishes at 10 + 20, image 1 at 11 + 21
+    finish = R.layer_finish_cycles(res)
+    assert list(finish.index) == ["a", "out"] and finish["a"] == 31.0
+    assert finish.to_numpy() == pytest.approx(lat.sum(axis=1).to_numpy())
     rates = R.spike_rates(res)
     assert list(rates.index) == ["a"]  # the output layer does not spike
     assert rates["a"] == pytest.approx(((1 + 2) / 4 + (2 + 3) / 4) / 2)
@@ -120,3 +126,13 @@ def test_pareto_front_property(points):
                      and (energy[j], latency[j]) != (energy[i], latency[i])
                      for j in range(len(points)))
         assert front[i] == (not beaten)
+
+
+def test_format_summary_of_a_run_reads_as_labelled_lines(run_dir):
+    text = R.format_summary(R.load(run_dir))
+    assert "accuracy                    50.00 % (1 / 2)" in text
+    assert "120 cycles = 0.24 µs" in text
+    assert "energy per inference        9 µJ" in text
+    assert "SNN 4 µJ, ANN 8 µJ" in text and "2.25x" in text
+    # accumulate 6 µJ of 9 is the largest component, then DRAM 2 µJ
+    assert "accumulate 6 µJ (67%), DRAM 2 µJ (22%)" in text

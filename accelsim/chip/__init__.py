@@ -52,10 +52,23 @@ ejection ports serialise), dynamic DRAM arbitration (time division instead), loa
 image into the first layer's tiles, and overlap of a tile's fire phase with its integration of
 the next timestep.
 
-Modes: ``fast`` evaluates the recurrences phase by phase with numba kernels
-(:mod:`accelsim.chip.fast`); ``reference`` runs them as a SimPy simulation with one event per
-spike per stage (:mod:`accelsim.chip.reference`). Both fill the same :class:`Timeline`; the tests
-demand exact equality.
+Modes. Both are SimPy simulations, one ``simpy.Environment`` per image, and step every tile
+through the same phases (:class:`~accelsim.chip.timeline.Phase`: BARRIER, MAC, INTEGRATE, FIRE,
+SEND; :attr:`Timeline.phase_end` records when each tile completed each of them). They differ in
+what a SimPy event is:
+
+- ``fast`` (:mod:`accelsim.chip.fast`): events are *phases*. Each layer's tile group is a
+  process; the end of a group's SEND (carrying its tiles' end-of-timestep cycles), a group
+  being ready to accept timestep t, and the barrier are events; the DRAM channel is a
+  ``simpy.Resource``. The work of a phase (the fire-ready cycles, and every packet's admission,
+  arrival, start and finish with the per-tile counters) is computed by numba kernels over the
+  phase's packets.
+- ``reference`` (:mod:`accelsim.chip.reference`): events are *spike packets*. Each tile has a
+  unit process, an output-port process and an admission process; an input queue is a
+  ``simpy.Store`` of capacity ``depth``, an ejection link a ``simpy.Resource``, and every
+  packet waits for its port, its credit, its flight, its ejection and its service as events.
+
+Both fill the same :class:`Timeline`; the tests demand exact equality.
 
 Per-layer rows (image x layer x timestep): ``cycles`` is the time from the layer's last
 activity of t-1 to its last activity of t (the sum over t is when the layer finished the image);

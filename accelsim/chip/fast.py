@@ -1,31 +1,51 @@
-"""Fast mode: the timing model evaluated phase by phase, with numba kernels per transfer.
+"""Fast mode: SimPy orchestrates phases, numba kernels do the work inside them.
 
-Phases are visited in a causal order (timestep, then layers in network order); for each spiking
-layer the fire phase gives every spike its ready cycle, then :func:`transfer_kernel` walks the
-layer's packets in the model's order (ready cycle, source tile, neuron, destination tile) and
-applies the max-plus recurrences of the model (see :mod:`accelsim.chip`). The order is causal:
-every quantity a packet needs (its source port, its destination's admissions, credits and
-finishes, the ends of earlier phases) belongs to packets or phases visited before it.
+One ``simpy.Environment`` per image. Each layer's tile group is one SimPy process that steps
+through the :class:`~accelsim.chip.timeline.Phase` of every timestep (a group, not a tile,
+because a layer's packets leave in one order across its tiles: (ready cycle, source tile,
+neuron), so the recurrence couples its tiles). The SimPy events are phases, not spikes:
+
+- ``accepting[layer][t]``: the group passed BARRIER and MAC of t (its integration state is
+  reset to its fire end of t-1); senders of t wait for it in every consumer;
+- ``sent[layer][t]``: the group's SEND of t ended; its value is the per-tile end-of-timestep
+  cycle, from which a consumer computes when the signals reach each of its tiles (XY hop
+  latency) and waits for the last one before it FIREs;
+- ``barrier[t]``: released by a barrier process ``barrier_cycles`` after the last group's SEND
+  of t-1 (``barrier`` schedule only; ``pipelined`` has no barrier process).
+
+The DRAM channel is a ``simpy.Resource`` with one time-division slot per spilling tile; a group
+holds its spilling tiles' slots through MAC and INTEGRATE. Output ports are private to a tile
+and serialised inside the kernel.
+
+Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every packet's exact
+cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
+finish out), applying the recurrences of :mod:`accelsim.chip`. A phase runs once all the events
+it depends on have fired, so the SimPy time of a phase event is the cycle at which the whole
+group completed it, or later when the group had to wait for information (a consumer's fire end
+of t-1 before its packets of t can be timed); the per-tile cycles it carries are exact.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import simpy
 from numba import njit
 
 from accelsim.chip.plan import Plan
-from accelsim.chip.timeline import Timeline
+from accelsim.chip.timeline import Phase, Timeline
 
 
 @njit(cache=True)
-def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, service,
-                    hop_cycles, packet_cycles, depth, port_free, last_admit, open_, eject_free,
-                    finish, ring, ring_n, stall, busy, queue_peak, packets_out, packets_in,
-                    last_inject_end, events):
+def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sram_bits,
+                    dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles, depth,
+                    port_free, last_admit, open_, eject_free, finish, ring, ring_n, stall, busy,
+                    queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in, dram_in,
+                    last_inject_end, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
     Per-tile state (``port_free`` … ``ring_n``) is updated in place; per-tile counters of this
-    timestep are accumulated; ``events`` (packets, 6) receives, per packet sent, (neuron,
+    timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source tile, integration
+    on the destination. With ``record``, ``events`` (packets, 6) receives per packet (neuron,
     destination column, admission, arrival, start, finish). Returns the packets sent.
     """
     m = 0
@@ -35,7 +55,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, se
         s = src_tiles[sl]
         r = ready[i]
         for j in range(dest_tiles.shape[0]):
-            if synops[n, j] == 0:
+            syn = synops[n, j]
+            if syn == 0:
                 continue
             d = dest_tiles[j]
             free_at = max(r, port_free[s])
@@ -43,10 +64,17 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, se
             k = ring_n[d]
             if k >= depth:
                 inj = max(inj, ring[d, k % depth])
-            occupancy = 1
-            for q in range(max(0, k - depth + 1), k):
-                if ring[d, q % depth] > inj:
-                    occupancy += 1
+            # queue occupancy at admission: earlier packets not yet started. Starts are
+            # non-decreasing in queue order, so binary-search the first one after ``inj``.
+            lo = max(0, k - depth + 1)
+            hi = k
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if ring[d, mid % depth] > inj:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            occupancy = k - lo + 1
             if occupancy > queue_peak[d]:
                 queue_peak[d] = occupancy
             stall[s] += inj - free_at
@@ -64,86 +92,203 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, se
             busy[d] += service[n, j]
             packets_out[s] += 1
             packets_in[d] += 1
-            events[m, 0] = n
-            events[m, 1] = j
-            events[m, 2] = inj
-            events[m, 3] = arrival
-            events[m, 4] = start
-            events[m, 5] = fin
+            hx[s] += hops_x[sl, j]
+            hy[s] += hops_y[sl, j]
+            synops_in[d] += syn
+            sram_in[d] += sram_bits[n, j]
+            dram_in[d] += dram_bits[n, j]
+            if record:
+                events[m, 0] = n
+                events[m, 1] = j
+                events[m, 2] = inj
+                events[m, 3] = arrival
+                events[m, 4] = start
+                events[m, 5] = fin
             m += 1
     return m
 
 
+@njit(cache=True)
+def ready_kernel(indices, first, fire_start, units, latency):
+    """(neurons, local source tiles, ready cycles) of one layer's spikes, sorted by (ready,
+    source tile, neuron). ``first`` (ascending) and ``fire_start`` are per tile of the layer;
+    local tile ids grow with the neuron index, so (ready, neuron) is the same order."""
+    count = indices.shape[0]
+    n = np.empty(count, dtype=np.int64)
+    local = np.empty(count, dtype=np.int64)
+    ready = np.empty(count, dtype=np.int64)
+    span = 1
+    for i in range(count):
+        v = np.int64(indices[i])
+        lt = np.searchsorted(first, v, side="right") - 1
+        n[i] = v
+        local[i] = lt
+        ready[i] = fire_start[lt] + ((v - first[lt]) // units + 1) * latency
+        span = max(span, v + 1)
+    order = np.argsort(ready * span + n)
+    return n[order], local[order], ready[order]
+
+
 def spike_ready(plan: Plan, layer: int, indices: np.ndarray, fire_start: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(neurons, local source tiles, ready cycles) of one layer's spikes, in the model's order."""
+    """(neurons, local source tiles, ready cycles) of one layer's spikes, in the model's order;
+    ``fire_start`` is per tile of the chip."""
     tiles = plan.layer_tiles[layer]
-    first = plan.tile_first_neuron[tiles]
-    n = np.asarray(indices, dtype=np.int64)
-    local = np.searchsorted(first, n, side="right") - 1
     cfg = plan.hardware.tile
-    ready = fire_start[tiles[local]] + ((n - first[local]) // cfg.neuron_update_units + 1) * (
-        cfg.neuron_update_latency_cycles)
-    order = np.lexsort((n, local, ready))
-    return n[order], local[order], ready[order]
+    return ready_kernel(np.asarray(indices), plan.tile_first_neuron[tiles], fire_start[tiles],
+                        cfg.neuron_update_units, cfg.neuron_update_latency_cycles)
+
+
+class _FastChip:
+    """One image on one chip: a SimPy process per layer group, phases as events."""
+
+    def __init__(self, plan: Plan, trains: dict, timesteps: int, schedule: str,
+                 record_packets: bool):
+        self.plan, self.trains, self.T, self.schedule = plan, trains, timesteps, schedule
+        n = plan.tiles
+        self.tl = tl = Timeline.empty(n, timesteps)
+        tl.record_packets = record_packets
+        self.env = env = simpy.Environment()
+        self.depth = plan.hardware.tile.queue_depth_packets
+        self.port_free = np.zeros(n, dtype=np.int64)
+        self.last_admit = np.zeros(n, dtype=np.int64)
+        self.open_ = np.zeros(n, dtype=np.int64)
+        self.eject_free = np.zeros(n, dtype=np.int64)
+        self.finish = np.zeros(n, dtype=np.int64)
+        self.ring = np.zeros((n, self.depth), dtype=np.int64)
+        self.ring_n = np.zeros(n, dtype=np.int64)
+        self.fire_end = np.zeros(n, dtype=np.int64)
+        self.last_inject_end = np.zeros(n, dtype=np.int64)
+        self.t_start = np.zeros(timesteps, dtype=np.int64)
+        layers = plan.network.layers
+        L = len(layers)
+        self.accepting = [[env.event() for _ in range(timesteps)] for _ in range(L)]
+        self.sent = [[env.event() for _ in range(timesteps)] for _ in range(L)]
+        self.transferred = [[env.event() for _ in range(timesteps)] for _ in range(L)]
+        self.barrier = [env.event() for _ in range(timesteps)]
+        self.dram = simpy.Resource(env, capacity=max(1, plan.spilling_tiles))
+        self.spilling = [int((p.spilled_bits > 0).sum()) for p in plan.mapping.layers]
+        # senders earlier in network order that share a consumer: their packets of t go first
+        self.co_sources = [sorted({s for c in plan.consumers[li] for s in plan.sources[c]
+                                   if s < li}) for li in range(L)]
+
+    def group(self, li: int):
+        env, plan, tl, T = self.env, self.plan, self.tl, self.T
+        layer = plan.network.layers[li]
+        tiles = plan.layer_tiles[li]
+        # a layer's tiles are consecutive: work on views
+        g = slice(int(tiles[0]), int(tiles[-1]) + 1) if (np.diff(tiles) == 1).all() else tiles
+        fo = plan.fanout[li]
+        sends = fo is not None and layer.kind == "spiking"
+        train = self.trains[layer.name] if sends else None
+        cfg = plan.hardware.tile
+        first = plan.tile_first_neuron[g]
+        fire_cycles = plan.fire_cycles[g]
+        mac = plan.mac_cycles[g]
+        has_mac = bool(mac.any())
+        sources = plan.sources[li]
+        done_lat = (plan.done_cycles[np.concatenate([plan.layer_tiles[s] for s in sources])][
+            :, g] if sources else None)
+        waits = [self.accepting[c] for c in plan.consumers[li]] + [
+            self.transferred[s] for s in self.co_sources[li]]
+        finish, fire_end = self.finish[g], self.fire_end[g]
+        phase_end = tl.phase_end[:, g]
+        barrier = self.schedule == "barrier"
+        for t in range(T):
+            # BARRIER
+            if barrier and t > 0:
+                yield self.barrier[t]
+            np.maximum(fire_end, self.t_start[t], out=finish)
+            phase_end[t, :, Phase.BARRIER] = finish
+            slots = [self.dram.request() for _ in range(self.spilling[li])]
+            if slots:
+                yield simpy.AllOf(env, slots)
+            # MAC
+            if t == 0 and has_mac:
+                tl.busy[t, g] += mac
+                finish += mac
+                yield env.timeout(max(0, int(finish.max()) - env.now))
+            phase_end[t, :, Phase.MAC] = finish
+            self.accepting[li][t].succeed()
+            # INTEGRATE: the senders' SEND phases time this group's packets of t; wait for
+            # every source's end-of-timestep signal
+            if sources:
+                yield simpy.AllOf(env, [self.sent[s][t] for s in sources])
+                send_done = (self.sent[sources[0]][t].value if len(sources) == 1 else
+                             np.concatenate([self.sent[s][t].value for s in sources]))
+                signals = (send_done[:, None] + done_lat).max(axis=0)
+                yield env.timeout(max(0, int(signals.max()) - env.now))
+            else:
+                signals = 0
+            for slot in slots:
+                self.dram.release(slot)
+            tl.inputs_done[t, g] = signals
+            self.open_[g] = signals
+            np.maximum(finish, signals, out=tl.fire_start[t, g])
+            phase_end[t, :, Phase.INTEGRATE] = tl.fire_start[t, g]
+            # FIRE
+            np.add(tl.fire_start[t, g], fire_cycles, out=fire_end)
+            tl.busy[t, g] += fire_cycles
+            tl.fire_end[t, g] = phase_end[t, :, Phase.FIRE] = fire_end
+            # SEND
+            if sends:
+                yield simpy.AllOf(env, [w[t] for w in waits])
+                send_done = np.maximum(fire_end, self._transfer(li, t, train.at(t), first,
+                                                                cfg, g))
+            else:
+                send_done = fire_end.copy()
+            self.transferred[li][t].succeed()
+            end = np.maximum(send_done, finish)
+            tl.end[t, g] = phase_end[t, :, Phase.SEND] = end
+            yield env.timeout(max(0, int(end.max()) - env.now))
+            self.sent[li][t].succeed(send_done)
+
+    def _transfer(self, li: int, t: int, spikes: np.ndarray, first: np.ndarray, cfg, g
+                  ) -> np.ndarray:
+        """The SEND phase's work: time every packet of layer ``li``'s spikes of timestep t;
+        returns when each of the layer's tiles injected its last packet."""
+        plan, tl, fo = self.plan, self.tl, self.plan.fanout[li]
+        tiles = plan.layer_tiles[li]
+        n, local, ready = ready_kernel(spikes, first, tl.fire_start[t, g],
+                                       cfg.neuron_update_units,
+                                       cfg.neuron_update_latency_cycles)
+        record = tl.record_packets
+        events = np.empty((len(n) * len(fo.dest_tiles) if record else 0, 6), dtype=np.int64)
+        last_inject_end = self.last_inject_end
+        last_inject_end[tiles] = 0
+        m = transfer_kernel(n, local, ready, tiles, fo.dest_tiles, fo.synops, fo.sram_bits,
+                            fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x, fo.hops_y,
+                            plan.packet_cycles, self.depth, self.port_free, self.last_admit,
+                            self.open_, self.eject_free, self.finish, self.ring, self.ring_n,
+                            tl.stall[t], tl.busy[t], tl.queue_peak[t], tl.packets_out[t],
+                            tl.packets_in[t], tl.hops_x[t], tl.hops_y[t], tl.synops_in[t],
+                            tl.sram_bits[t], tl.dram_bits[t], last_inject_end, record, events)
+        if record:
+            tl.add_packets(li, t, n, ready, events[:m], plan)
+        return last_inject_end[g]
+
+    def barrier_keeper(self):
+        cycles = self.plan.hardware.schedule.barrier_cycles
+        groups = range(len(self.plan.network.layers))
+        for t in range(self.T - 1):
+            yield simpy.AllOf(self.env, [self.sent[li][t] for li in groups])
+            self.t_start[t + 1] = int(self.tl.end[t].max()) + cycles
+            yield self.env.timeout(max(0, int(self.t_start[t + 1]) - self.env.now))
+            self.barrier[t + 1].succeed()
+
+    def run(self) -> Timeline:
+        for li in range(len(self.plan.network.layers)):
+            self.env.process(self.group(li))
+        if self.schedule == "barrier":
+            self.env.process(self.barrier_keeper())
+        self.env.run()
+        unfinished = [li for li, ev in enumerate(self.sent) if not ev[-1].triggered]
+        if unfinished:
+            raise RuntimeError(f"layer groups {unfinished} never finished (deadlock)")
+        return self.tl
 
 
 def run_image(plan: Plan, trains: dict, timesteps: int, schedule: str,
               record_packets: bool = False) -> Timeline:
     """Simulate one image whose spikes are ``trains`` (layer name -> SpikeTrain)."""
-    hw = plan.hardware
-    layers = plan.network.layers
-    n_tiles = plan.tiles
-    tl = Timeline.empty(n_tiles, timesteps)
-    tl.record_packets = record_packets
-    depth = hw.tile.queue_depth_packets
-    port_free = np.zeros(n_tiles, dtype=np.int64)
-    last_admit = np.zeros(n_tiles, dtype=np.int64)
-    open_ = np.zeros(n_tiles, dtype=np.int64)
-    eject_free = np.zeros(n_tiles, dtype=np.int64)
-    finish = np.zeros(n_tiles, dtype=np.int64)
-    ring = np.zeros((n_tiles, depth), dtype=np.int64)
-    ring_n = np.zeros(n_tiles, dtype=np.int64)
-    fire_end = np.zeros(n_tiles, dtype=np.int64)
-    t_start = 0
-    for t in range(timesteps):
-        finish[:] = np.maximum(fire_end, t_start)
-        if t == 0:
-            tl.busy[t] += plan.mac_cycles
-            finish += plan.mac_cycles
-        send_done = np.zeros(n_tiles, dtype=np.int64)
-        last_inject_end = np.zeros(n_tiles, dtype=np.int64)
-        fire_start = np.zeros(n_tiles, dtype=np.int64)
-        for li, layer in enumerate(layers):
-            tiles = plan.layer_tiles[li]
-            src_tiles = [plan.layer_tiles[s] for s in plan.sources[li]]
-            signals = np.zeros(len(tiles), dtype=np.int64)
-            if src_tiles:
-                st = np.concatenate(src_tiles)
-                signals = (send_done[st][:, None] + plan.done_cycles[np.ix_(st, tiles)]).max(
-                    axis=0)
-            tl.inputs_done[t, tiles] = signals
-            done = np.maximum(finish[tiles], signals)
-            fire_start[tiles] = done
-            fire_end[tiles] = done + plan.fire_cycles[tiles]
-            tl.busy[t, tiles] += plan.fire_cycles[tiles]
-            tl.fire_start[t, tiles] = done
-            fo = plan.fanout[li]
-            if fo is not None and layer.kind == "spiking":
-                n, local, ready = spike_ready(plan, li, trains[layer.name].at(t), fire_start)
-                events = np.zeros((len(n) * len(fo.dest_tiles), 6), dtype=np.int64)
-                m = transfer_kernel(n, local, ready, tiles, fo.dest_tiles, fo.synops,
-                                    fo.service, fo.hop_cycles, plan.packet_cycles, depth,
-                                    port_free, last_admit, open_, eject_free, finish, ring,
-                                    ring_n, tl.stall[t], tl.busy[t], tl.queue_peak[t],
-                                    tl.packets_out[t], tl.packets_in[t], last_inject_end, events)
-                tl.add_packets(li, t, n, local, ready, events[:m], plan)
-            send_done[tiles] = np.maximum(fire_end[tiles], last_inject_end[tiles])
-        tl.end[t] = np.maximum(send_done, finish)
-        open_[:] = tl.inputs_done[t]
-        t_start = int(tl.end[t].max()) + (hw.schedule.barrier_cycles if schedule == "barrier"
-                                          else 0)
-        tl.fire_end[t] = fire_end
-        if schedule != "barrier":
-            t_start = 0
-    return tl
+    return _FastChip(plan, trains, timesteps, schedule, record_packets).run()

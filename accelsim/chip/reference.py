@@ -21,7 +21,7 @@ import numpy as np
 import simpy
 
 from accelsim.chip.plan import Plan
-from accelsim.chip.timeline import Timeline
+from accelsim.chip.timeline import Phase, Timeline
 
 LATE = 2
 """Event priority after every normal (1) and urgent (0) event of the same time."""
@@ -122,9 +122,11 @@ class _Chip:
         for t in range(self.T):
             if self.schedule == "barrier" and t > 0:
                 yield self.barrier[t]
+            tl.phase_end[t, g, Phase.BARRIER] = env.now
             if t == 0 and plan.mac_cycles[g]:
                 tl.busy[t, g] += plan.mac_cycles[g]
                 yield env.timeout(int(plan.mac_cycles[g]))
+            tl.phase_end[t, g, Phase.MAC] = env.now
             # integrate the packets of timestep t in queue order
             i = 0
             lst = self.lists[g][t]
@@ -145,6 +147,7 @@ class _Chip:
                     yield self.grew[g] | self.inputs_done[t][g]
             # fire
             tl.fire_start[t, g] = fire_start = env.now
+            tl.phase_end[t, g, Phase.INTEGRATE] = fire_start
             fire_end = fire_start + int(plan.fire_cycles[g])
             if fo is not None and layer.kind == "spiking":
                 spikes = self.trains[layer.name].at(t).astype(np.int64)
@@ -163,7 +166,7 @@ class _Chip:
             if fire_end > env.now:
                 yield env.timeout(fire_end - env.now)
             tl.busy[t, g] += plan.fire_cycles[g]
-            tl.fire_end[t, g] = fire_end
+            tl.fire_end[t, g] = tl.phase_end[t, g, Phase.FIRE] = fire_end
             if fo is not None and layer.kind == "spiking":
                 self.port[g].put(("end", t))
             else:
@@ -171,7 +174,7 @@ class _Chip:
 
     def _send_done(self, g: int, t: int) -> None:
         env = self.env
-        self.tl.end[t, g] = env.now
+        self.tl.end[t, g] = self.tl.phase_end[t, g, Phase.SEND] = env.now
         self.send_done[t][g].succeed()
         li = int(self.plan.tile_layer[g])
         for d in self.consumer_tiles[li].tolist():

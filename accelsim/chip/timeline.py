@@ -6,8 +6,25 @@ Both modes fill the same :class:`Timeline`, so that their outputs can be compare
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 
 import numpy as np
+
+
+class Phase(IntEnum):
+    """The phases a tile steps through in every timestep, in order (both modes)."""
+
+    BARRIER = 0
+    """Wait until the tile may start timestep t (the global barrier, or its own fire of t-1)."""
+    MAC = 1
+    """Timestep 1 only, tiles fed by the analog input: the dense multiply-accumulate."""
+    INTEGRATE = 2
+    """Serve the spike packets of t in queue order until every source's end signal arrived."""
+    FIRE = 3
+    """Leak, compare and reset every neuron; spikes become ready one update group at a time."""
+    SEND = 4
+    """The output port injects the spikes' packets; ends with the end-of-timestep signal."""
+
 
 PACKET_FIELDS = ("timestep", "source_tile", "neuron", "dest_tile", "ready", "admitted",
                  "arrival", "start", "finish")
@@ -31,6 +48,8 @@ class Timeline:
     fire_start: np.ndarray
     fire_end: np.ndarray
     end: np.ndarray
+    phase_end: np.ndarray
+    """(timesteps, tiles, len(Phase)): the cycle at which the tile completed each phase."""
     record_packets: bool = False
     packets: list[np.ndarray] = field(default_factory=list)
     """Per transfer, an int64 (packets, len(PACKET_FIELDS)) record."""
@@ -39,39 +58,24 @@ class Timeline:
     def empty(cls, tiles: int, timesteps: int) -> Timeline:
         arrays = {f.name: np.zeros((timesteps, tiles), dtype=np.int64)
                   for f in fields(cls) if f.name not in ("packets", "record_packets")}
+        arrays["phase_end"] = np.zeros((timesteps, tiles, len(Phase)), dtype=np.int64)
         return cls(**arrays)
 
-    def add_packets(self, layer: int, t: int, neurons: np.ndarray, local: np.ndarray,
-                    ready: np.ndarray, events: np.ndarray, plan) -> None:
-        """Count the traffic of one transfer from its (neuron, column, times) events."""
-        fo = plan.fanout[layer]
-        tiles = plan.layer_tiles[layer]
+    def add_packets(self, layer: int, t: int, neurons: np.ndarray, ready: np.ndarray,
+                    events: np.ndarray, plan) -> None:
+        """Record the packets of one transfer from its (neuron, column, times) events."""
         if len(events) == 0:
             return
+        tiles = plan.layer_tiles[layer]
         n = events[:, 0]
-        j = events[:, 1]
         # the source tile of each event: spikes are unique per layer and timestep
-        where = np.searchsorted(plan.tile_first_neuron[tiles], n, side="right") - 1
-        src = tiles[where]
-        dest = fo.dest_tiles[j]
-        tiles_n = self.busy.shape[1]
-        self.hops_x[t] += np.bincount(src, weights=fo.hops_x[where, j],
-                                      minlength=tiles_n).astype(np.int64)
-        self.hops_y[t] += np.bincount(src, weights=fo.hops_y[where, j],
-                                      minlength=tiles_n).astype(np.int64)
-        self.synops_in[t] += np.bincount(dest, weights=fo.synops[n, j],
-                                         minlength=tiles_n).astype(np.int64)
-        self.sram_bits[t] += np.bincount(dest, weights=fo.sram_bits[n, j],
-                                         minlength=tiles_n).astype(np.int64)
-        self.dram_bits[t] += np.bincount(dest, weights=fo.dram_bits[n, j],
-                                         minlength=tiles_n).astype(np.int64)
-        if not self.record_packets:
-            return
+        src = tiles[np.searchsorted(plan.tile_first_neuron[tiles], n, side="right") - 1]
         by_neuron = np.argsort(neurons)
         ready_of = ready[by_neuron][np.searchsorted(neurons[by_neuron], n)]
         self.packets.append(np.column_stack([
-            np.full(len(n), t + 1, dtype=np.int64), src, n, dest, ready_of, events[:, 2],
-            events[:, 3], events[:, 4], events[:, 5]]).astype(np.int64))
+            np.full(len(n), t + 1, dtype=np.int64), src, n,
+            plan.fanout[layer].dest_tiles[events[:, 1]], ready_of, events[:, 2], events[:, 3],
+            events[:, 4], events[:, 5]]).astype(np.int64))
 
     def packet_table(self) -> np.ndarray:
         """All packets, sorted by (timestep, source tile, neuron, destination tile)."""

@@ -62,7 +62,8 @@ def run(
     typer.echo(_summary_text(results))
     if want_plots:
         written = P.make_plots(results)
-        typer.echo(f"{len(written)} figure(s) in {report.folder / P.FIGURES_DIR}")
+        names = sorted(p.stem for p in written if p.suffix == ".png")
+        typer.echo(f"figures (PNG + SVG) in {report.folder / P.FIGURES_DIR}: {', '.join(names)}")
 
 
 @app.command()
@@ -87,13 +88,7 @@ def validate(
 def _summary_text(results) -> str:
     from accelsim import results as R
 
-    cols = [*results.parameters, R.ACCURACY, R.LATENCY_CYCLES, R.LATENCY_US, R.ENERGY_UJ,
-            R.EDP, R.COMPUTE_ONLY_SNN_UJ, R.COMPUTE_ONLY_ANN_UJ, R.FULL_TO_COMPUTE_ONLY]
-    table = results.summary.set_index(R.POINT)[cols]
-    table.columns = [c.removeprefix("hardware.overrides.") for c in table.columns]
-    with pd.option_context("display.width", 160, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):
-        return table.to_string()
+    return R.format_summary(results)
 
 
 @app.command()
@@ -120,9 +115,19 @@ def report(
                 raise _fail(exc) from None
             label = "" if not results.is_sweep else f" (point {p})"
             typer.echo(f"\n== energy by layer and component, µJ per inference{label} ==")
-            typer.echo(R.energy_by_layer(res).to_string())
-            typer.echo(f"\n== latency by layer and timestep, cycles{label} ==")
-            typer.echo(R.latency_by_layer(res).to_string())
+            energy = R.energy_by_layer(res)
+            full = energy[list(R.COMPONENT_UJ)].sum(axis=1)
+            energy.columns = [c.removeprefix("energy_").removesuffix("_uj")
+                              .replace("compute_only_", "c-only ") for c in energy.columns]
+            energy.insert(len(R.COMPONENT_UJ), "total", full)
+            typer.echo(energy.to_string())
+            typer.echo(f"\n== latency by layer and timestep, cycles{label} ==\n"
+                       "(column t: cycles from the layer's last activity of t-1 to its last "
+                       "activity of t; finish: their sum, when the layer finished the image)")
+            latency = R.latency_by_layer(res)
+            latency.columns = [f"t={t}" for t in latency.columns]
+            latency["finish"] = R.layer_finish_cycles(res)
+            typer.echo(latency.to_string(float_format="{:,.0f}".format))
             typer.echo(f"\n== spike rate per layer (spikes over T / neurons){label} ==")
             typer.echo(R.spike_rates(res).to_string())
             typer.echo(f"\n== full / compute-only energy{label} ==")
