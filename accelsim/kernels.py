@@ -6,8 +6,17 @@ tables and calls :func:`run_images`.
 Layouts
 - A layer's *spike indices* are flat ``(C, H, W)`` indices (torch order); a linear layer of N
   units is ``(N, 1, 1)``.
-- A layer's *state* (membrane, current, touched flags) is stored channel-last, ``(H, W, C)``, so
-  that one input spike adds a contiguous run of ``C_out`` weights at each target position.
+- A layer's *spike indices* come with their ``(channel, row, column)`` (written by the LIF
+  step), so that fan-outs never divide to decode them.
+- A layer's *state* (membrane, current) is stored channel-last, ``(H, W, C)``, so that one input
+  spike adds a contiguous run of ``C_out`` weights at each target position: unit-stride loops
+  over slices, which LLVM vectorises (indexing with ``base + co`` would not: numba's negative
+  index wraparound blocks it). Stride-1 convs clip the taps to the output once per spike, so
+  the inner loops have no branch.
+- Active-neuron flags: ``reached`` holds one flag per target *position* (a conv or linear fan-out
+  always reaches all ``C_out`` neurons of a position), ``touched`` one per neuron (shortcuts).
+- Per target neuron the contributions are added in the order of the source spikes (ascending
+  CHW), projection after projection, after the constant current of an analog-fed layer.
 - Conv weights are ``(C_in, k, k, C_out)``, linear weights ``(in, out)``; both are already
   multiplied by ``1 / pool**2`` when the projection pools its source (average pooling of spikes
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
@@ -187,40 +196,53 @@ def _leak_of_jit(membrane, leak, shift):
 @njit(cache=True)
 def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
              touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
-             out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
+             fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
              out_x: np.ndarray) -> tuple[int, int]:
-    """u = sat(leak(u) + I); o = u > v; u -= v*o, visiting neurons in (C, H, W) order.
+    """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
 
     Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
     arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
     ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
     set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
     Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
-    their (channel, row, column) to ``out_c, out_y, out_x``.
+    their (channel, row, column) to ``out_c, out_y, out_x``; ``fired`` is scratch (one per
+    neuron).
+
+    Two passes: the update runs in the storage order (HWC, unit stride, so it vectorises) and
+    leaves 0/1 in ``fired``; a second pass lists the spikes in CHW order.
     """
-    n = 0
     active = 0
+    for pos in range(h_ * w_):
+        r = reached[pos]
+        base = pos * c_
+        cur = current[base:base + c_]
+        mem = membrane[base:base + c_]
+        tch = touched[base:base + c_]
+        out = fired[base:base + c_]
+        for c in range(c_):
+            u = leak_of(mem[c], leak, shift) + cur[c]
+            u = min(max(u, lo), hi)
+            f = u > threshold
+            if f:
+                u = u - threshold
+            mem[c] = u
+            out[c] = f
+            cur[c] = 0
+            active += r | tch[c]
+            tch[c] = 0
+        reached[pos] = 0
+    n = 0
     k = 0
     for c in range(c_):
         for y in range(h_):
             for x in range(w_):
-                pos = y * w_ + x
-                j = pos * c_ + c
-                u = leak_of(membrane[j], leak, shift) + current[j]
-                u = min(max(u, lo), hi)
-                current[j] = 0
-                active += reached[pos] | touched[j]
-                touched[j] = 0
-                if u > threshold:
-                    u = u - threshold
+                if fired[(y * w_ + x) * c_ + c]:
                     out_spikes[n] = k
                     out_c[n] = c
                     out_y[n] = y
                     out_x[n] = x
                     n += 1
-                membrane[j] = u
                 k += 1
-    reached[:h_ * w_] = 0
     return n, active
 
 
@@ -313,7 +335,8 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
               shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
               proj_start: np.ndarray, weights: np.ndarray, membrane: np.ndarray,
               current: np.ndarray, reached: np.ndarray, touched: np.ndarray, const: np.ndarray,
-              spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
+              fired: np.ndarray, spikes: np.ndarray, spike_c: np.ndarray,
+              spike_y: np.ndarray, spike_x: np.ndarray,
               n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
               rec: np.ndarray, rec_n: np.ndarray) -> None:
     """One image through all layers and timesteps; state arrays are reset here.
@@ -389,7 +412,7 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
             else:
                 k, active = lif_step(cur, mem, rch, tch, layers[li, L_C], layers[li, L_H],
                                      layers[li, L_W], leaks[li], shift, thresholds[li], lo, hi,
-                                     spikes[off:off + n], spike_c[off:off + n],
+                                     fired[off:off + n], spikes[off:off + n], spike_c[off:off + n],
                                      spike_y[off:off + n], spike_x[off:off + n])
                 n_spikes[li] = k
                 row[C_SPIKES_OUT] = k
@@ -426,6 +449,7 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
         reached = np.zeros(total, dtype=np.uint8)
         touched = np.zeros(total, dtype=np.uint8)
         const = np.zeros(total, dtype=weights.dtype)
+        fired = np.zeros(total, dtype=np.uint8)
         spikes = np.zeros(total, dtype=np.int32)
         spike_c = np.zeros(total, dtype=np.int32)
         spike_y = np.zeros(total, dtype=np.int32)
@@ -435,9 +459,9 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
         for i in range(b, n_images, n_blocks):
             ri = i if record else 0
             run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
-                      proj_start, weights, membrane, current, reached, touched, const, spikes,
-                      spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record, rec[ri],
-                      rec_n[ri])
+                      proj_start, weights, membrane, current, reached, touched, const, fired,
+                      spikes, spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record,
+                      rec[ri], rec_n[ri])
             off = layers[last, L_OFF]
             output[i, :] = membrane[off:off + layers[last, L_N]]
 

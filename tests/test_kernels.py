@@ -40,6 +40,11 @@ def _spikes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.flatnonzero(mask).astype(np.int32)
 
 
+def _decoded(spikes: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
+    """(channel, row, column) int32 arrays of flat CHW spike indices (what the LIF step emits)."""
+    return tuple(a.astype(np.int32) for a in np.unravel_index(spikes, shape))
+
+
 @SETTINGS
 @given(conv_cases())
 def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
@@ -50,9 +55,10 @@ def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
     ho = naive.conv_out_size(h // pool, kernel, stride, padding)
     wo = naive.conv_out_size(w // pool, kernel, stride, padding)
     current = np.zeros(c_out * ho * wo)
-    touched = np.zeros(c_out * ho * wo, dtype=np.uint8)
-    ops = k.conv_scatter(spikes, len(spikes), c_in, h, w, pool, c_out, ho, wo, kernel, stride,
-                         padding, kernel_weights("conv", weights, pool), 0, current, touched)
+    reached = np.zeros(ho * wo, dtype=np.uint8)
+    ops = k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo,
+                         kernel, stride, padding, kernel_weights("conv", weights, pool), 0,
+                         current, reached)
 
     source = naive.spike_map(spikes, (c_in, h, w))
     expected = naive.conv(naive.avg_pool(source, pool), weights, stride, padding)
@@ -61,8 +67,40 @@ def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
     fanout = naive.pooled_fanout(naive.conv_fanout(c_in, h // pool, w // pool, c_out, kernel,
                                                    stride, padding), pool)
     assert ops == int(fanout.ravel()[spikes].sum())
-    reached = naive.conv(naive.avg_pool(source, pool), np.ones_like(weights), stride, padding)
-    np.testing.assert_array_equal(touched, naive.chw_to_hwc(reached > 0).astype(np.uint8))
+    # A position is reached when any spike's receptive field covers it (same for every channel).
+    covered = naive.conv(naive.avg_pool(source, pool), np.ones_like(weights), stride, padding)
+    np.testing.assert_array_equal(reached, (covered[0] > 0).ravel().astype(np.uint8))
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv_scatter_adds_in_spike_order(case):
+    """Per target, the spikes' weights are added one by one in spike order (bit-exact), so the
+    result does not depend on how the fan-out is vectorised."""
+    pool, c_in, h, w, kernel, padding, stride, c_out, seed = case
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(c_out, c_in, kernel, kernel)) * 10.0 ** rng.integers(-8, 8)
+    spikes = _spikes(rng, c_in * h * w)
+    ho = naive.conv_out_size(h // pool, kernel, stride, padding)
+    wo = naive.conv_out_size(w // pool, kernel, stride, padding)
+    current = np.zeros(c_out * ho * wo)
+    kw = kernel_weights("conv", weights, pool)
+    k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo, kernel,
+                   stride, padding, kw, 0, current, np.zeros(ho * wo, dtype=np.uint8))
+    expected = np.zeros((c_out, ho, wo))
+    scaled = weights / float(pool * pool) if pool > 1 else weights
+    for idx in spikes:  # ascending CHW, one spike after the other
+        c, r = divmod(int(idx), h * w)
+        y, x = r // w // pool, r % w // pool
+        for ky in range(kernel):
+            for kx in range(kernel):
+                ny, nx = y + padding - ky, x + padding - kx
+                if ny % stride or nx % stride:
+                    continue
+                oy, ox = ny // stride, nx // stride
+                if 0 <= oy < ho and 0 <= ox < wo:
+                    expected[:, oy, ox] += scaled[:, c, ky, kx]
+    np.testing.assert_array_equal(current, naive.chw_to_hwc(expected))
 
 
 @SETTINGS
@@ -74,13 +112,13 @@ def test_linear_scatter_matches_matrix_product(pool, c, half, n_out, seed):
     weights = rng.normal(size=(n_out, c * (h // pool) * (w // pool)))
     spikes = _spikes(rng, c * h * w)
     current = np.zeros(n_out)
-    touched = np.zeros(n_out, dtype=np.uint8)
-    ops = k.linear_scatter(spikes, len(spikes), h, w, pool, n_out,
-                           kernel_weights("linear", weights, pool), 0, current, touched)
+    reached = np.zeros(1, dtype=np.uint8)
+    ops = k.linear_scatter(spikes, *_decoded(spikes, (c, h, w)), len(spikes), h, w, pool, n_out,
+                           kernel_weights("linear", weights, pool), 0, current, reached)
     pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
     np.testing.assert_allclose(current, weights @ pooled.ravel(), rtol=1e-12, atol=1e-12)
     assert ops == len(spikes) * n_out
-    assert touched.sum() == (n_out if len(spikes) else 0)
+    assert reached.tolist() == [1 if len(spikes) else 0]
 
 
 @SETTINGS
@@ -92,8 +130,8 @@ def test_identity_scatter_adds_the_pooled_spike_map(pool, c, ph, pw, seed):
     spikes = _spikes(rng, c * h * w)
     current = np.zeros(c * ph * pw)
     touched = np.zeros(c * ph * pw, dtype=np.uint8)
-    ops = k.identity_scatter(spikes, len(spikes), h, w, pool, c, pw, 1.0 / pool**2, current,
-                             touched)
+    ops = k.identity_scatter(*_decoded(spikes, (c, h, w)), len(spikes), pool, c, pw,
+                             1.0 / pool**2, current, touched)
     pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
     np.testing.assert_allclose(current, naive.chw_to_hwc(pooled), rtol=1e-12, atol=1e-15)
     assert ops == len(spikes)
@@ -108,26 +146,50 @@ def test_lif_step_matches_naive_and_clears_the_step(c, h, w, leak, threshold, se
     n = c * h * w
     u0 = rng.normal(size=(c, h, w))
     i0 = rng.normal(size=(c, h, w))
-    touched0 = (rng.random((c, h, w)) < 0.5).astype(np.uint8)
+    reached0 = (rng.random((h, w)) < 0.3).astype(np.uint8)
+    touched0 = (rng.random((c, h, w)) < 0.3).astype(np.uint8)
     membrane, current = naive.chw_to_hwc(u0), naive.chw_to_hwc(i0)
-    touched = naive.chw_to_hwc(touched0)
-    out = np.full(n, -1, dtype=np.int32)
-    n_spikes, active = k.lif_step(current, membrane, touched, c, h, w, leak, 0, threshold,
-                                  -np.inf, np.inf, out)
+    reached, touched = reached0.ravel().copy(), naive.chw_to_hwc(touched0)
+    out = [np.full(n, -1, dtype=np.int32) for _ in range(4)]
+    n_spikes, active = k.lif_step(current, membrane, reached, touched, c, h, w, leak, 0,
+                                  threshold, -np.inf, np.inf, np.zeros(n, dtype=np.uint8), *out)
     u_expected, fired = naive.lif(u0.ravel(), i0.ravel(), leak, threshold)
-    np.testing.assert_array_equal(out[:n_spikes], fired)  # ascending CHW indices
+    np.testing.assert_array_equal(out[0][:n_spikes], fired)  # ascending CHW indices
+    for got, want in zip(out[1:], np.unravel_index(fired, (c, h, w)), strict=True):
+        np.testing.assert_array_equal(got[:n_spikes], want)
     np.testing.assert_array_equal(membrane, naive.chw_to_hwc(u_expected.reshape(c, h, w)))
-    assert active == touched0.sum()
-    assert not current.any() and not touched.any()
+    assert active == (reached0[None, :, :] | touched0).sum()
+    assert not current.any() and not touched.any() and not reached.any()
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_fixed_lif_step_floors_and_saturates(c, h, w, seed):
+    """int64 membranes: u = clip(floor(u * L / 2**s) + I, lo, hi), strict threshold, soft reset."""
+    rng = np.random.default_rng(seed)
+    n = c * h * w
+    u0 = rng.integers(-300, 300, size=(c, h, w))
+    i0 = rng.integers(-200, 200, size=(c, h, w))
+    lo, hi, v = -256, 255, 100
+    membrane, current = naive.chw_to_hwc(u0), naive.chw_to_hwc(i0)
+    out = [np.zeros(n, dtype=np.int32) for _ in range(4)]
+    n_spikes, _ = k.lif_step(current, membrane, np.zeros(h * w, dtype=np.uint8),
+                             np.zeros(n, dtype=np.uint8), c, h, w, 3, 2, v, lo, hi,
+                             np.zeros(n, dtype=np.uint8), *out)
+    u = np.clip(np.floor(u0 * 3 / 4) + i0, lo, hi)
+    fired = u > v
+    np.testing.assert_array_equal(out[0][:n_spikes], np.flatnonzero(fired))
+    np.testing.assert_array_equal(membrane, naive.chw_to_hwc(u - v * fired).astype(np.int64))
 
 
 def test_accumulate_step_sums_without_leak_or_threshold():
-    membrane = np.array([1.0, -2.0, 5.0])
-    current = np.array([10.0, 0.0, -1.0])
-    touched = np.array([1, 0, 1], dtype=np.uint8)
-    assert k.accumulate_step(current, membrane, touched, -np.inf, np.inf) == 2
-    np.testing.assert_array_equal(membrane, [11.0, -2.0, 4.0])
-    assert not current.any() and not touched.any()
+    membrane = np.array([1.0, -2.0, 5.0, 0.0])
+    current = np.array([10.0, 0.0, -1.0, 0.0])
+    reached = np.array([1, 0, 0, 0], dtype=np.uint8)  # position 0 (neurons 0, 1) reached
+    touched = np.array([0, 0, 1, 0], dtype=np.uint8)  # neuron 2 touched by a shortcut
+    assert k.accumulate_step(current, membrane, reached, touched, 2, -np.inf, np.inf) == 3
+    np.testing.assert_array_equal(membrane, [11.0, -2.0, 4.0, 0.0])
+    assert not current.any() and not touched.any() and not reached.any()
 
 
 @SETTINGS
