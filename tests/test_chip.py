@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from chip_support import assert_modes_equal, chain, run_mode, tiny_hw
+from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +16,7 @@ from accelsim.chip import SimulationResult, simulate
 from accelsim.chip.timeline import Phase
 from accelsim.functional import SpikeTrain
 from accelsim.hardware import load_hardware
-from accelsim.network import Network
+from accelsim.network import INPUT, Architecture, Layer, Network, Projection
 from accelsim.torch_snn import SpikingNetwork
 
 
@@ -213,3 +213,30 @@ def test_fast_equals_reference_on_shipped_digits_model():
     hw = load_hardware("45nm-generic", {"mesh.rows": 4, "mesh.cols": 4})
     fast, _ = assert_modes_equal(net, f.spikes, hw, net.timesteps, counts=f.counts)
     assert fast.layers[col.NOC_PACKETS].sum() > 1000
+
+
+def test_fast_mode_refuses_parallel_senders():
+    """Two layers fed by the input, summed by a third: their packets interleave in queue order,
+    which only the reference mode follows; the fast mode says so instead of mis-ordering."""
+    lin = lambda src, w: Projection(source=src, op="linear", weight=w)  # noqa: E731
+    layers = (Layer(name="a", kind="spiking", shape=(6,), inputs=(lin(INPUT, "a"),)),
+              Layer(name="b", kind="spiking", shape=(1,), inputs=(lin(INPUT, "b"),)),
+              Layer(name="c", kind="spiking", shape=(2,), inputs=(lin("a", "ca"), lin("b", "cb"))),
+              Layer(name="out", kind="output", shape=(1,), inputs=(lin("c", "o"),)))
+    shapes = {"a": (6, 1), "b": (1, 1), "ca": (2, 6), "cb": (2, 1), "o": (1, 2)}
+    net = Network(architecture=Architecture(name="branches", input_shape=(1,), num_classes=1,
+                                            layers=layers),
+                  weights={k: np.ones(v, dtype=np.float32) for k, v in shapes.items()},
+                  timesteps=1, input_mean=(0.0,), input_std=(1.0,))
+    spikes = [{"a": train([list(range(6))]), "b": train([[0]]), "c": train([[0, 1]])}]
+    hw = tiny_hw(mesh__cols=4, tile__queue_depth_packets=1)
+    with pytest.raises(ValueError, match="'b' does not depend on 'a'.*mode='reference'"):
+        run_mode(net, spikes, hw, 1)
+    ref, tls = run_mode(net, spikes, hw, 1, mode="reference")
+    # tiles a 0, b 1, c 2, out 3. b: MAC 0-1, fire 1-2, its spike ready at 2; a: MAC 0-6, fire
+    # 6-12, spikes ready 7..12. In queue order b's packet goes first: admitted at 2, no stall
+    packets = tls[0].packet_table()
+    from_b = packets[packets[:, 1] == 1]
+    np.testing.assert_array_equal(from_b[:, [4, 5]], [[2, 2]])
+    assert packets[:, 5].min() == 2
+    assert ref.layers.set_index(col.LAYER).loc["b", col.STALL_CYCLES] == 0

@@ -10,12 +10,16 @@ neuron), so the recurrence couples its tiles). The SimPy events are phases, not 
 - ``sent[layer][t]``: the group's SEND of t ended; its value is the per-tile end-of-timestep
   cycle, from which a consumer computes when the signals reach each of its tiles (XY hop
   latency) and waits for the last one before it FIREs;
+- ``transferred[layer][t]``: the group's packets of t are timed; a sender later in network
+  order that shares a consumer waits for it, so a consumer's state sees its senders in order;
 - ``barrier[t]``: released by a barrier process ``barrier_cycles`` after the last group's SEND
   of t-1 (``barrier`` schedule only; ``pipelined`` has no barrier process).
 
 The DRAM channel is a ``simpy.Resource`` with one time-division slot per spilling tile; a group
-holds its spilling tiles' slots through MAC and INTEGRATE. Output ports are private to a tile
-and serialised inside the kernel.
+acquires its spilling tiles' slots before its first MAC and holds them to its last SEND (under
+time division a slot is owned, never contended; the service cycles of :mod:`accelsim.chip.plan`
+charge its bandwidth share). Output ports are private to a tile and serialised inside the
+kernel.
 
 Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every packet's exact
 cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
@@ -62,19 +66,24 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sr
             free_at = max(r, port_free[s])
             inj = max(free_at, max(last_admit[d], open_[d]))
             k = ring_n[d]
+            slot = k % depth  # ring slot of packet k, which held packet k - depth
             if k >= depth:
-                inj = max(inj, ring[d, k % depth])
+                inj = max(inj, ring[d, slot])
             # queue occupancy at admission: earlier packets not yet started. Starts are
-            # non-decreasing in queue order, so binary-search the first one after ``inj``.
-            lo = max(0, k - depth + 1)
-            hi = k
+            # non-decreasing in queue order, so binary-search (over q = packets back from k)
+            # the oldest of the last depth - 1 packets that starts after ``inj``.
+            lo = 1
+            hi = min(k, depth - 1) + 1
             while lo < hi:
                 mid = (lo + hi) >> 1
-                if ring[d, mid % depth] > inj:
-                    hi = mid
-                else:
+                q = slot - mid
+                if q < 0:
+                    q += depth
+                if ring[d, q] > inj:
                     lo = mid + 1
-            occupancy = k - lo + 1
+                else:
+                    hi = mid
+            occupancy = lo
             if occupancy > queue_peak[d]:
                 queue_peak[d] = occupancy
             stall[s] += inj - free_at
@@ -85,7 +94,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sr
             eject_free[d] = ej + packet_cycles
             arrival = ej + packet_cycles
             start = max(arrival, finish[d])
-            ring[d, k % depth] = start
+            ring[d, slot] = start
             ring_n[d] = k + 1
             fin = start + service[n, j]
             finish[d] = fin
@@ -139,11 +148,49 @@ def spike_ready(plan: Plan, layer: int, indices: np.ndarray, fire_start: np.ndar
                         cfg.neuron_update_units, cfg.neuron_update_latency_cycles)
 
 
+def _all(env: simpy.Environment, events: list):
+    """Wait for every event; no SimPy step when all have already been triggered."""
+    if not all(ev.triggered for ev in events):
+        yield simpy.AllOf(env, events)
+
+
+def _until(env: simpy.Environment, cycle: int):
+    """Advance to ``cycle`` unless the process is already there (or later)."""
+    if cycle > env.now:
+        yield env.timeout(cycle - env.now)
+
+
+def check_sender_order(plan: Plan) -> None:
+    """Raise unless every layer's spiking sources each depend on the previous one.
+
+    The fast mode times a consumer's senders one after another in network order; that is the
+    model's queue order when a later sender fires only after the earlier one's end-of-timestep
+    signal (so all its spikes are ready later), as in every VGG and ResNet. Senders in parallel
+    branches would interleave, which only the reference mode orders.
+    """
+    layers = plan.network.layers
+    upstream: list[set[int]] = []
+    for li in range(len(layers)):
+        up = set(plan.sources[li])
+        for s in plan.sources[li]:
+            up |= upstream[s]
+        upstream.append(up)
+        ordered = sorted(plan.sources[li])
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if a not in upstream[b]:
+                raise ValueError(
+                    f"layer {layers[li].name!r} sums the spikes of {layers[a].name!r} and "
+                    f"{layers[b].name!r}, and {layers[b].name!r} does not depend on "
+                    f"{layers[a].name!r}: the fast mode cannot interleave parallel senders in "
+                    "queue order; simulate this network with mode='reference'")
+
+
 class _FastChip:
     """One image on one chip: a SimPy process per layer group, phases as events."""
 
     def __init__(self, plan: Plan, trains: dict, timesteps: int, schedule: str,
                  record_packets: bool):
+        check_sender_order(plan)
         self.plan, self.trains, self.T, self.schedule = plan, trains, timesteps, schedule
         n = plan.tiles
         self.tl = tl = Timeline.empty(n, timesteps)
@@ -176,8 +223,11 @@ class _FastChip:
         env, plan, tl, T = self.env, self.plan, self.tl, self.T
         layer = plan.network.layers[li]
         tiles = plan.layer_tiles[li]
-        # a layer's tiles are consecutive: work on views
-        g = slice(int(tiles[0]), int(tiles[-1]) + 1) if (np.diff(tiles) == 1).all() else tiles
+        if len(tiles) == 0 or (np.diff(tiles) != 1).any():
+            raise ValueError(f"layer {layer.name!r} is mapped to tiles {tiles.tolist()}; the "
+                             "fast mode needs one or more consecutive tiles per layer, as "
+                             "accelsim.mapping places them")
+        g = slice(int(tiles[0]), int(tiles[-1]) + 1)  # views of the group's per-tile state
         fo = plan.fanout[li]
         sends = fo is not None and layer.kind == "spiking"
         train = self.trains[layer.name] if sends else None
@@ -194,34 +244,33 @@ class _FastChip:
         finish, fire_end = self.finish[g], self.fire_end[g]
         phase_end = tl.phase_end[:, g]
         barrier = self.schedule == "barrier"
+        # time division: each spilling tile owns a slot of the DRAM channel for the whole image
+        slots = [self.dram.request() for _ in range(self.spilling[li])]
         for t in range(T):
             # BARRIER
             if barrier and t > 0:
                 yield self.barrier[t]
             np.maximum(fire_end, self.t_start[t], out=finish)
             phase_end[t, :, Phase.BARRIER] = finish
-            slots = [self.dram.request() for _ in range(self.spilling[li])]
-            if slots:
-                yield simpy.AllOf(env, slots)
+            if t == 0 and slots:
+                yield from _all(env, slots)
             # MAC
             if t == 0 and has_mac:
                 tl.busy[t, g] += mac
                 finish += mac
-                yield env.timeout(max(0, int(finish.max()) - env.now))
+                yield from _until(env, int(finish.max()))
             phase_end[t, :, Phase.MAC] = finish
             self.accepting[li][t].succeed()
             # INTEGRATE: the senders' SEND phases time this group's packets of t; wait for
             # every source's end-of-timestep signal
             if sources:
-                yield simpy.AllOf(env, [self.sent[s][t] for s in sources])
+                yield from _all(env, [self.sent[s][t] for s in sources])
                 send_done = (self.sent[sources[0]][t].value if len(sources) == 1 else
                              np.concatenate([self.sent[s][t].value for s in sources]))
                 signals = (send_done[:, None] + done_lat).max(axis=0)
-                yield env.timeout(max(0, int(signals.max()) - env.now))
+                yield from _until(env, int(signals.max()))
             else:
                 signals = 0
-            for slot in slots:
-                self.dram.release(slot)
             tl.inputs_done[t, g] = signals
             self.open_[g] = signals
             np.maximum(finish, signals, out=tl.fire_start[t, g])
@@ -232,7 +281,7 @@ class _FastChip:
             tl.fire_end[t, g] = phase_end[t, :, Phase.FIRE] = fire_end
             # SEND
             if sends:
-                yield simpy.AllOf(env, [w[t] for w in waits])
+                yield from _all(env, [w[t] for w in waits])
                 send_done = np.maximum(fire_end, self._transfer(li, t, train.at(t), first,
                                                                 cfg, g))
             else:
@@ -240,8 +289,10 @@ class _FastChip:
             self.transferred[li][t].succeed()
             end = np.maximum(send_done, finish)
             tl.end[t, g] = phase_end[t, :, Phase.SEND] = end
-            yield env.timeout(max(0, int(end.max()) - env.now))
+            yield from _until(env, int(end.max()))
             self.sent[li][t].succeed(send_done)
+        for slot in slots:
+            self.dram.release(slot)
 
     def _transfer(self, li: int, t: int, spikes: np.ndarray, first: np.ndarray, cfg, g
                   ) -> np.ndarray:
@@ -271,9 +322,9 @@ class _FastChip:
         cycles = self.plan.hardware.schedule.barrier_cycles
         groups = range(len(self.plan.network.layers))
         for t in range(self.T - 1):
-            yield simpy.AllOf(self.env, [self.sent[li][t] for li in groups])
+            yield from _all(self.env, [self.sent[li][t] for li in groups])
             self.t_start[t + 1] = int(self.tl.end[t].max()) + cycles
-            yield self.env.timeout(max(0, int(self.t_start[t + 1]) - self.env.now))
+            yield from _until(self.env, int(self.t_start[t + 1]))
             self.barrier[t + 1].succeed()
 
     def run(self) -> Timeline:

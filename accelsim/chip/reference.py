@@ -3,10 +3,12 @@ spike packet is its own event at every stage.
 
 Units own their machinery: each tile has an input queue (``simpy.Store(capacity=depth)``), an
 ejection link (``simpy.Resource``), an output port fed by a ``simpy.Store`` of ready packets,
-and processes for its accumulate/neuron-update unit, its port and its admissions. A packet is
-admitted when it reaches the head of its source's port, it is its turn in its destination's queue
-order and the destination's ``Store`` accepts it (credit); it then flies the hop latency, passes
-the ejection link and is served by the destination's unit, which takes it from the ``Store``.
+and processes for its accumulate/neuron-update unit, its port and its admissions; the unit's
+process steps through the :class:`~accelsim.chip.timeline.Phase` of every timestep as the fast
+mode's groups do, and records when each ended. A packet is admitted when it reaches the head of
+its source's port, it is its turn in its destination's queue order and the destination's
+``Store`` accepts it (credit); it then flies the hop latency, passes the ejection link and is
+served by the destination's unit, which takes it from the ``Store``.
 
 Queue order needs every spike that became ready in a cycle before it can be decided: spikes
 register when they become ready, and a sequencer event scheduled at a priority below every
