@@ -99,8 +99,8 @@ class SpikingNetwork(nn.Module):
         for layer in self.architecture.layers:
             if layer.kind == "spiking":
                 layer = layer.model_copy(update={
-                    "leak": self.leak[_key(layer.name)].item(),
-                    "threshold": self.threshold[_key(layer.name)].item(),
+                    "leak": self.leak[_key(layer.name)].detach().item(),
+                    "threshold": self.threshold[_key(layer.name)].detach().item(),
                 })
             layers.append(layer)
         return self.architecture.model_copy(update={"layers": tuple(layers)})
