@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from accelsim import results as R
@@ -33,8 +34,21 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (7.0, 4.2)) -> tuple[Figu
 
 
 def short(param: str) -> str:
-    """Short label of a dotted sweep parameter: its last two parts."""
-    return ".".join(param.removeprefix("hardware.overrides.").split(".")[-2:])
+    """Short label of a dotted sweep parameter: without the section it lives in
+    (``hardware.overrides.``, ``simulation.``, ``data.``, ``hardware.``), at most two parts."""
+    for prefix in ("hardware.overrides.", "simulation.", "data.", "hardware."):
+        if param.startswith(prefix):
+            param = param.removeprefix(prefix)
+            break
+    return "T" if param == "timesteps" else ".".join(param.split(".")[-2:])
+
+
+def value_text(param: str, value: object) -> str:
+    """A swept value as a person reads it: bit capacities of 8 KiB or more in KiB."""
+    if param.endswith("capacity_bits") and isinstance(value, int | np.integer) and \
+            value >= 8 * 8192 and value % 8192 == 0:
+        return f"{int(value) // 8192} KiB"
+    return str(value)
 
 
 def _title(results: R.Results, point: int | None) -> str:
@@ -160,12 +174,12 @@ def _scenario(results: R.Results, point: int | None) -> dict:
 
 
 def _point_label(row: pd.Series, parameters: Sequence[str]) -> str:
-    return ", ".join(f"{short(p)}={row[p]}" for p in parameters)
+    return ", ".join(f"{short(p)}={value_text(p, row[p])}" for p in parameters)
 
 
 def plot_pareto(results: R.Results, ax: Axes | None = None) -> Figure:
     """Energy vs latency of every sweep point; the Pareto front (no point better in both)
-    is joined and labelled."""
+    is joined and labelled, and so are the dominated points when there are at most 8."""
     fig, ax = _axes(ax, (7.5, 5.0))
     s = results.summary
     front = R.pareto_front(s[R.ENERGY_UJ].to_numpy(), s[R.LATENCY_US].to_numpy())
@@ -174,14 +188,49 @@ def plot_pareto(results: R.Results, ax: Axes | None = None) -> Figure:
     f = s[front].sort_values(R.LATENCY_US)
     ax.plot(f[R.LATENCY_US], f[R.ENERGY_UJ], "-o", color="#c44e52", label="Pareto front",
             zorder=3)
+    spills = s[s[R.DRAM_BYTES] > 0] if R.DRAM_BYTES in s else s.iloc[:0]
+    if len(spills):
+        ax.scatter(spills[R.LATENCY_US], spills[R.ENERGY_UJ], s=140, facecolors="none",
+                   edgecolors="#4c72b0", linewidths=1.2, label="weights spill to DRAM",
+                   zorder=4)
+    _log_if_wide(ax, s[R.LATENCY_US], "x")
+    _log_if_wide(ax, s[R.ENERGY_UJ], "y")
+    ax.margins(0.12)
     for _, row in f.iterrows():
-        ax.annotate(_point_label(row, results.parameters), (row[R.LATENCY_US], row[R.ENERGY_UJ]),
-                    textcoords="offset points", xytext=(5, 5), fontsize=7)
+        _label(ax, _point_label(row, results.parameters), row[R.LATENCY_US], row[R.ENERGY_UJ],
+               5)
+    if len(s) <= 8:
+        for _, row in s[~front].iterrows():
+            _label(ax, _point_label(row, results.parameters), row[R.LATENCY_US],
+                   row[R.ENERGY_UJ], -10, color="#555555")
     ax.set_xlabel("latency per inference (µs)")
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title(f"Energy vs latency across {len(s)} points", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(f"Energy vs latency across {len(s)} points "
+                 f"({int(s[R.NUM_IMAGES].iloc[0])} images each)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _label(ax: Axes, text: str, x: float, y: float, dy: float, color: str = "black") -> None:
+    """Annotate a point to its right, or to its left in the right half of the axes so that
+    the text stays inside the figure."""
+    ax.autoscale_view()  # the limits are computed lazily; the side depends on them
+    right_half = (ax.transScale + ax.transLimits).transform((x, y))[0] > 0.5
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(-5 if right_half else 5, dy),
+                ha="right" if right_half else "left", fontsize=7, color=color)
+
+
+def _number(value: float) -> str:
+    """3 significant digits, without an exponent below a million."""
+    return f"{value:,.0f}" if 100 <= abs(value) < 1e6 else f"{value:.3g}"
+
+
+def _log_if_wide(ax: Axes, values: pd.Series, axis: str) -> None:
+    """Log scale when the values span more than a factor of 20 (and are positive)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size and v.min() > 0 and v.max() / v.min() > 20:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
 def plot_edp_heatmap(results: R.Results, x: str, y: str, ax: Axes | None = None) -> Figure:
@@ -189,19 +238,21 @@ def plot_edp_heatmap(results: R.Results, x: str, y: str, ax: Axes | None = None)
     fig, ax = _axes(ax, (6.5, 4.8))
     table = results.summary.pivot_table(index=y, columns=x, values=R.EDP, aggfunc="min")
     values = table.to_numpy(dtype=float)
-    image = ax.imshow(values, origin="lower", aspect="auto", cmap="magma_r")
-    ax.set_xticks(np.arange(values.shape[1]), [str(v) for v in table.columns])
-    ax.set_yticks(np.arange(values.shape[0]), [str(v) for v in table.index])
+    finite = values[np.isfinite(values)]
+    wide = finite.size and finite.min() > 0 and finite.max() / finite.min() > 20
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="magma_r",
+                      norm=LogNorm() if wide else None)
+    ax.set_xticks(np.arange(values.shape[1]), [value_text(x, v) for v in table.columns])
+    ax.set_yticks(np.arange(values.shape[0]), [value_text(y, v) for v in table.index])
     ax.set_xlabel(short(x))
     ax.set_ylabel(short(y))
-    high, low = np.nanmax(values), np.nanmin(values)
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
-                color="white" if v > low + 0.5 * (high - low) else "black")
-    fig.colorbar(image, ax=ax, label="energy × delay (µJ·µs)")
+                color="white" if np.isfinite(v) and image.norm(v) > 0.5 else "black")
+    fig.colorbar(image, ax=ax, label="energy × delay (µJ·µs)" + (", log scale" if wide else ""))
     others = [p for p in results.parameters if p not in (x, y)]
     note = f"\n(best over {', '.join(short(p) for p in others)})" if others else ""
-    ax.set_title(f"Energy-delay product{note}", fontsize=10)
+    ax.set_title(f"Energy-delay product per inference, lower is better{note}", fontsize=10)
     return fig
 
 
@@ -216,15 +267,58 @@ def plot_accuracy_vs_energy(results: R.Results, by: str | None = None,
     for value, g in groups:
         g = g.sort_values(R.ENERGY_UJ)
         ax.plot(g[R.ENERGY_UJ], 100 * g[R.ACCURACY], "-o",
-                label=None if by is None else f"{short(by)}={value}")
-        for _, row in g.iterrows():
-            ax.annotate(_point_label(row, labels), (row[R.ENERGY_UJ], 100 * row[R.ACCURACY]),
-                        textcoords="offset points", xytext=(4, -10), fontsize=7)
+                label=None if by is None else f"{short(by)}={value_text(by, value)}")
+    _log_if_wide(ax, s[R.ENERGY_UJ], "x")
+    ax.margins(x=0.12, y=0.08)
+    for _, g in groups:
+        g = g.sort_values(R.ENERGY_UJ)
+        for k, (_, row) in enumerate(g.iterrows()):
+            _label(ax, _point_label(row, labels), row[R.ENERGY_UJ], 100 * row[R.ACCURACY],
+                   -11 if k % 2 == 0 else 5)
     ax.set_xlabel("energy per inference (µJ)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Accuracy vs energy", fontsize=10)
+    ax.set_ylabel(f"accuracy (%), {int(s[R.NUM_IMAGES].iloc[0])} images per point")
+    where = ""
+    if results.scenarios:
+        sc = results.scenarios[0]
+        where = f"\n{sc['model']} on {sc['hardware']['preset']}"
+    ax.set_title(f"Accuracy vs energy per inference{where}", fontsize=10)
     if by is not None:
         ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
+    """One bar per sweep point: energy per inference stacked by component, the compute-only
+    SNN estimate hatched beside it, and the latency written above (compares presets)."""
+    s = results.summary
+    fig, ax = _axes(ax, (3.0 + 1.5 * max(3, len(s)), 4.8))
+    x = np.arange(len(s))
+    width = 0.4
+    bottom = np.zeros(len(s))
+    for comp, col in zip(ENERGY_COMPONENTS, R.COMPONENT_UJ, strict=True):
+        values = s[col].to_numpy(dtype=float)
+        ax.bar(x - width / 2, values, width, bottom=bottom, label=_component_label(comp),
+               color=COMPONENT_COLOURS[comp])
+        bottom += values
+    estimate = s[R.COMPUTE_ONLY_SNN_UJ].to_numpy(dtype=float)
+    ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
+           label="compute-only\nestimate (SNN)")
+    for i, (_, row) in enumerate(s.iterrows()):
+        ax.annotate(f"{row[R.ENERGY_UJ]:.3g} µJ\n{_number(row[R.LATENCY_US])} µs\n"
+                    f"{100 * row[R.ACCURACY]:.1f} %", (x[i] - width / 2, bottom[i]),
+                    textcoords="offset points", xytext=(0, 2), ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_ylim(0, 1.25 * max(float(bottom.max(initial=0)), 1e-12))
+    params = list(results.parameters)
+    ticks = ["\n".join(value_text(p, row[p]) if len(params) == 1 else
+                       f"{short(p)}={value_text(p, row[p])}" for p in params)
+             for _, row in s.iterrows()]
+    ax.set_xticks(x, ticks, fontsize=8)
+    ax.set_xlabel(", ".join(short(p) for p in params) if len(params) == 1 else "sweep point")
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_title("Energy per inference by component\n(above each bar: energy, latency, "
+                 f"accuracy on {int(s[R.NUM_IMAGES].iloc[0])} images)", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -242,15 +336,37 @@ def _swept(results: R.Results) -> list[str]:
     return [p for p in results.parameters if results.summary[p].nunique() > 1]
 
 
+def best_point(results: R.Results, tolerance: float = 0.01) -> int:
+    """The sweep point the breakdown figures show: the lowest energy-delay product among the
+    points within ``tolerance`` (a fraction) of the best accuracy, so that a cheap point that
+    no longer classifies (e.g. too few timesteps) is not the one shown."""
+    s = results.summary
+    good = s[s[R.ACCURACY] >= s[R.ACCURACY].max() - tolerance - 1e-12]
+    return int(good.loc[good[R.EDP].idxmin(), R.POINT])
+
+
+def _heatmap_pair(results: R.Results, swept: Sequence[str]) -> tuple[str, str] | None:
+    """The first two numeric swept parameters that vary independently (every combination
+    was simulated); parameters zipped together fill only a diagonal and are skipped."""
+    s = results.summary
+    numeric = [p for p in swept if pd.api.types.is_numeric_dtype(s[p])]
+    for i, x in enumerate(numeric):
+        for y in numeric[i + 1:]:
+            if len(s[[x, y]].drop_duplicates()) == s[x].nunique() * s[y].nunique():
+                return x, y
+    return None
+
+
 def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
-    """Every figure that fits the results: breakdowns of a run (or of the sweep point with the
-    lowest energy-delay product), and for a sweep the Pareto plot, the EDP heatmap over the
-    first two swept numeric parameters and, when timesteps are swept, accuracy vs energy."""
+    """Every figure that fits the results: breakdowns of a run (or of the sweep point
+    :func:`best_point` picks), and for a sweep the Pareto plot, the EDP heatmap over the
+    first two independently swept numeric parameters, for up to 12 points the per-point
+    energy bars, and, when timesteps are swept, accuracy vs energy."""
     folder = Path(out) if out is not None else results.folder / FIGURES_DIR
     written: list[Path] = []
     point = None
     if results.is_sweep:
-        point = int(results.summary.loc[results.summary[R.EDP].idxmin(), R.POINT])
+        point = best_point(results)
     written += save(plot_energy_breakdown(results, point), folder, "energy_breakdown")
     written += save(plot_spike_rates(results, point), folder, "spike_rates")
     written += save(plot_latency(results, point), folder, "latency")
@@ -259,9 +375,11 @@ def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
     swept = _swept(results)
     if len(results.summary) > 1:
         written += save(plot_pareto(results), folder, "pareto")
-    numeric = [p for p in swept if pd.api.types.is_numeric_dtype(results.summary[p])]
-    if len(numeric) >= 2:
-        written += save(plot_edp_heatmap(results, numeric[0], numeric[1]), folder, "edp_heatmap")
+    if 1 < len(results.summary) <= 12:
+        written += save(plot_sweep_energy(results), folder, "sweep_energy")
+    pair = _heatmap_pair(results, swept)
+    if pair is not None:
+        written += save(plot_edp_heatmap(results, *pair), folder, "edp_heatmap")
     timesteps = [p for p in swept if p.endswith("timesteps")]
     if timesteps:
         others = [p for p in swept if p not in timesteps]

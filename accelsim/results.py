@@ -375,7 +375,8 @@ def format_summary(results: Results) -> str:
                                                                  strict=True)), reverse=True)
         by_component = ", ".join(
             f"{_COMPONENT_NAMES.get(name, name.replace('_', ' '))} {uj:.3g} µJ "
-            f"({100 * uj / energy:.0f}%)" for uj, name in parts if energy > 0 and uj >= 0.01 * energy)
+            f"({100 * uj / energy:.0f}%)" for uj, name in parts
+            if energy > 0 and uj >= 0.01 * energy)
         lines = [
             _describe_scenario(results.scenarios[0], n) if results.scenarios else f"{n} images",
             f"  accuracy                    {100 * row[ACCURACY]:.2f} % ({correct} / {n})",
@@ -406,4 +407,7 @@ def format_summary(results: Results) -> str:
         head = f"{len(s)} points; per inference, mean over {n} images each" + (
             f" ({first.get('model')}, {first.get('data', {}).get('set')}/"
             f"{first.get('data', {}).get('split')})" if first else "")
-        return head + "\n" + table.to_string()
+        formats = {"accuracy %": "{:.1f}".format, "latency cycles": "{:,.0f}".format,
+                   "DRAM bytes": "{:,.0f}".format}
+        return head + "\n" + table.to_string(formatters={c: f for c, f in formats.items()
+                                                         if c in table.columns})

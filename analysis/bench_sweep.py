@@ -9,6 +9,8 @@ before the clock starts, so the figure is simulation throughput, not process sta
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed_run(scenario: Path, workers: int, images: int, batch: int) -> float:
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client, \
-            tempfile.TemporaryDirectory() as tmp:
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client, tempfile.TemporaryDirectory() as tmp:
         # Warm every worker (imports, numba compilation) on a throw-away run first.
         settings = {"data.images": images, "execution.batch_images": batch}
         runner.run(scenario, settings=settings, out=Path(tmp) / "warm", client=client,
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     one = timed_run(args.scenario, 1, args.images, args.batch)
     two = timed_run(args.scenario, 2, args.images, args.batch)
-    print(f"{args.scenario.name}, {args.images} images per point, batches of {args.batch}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{args.scenario.name}, {args.images} images per point, batches of {args.batch}; "
+          f"{os.cpu_count()} CPUs, load average {load} at the end")
     print(f"1 worker : {one:7.2f} s")
     print(f"2 workers: {two:7.2f} s   speed-up {one / two:.2f}x")
 

@@ -77,9 +77,39 @@ def test_pareto_marks_and_labels_the_front(sweep_results):
     front = R.pareto_front(s[R.ENERGY_UJ], s[R.LATENCY_US])
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "Pareto front"]
     assert len(line.get_xdata()) == front.sum()
-    (dominated,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    (dominated,) = [c for c in ax.collections
+                    if isinstance(c, PathCollection) and c.get_label() == "dominated"]
     assert len(dominated.get_offsets()) == (~front).sum()
-    assert len(ax.texts) == front.sum() and "accumulate_units=" in ax.texts[0].get_text()
+    # 6 points: the front and the dominated points are all labelled, front first
+    assert len(ax.texts) == len(s) and "accumulate_units=" in ax.texts[0].get_text()
+
+
+def test_sweep_energy_stacks_components_per_point(sweep_results):
+    fig = P.plot_sweep_energy(sweep_results)
+    ax = fig.axes[0]
+    s = sweep_results.summary
+    assert len(ax.patches) == len(s) * (len(ENERGY_COMPONENTS) + 1)
+    tops = {}
+    for bar in ax.patches[: len(s) * len(ENERGY_COMPONENTS)]:
+        x = round(bar.get_x(), 6)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    assert [tops[k] for k in sorted(tops)] == pytest.approx(
+        list(s[list(R.COMPONENT_UJ)].sum(axis=1)))
+    assert len(ax.texts) == len(s) and " µJ\n" in ax.texts[0].get_text()
+
+
+def test_heatmap_skips_parameters_zipped_together():
+    from dataclasses import replace
+
+    import pandas as pd
+
+    zipped = pd.DataFrame({"a": [1, 2, 3], "b": [10, 20, 30], "c": [5, 5, 7]})
+    results = R.Results(folder=None, summary=zipped, layers=None, images=None, mapping=None,
+                        tiles=None, parameters=("a", "b", "c"))
+    assert P._heatmap_pair(results, ["a", "b"]) is None
+    grid = zipped.iloc[[0, 1, 2, 0]].assign(c=[5, 5, 5, 7]).reset_index(drop=True)
+    grid = pd.concat([grid, grid.iloc[[1, 2]].assign(c=7)], ignore_index=True)
+    assert P._heatmap_pair(replace(results, summary=grid), ["a", "b", "c"]) == ("a", "c")
 
 
 def test_edp_heatmap_and_accuracy_vs_energy(sweep_results):
@@ -102,3 +132,15 @@ def test_make_plots_writes_png_and_svg(sweep_results, tmp_path):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
     assert all(p.stat().st_size > 1000 for p in written)
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_point_is_the_lowest_edp_among_the_accurate_points():
+    import pandas as pd
+
+    summary = pd.DataFrame({R.POINT: [0, 1, 2, 3], R.ACCURACY: [0.11, 0.985, 0.99, 0.97],
+                            R.EDP: [1.0, 9.0, 5.0, 2.0]})
+    results = R.Results(folder=None, summary=summary, layers=None, images=None, mapping=None,
+                        tiles=None, parameters=("x",))
+    # point 0 is cheapest but useless; points 1 and 2 are within 1 pp of 0.99, 2 is cheaper
+    assert P.best_point(results) == 2
+    assert P.best_point(results, tolerance=0.05) == 3 and P.best_point(results, 1.0) == 0
