@@ -41,7 +41,7 @@ class Projection(_Frozen):
 
     source: str
     op: Literal["conv", "linear", "identity"]
-    weight: str | None = Field(None, description="tensor name in the weight file; None for identity")
+    weight: str | None = Field(None, description="weight tensor name; None for identity")
     pool: int = Field(1, ge=1, description="average-pool size applied to the source first")
     kernel: int = Field(1, ge=1)
     stride: int = Field(1, ge=1)
