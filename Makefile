@@ -7,11 +7,13 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# torch is pinned to the CPU build first, so the package's looser range installs nothing more.
+# torch is pinned to the CPU build first (PyTorch's CPU index, else the default index), so the
+# package's looser range installs nothing more and no multi-GB CUDA build is pulled.
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+	$(BIN)/pip install --quiet --retries 0 --timeout 10 torch==2.13.0 \
+		--index-url https://download.pytorch.org/whl/cpu \
 		|| $(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
