@@ -14,7 +14,7 @@ compares at T = 2, 3, 5, 10:
 
 Each variant is fine-tuned once, at the model's T (5), with the same epochs, data and seed, and
 then evaluated at every T; with ``--per-t`` it is fine-tuned anew at each T and evaluated there
-(the paper's protocol). Prints a markdown table and writes it to ``docs/ablation.md``.
+(the paper's protocol). Prints a markdown table and writes it to ``results/ablation.md``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--per-t", action="store_true",
                         help="fine-tune every variant at each T (the paper's protocol)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "ablation.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "ablation.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
