@@ -149,9 +149,16 @@ class SpikingNetwork(nn.Module):
         return out
 
     def forward_snn(self, x: torch.Tensor, timesteps: int, dropout: float = 0.0,
-                    record: bool = False, record_currents: bool = False) -> SnnOutput:
-        """Run T timesteps with direct input encoding; returns the summed output current."""
+                    record: bool = False, record_currents: bool = False,
+                    until: str | None = None) -> SnnOutput:
+        """Run T timesteps with direct input encoding; returns the summed output current.
+
+        ``until`` runs only the layers up to and including that one (conversion needs nothing
+        after the layer it converts); ``logits`` is then that layer's membrane.
+        """
         layers = self.architecture.layers
+        if until is not None:
+            layers = layers[: [layer.name for layer in layers].index(until) + 1]
         membranes: dict[str, torch.Tensor | float] = {layer.name: 0.0 for layer in layers}
         masks: dict[str, torch.Tensor] = {}
         counts = []

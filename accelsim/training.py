@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from accelsim.architectures import build
 from accelsim.network import INPUT, Architecture, Network, pooled_shape
-from accelsim.torch_snn import SpikingNetwork, _key, spike
+from accelsim.torch_snn import SpikingNetwork, _key
 
 E_MAC_PJ = 4.6
 """32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)."""
@@ -315,34 +315,10 @@ def percentile_threshold(currents: list[torch.Tensor] | torch.Tensor, percentile
 @torch.no_grad()
 def _prefix_currents(module: SpikingNetwork, x: torch.Tensor, upto: int,
                      timesteps: int) -> list[torch.Tensor]:
-    """Input current of layer ``upto`` at every timestep, running only layers 0..upto.
-
-    Same semantics as ``forward_snn`` (no delay, soft reset, first-layer current computed once),
-    without simulating the layers after the one being converted.
-    """
-    layers = module.architecture.layers[: upto + 1]
-    membranes: dict[str, torch.Tensor | float] = {layer.name: 0.0 for layer in layers}
-    first: dict[str, torch.Tensor] = {}
-    out: list[torch.Tensor] = []
-    for _ in range(timesteps):
-        spikes = {INPUT: x}
-        for i, layer in enumerate(layers):
-            if all(p.source == INPUT for p in layer.inputs):
-                if layer.name not in first:
-                    first[layer.name] = module.current(layer, spikes)
-                current = first[layer.name]
-            else:
-                current = module.current(layer, spikes)
-            if i == upto:
-                out.append(current)
-                break
-            key = _key(layer.name)
-            v = module.threshold[key]
-            u = module.leak[key] * membranes[layer.name] + current
-            o = spike(u, v)
-            membranes[layer.name] = u - v * o
-            spikes[layer.name] = o
-    return out
+    """Input current of layer ``upto`` at every timestep, running only layers 0..upto."""
+    name = module.architecture.layers[upto].name
+    out = module.forward_snn(x, timesteps, record_currents=True, until=name)
+    return out.input_currents[name]  # type: ignore[index]
 
 
 def convert(module: SpikingNetwork, images: torch.Tensor, *, timesteps: int = 100,
