@@ -518,7 +518,8 @@ def run_training(config: TrainingConfig, *, stage: Stage = "all", out: Path | No
     """Run the stages (all, or one resuming from the previous stage's checkpoint).
 
     After the fine-tuning stage, writes ``out`` (``.safetensors`` + ``.json``) with the accuracies
-    of all three stages at ``config.timesteps`` and the spike rates on the test split.
+    of all three stages at ``config.timesteps`` and the spike rates on the test split; ``--stage
+    convert`` writes the converted SNN instead.
     """
     if stage not in ("all", *STAGES):
         raise TrainingError(f"stage {stage!r} is not one of all, ann, convert, finetune")
@@ -570,8 +571,12 @@ def run_training(config: TrainingConfig, *, stage: Stage = "all", out: Path | No
         tqdm.write(f"converted SNN test accuracy at T={config.timesteps}: "
                    f"{converted.accuracy:.4f}")
     if stage == "convert":
+        # The converted SNN is a model of its own (the ablation's "conversion only").
+        path = None
+        if out is not None:
+            path = save_trained(out, module, data, config, accuracies, converted, command)
         return TrainingResult(module, data, accuracies, converted.spike_rates,
-                              converted.average_spike_rate)
+                              converted.average_spike_rate, path)
 
     finetune_snn(module, data, config, checkpoint=ckpt["finetune"], progress=progress)
     final = evaluate_snn(module, test_x, test_y, config.timesteps, device=config.device)
