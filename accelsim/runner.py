@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -479,8 +480,12 @@ def _execute(tasks: list[tuple[Point, int, int]], finished: Callable[..., None],
         if scheduler is None:
             # silence_logs: a nanny that waits for a worker to exit logs a warning at close;
             # the run is already complete then, and the warning only confuses the reader.
+            # Each worker's numba kernels get their share of the cores, not all of them:
+            # workers that each spawn a full thread pool only fight over the same cores.
+            share = max(1, (os.cpu_count() or 1) // workers)
             own_cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=None, silence_logs=logging.ERROR,
+                                       env={"NUMBA_NUM_THREADS": str(share)})
             own_client = Client(own_cluster)
         else:
             own_client = Client(scheduler)
