@@ -6,8 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from scenario_support import save_tiny_model, use_fake_chip, write_scenario
+from scenario_support import write_scenario
 from typer.testing import CliRunner
 
 from accelsim import results as R
@@ -18,15 +17,6 @@ name: cli
 model: tiny
 data: {images: 4}
 """
-
-
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    use_fake_chip(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "trained_models").mkdir()
-    save_tiny_model(tmp_path / "trained_models")
-    return tmp_path
 
 
 def test_validate_reports_a_valid_scenario(workdir):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario_support import save_tiny_model, use_fake_chip, write_scenario
+from scenario_support import write_scenario
 
 from accelsim import runner
 from accelsim.scenario import Scenario, ScenarioError, flatten, load, parse, parse_set
@@ -146,15 +146,6 @@ def test_missing_scenario_file(tmp_path):
 
 
 # -- checks that need the model, data and hardware -------------------------------------------
-
-
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    use_fake_chip(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "trained_models").mkdir()
-    save_tiny_model(tmp_path / "trained_models")
-    return tmp_path
 
 
 def test_resolve_fills_defaults_from_the_model_and_hardware(workdir):
