@@ -211,6 +211,15 @@ def sha256_file(path: Path) -> str:
 
 # -- writing -------------------------------------------------------------------------------------
 
+
+def _finite_float32(arr: np.ndarray, what: str, fix: str) -> np.ndarray:
+    """``arr`` as contiguous float32, refused if any value is NaN or infinite."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ModelFileError(f"{what} holds {bad} NaN/inf value(s); {fix}")
+    return arr
+
 def save_model(stem: str | Path, network: Network, *, accuracies: dict[str, float] | None = None,
                spike_rates: dict | None = None, training: dict | None = None,
                dataset_split_seed: int = 0) -> Path:
@@ -228,12 +237,8 @@ def save_model(stem: str | Path, network: Network, *, accuracies: dict[str, floa
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise ModelFileError(f"{st_path}: weight {name!r} has dtype {arr.dtype}; "
                                  "weights must be real numbers")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise ModelFileError(f"{st_path}: weight {name!r} holds {bad} NaN/inf value(s); "
-                                 "training diverged, fix it before saving")
-        tensors[name] = arr
+        tensors[name] = _finite_float32(arr, f"{st_path}: weight {name!r}",
+                                        "training diverged, fix it before saving")
     fields = _manifest_fields(network, accuracies, spike_rates, training, dataset_split_seed,
                               tensors)
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -378,12 +383,8 @@ def load_model(path: str | Path) -> Network:
         if tuple(arr.shape) != shape:
             raise ModelFileError(f"{st_path}: tensor {name!r} has shape {tuple(arr.shape)}, "
                                  f"{json_path.name} and the architecture say {shape}")
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise ModelFileError(f"{st_path}: tensor {name!r} holds {bad} NaN/inf value(s); "
-                                 "the model is unusable: retrain or re-save it")
-        weights[name] = arr
+        weights[name] = _finite_float32(arr, f"{st_path}: tensor {name!r}",
+                                        "the model is unusable: retrain or re-save it")
     try:
         return Network(name=manifest.name, dataset=manifest.dataset.name,
                        architecture=manifest.architecture, weights=weights,
