@@ -164,15 +164,15 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     mapping = map_network(network, hw) if mapping is None else mapping
     plan = build_plan(network, hw, mapping)
     if mode == "fast":
-        from accelsim.chip.fast import run_image
+        from accelsim.chip.fast import run_images
     else:
-        from accelsim.chip.reference import run_image
+        from accelsim.chip.reference import run_images
     record = timelines is not None
+    simulated = run_images(plan, spikes, timesteps, schedule, record_packets=record)
+    if record:
+        timelines.extend(simulated)
     rows, tile_rows, totals = [], [], []
-    for i, trains in enumerate(spikes):
-        tl = run_image(plan, trains, timesteps, schedule, record_packets=record)
-        if record:
-            timelines.append(tl)
+    for i, (trains, tl) in enumerate(zip(spikes, simulated, strict=True)):
         layer_rows, total = _layer_counters(plan, tl, trains, schedule, timesteps)
         layer_rows[col.IMAGE] = np.full(len(layer_rows[col.LAYER]), i, dtype=np.int64)
         rows.append(layer_rows)

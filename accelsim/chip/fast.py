@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import simpy
-from numba import njit
+from numba import njit, prange
 
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
@@ -138,14 +138,34 @@ def ready_kernel(indices, first, fire_start, units, latency):
     return n[order], local[order], ready[order]
 
 
-def spike_ready(plan: Plan, layer: int, indices: np.ndarray, fire_start: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(neurons, local source tiles, ready cycles) of one layer's spikes, in the model's order;
-    ``fire_start`` is per tile of the chip."""
-    tiles = plan.layer_tiles[layer]
-    cfg = plan.hardware.tile
-    return ready_kernel(np.asarray(indices), plan.tile_first_neuron[tiles], fire_start[tiles],
-                        cfg.neuron_update_units, cfg.neuron_update_latency_cycles)
+@njit(cache=True, parallel=True)
+def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tiles, dest_tiles,
+                synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
+                packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
+                ring_n, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
+                sram_in, dram_in, last_inject_end, record, neurons, ready_out, events, sent):
+    """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
+
+    Image b's spikes of t are ``indices[offsets[b, t]:offsets[b, t + 1]]``; the per-tile state
+    and counters have a leading image axis (counters: image, timestep, tile). With ``record``,
+    the same range of ``neurons`` / ``ready_out`` receives the spikes in the model's order and
+    ``events`` from ``offsets[b, t] * destinations`` their packets; ``sent[b]`` gets the count.
+    """
+    width = dest_tiles.shape[0]
+    for b in prange(offsets.shape[0]):
+        lo = offsets[b, t]
+        hi = offsets[b, t + 1]
+        n, local, ready = ready_kernel(indices[lo:hi], first, fire_start[b], units, latency)
+        if record:
+            neurons[lo:hi] = n
+            ready_out[lo:hi] = ready
+        sent[b] = transfer_kernel(
+            n, local, ready, src_tiles, dest_tiles, synops, sram_bits, dram_bits, service,
+            hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b], last_admit[b],
+            open_[b], eject_free[b], finish[b], ring[b], ring_n[b], stall[b, t], busy[b, t],
+            queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
+            synops_in[b, t], sram_in[b, t], dram_in[b, t], last_inject_end[b], record,
+            events[lo * width:hi * width])
 
 
 def _all(env: simpy.Environment, events: list):
@@ -186,28 +206,37 @@ def check_sender_order(plan: Plan) -> None:
 
 
 class _FastChip:
-    """One image on one chip: a SimPy process per layer group, phases as events."""
+    """A batch of images, each on its own copy of the chip: a SimPy process per layer group,
+    phases as events, every phase computed for all images at once."""
 
-    def __init__(self, plan: Plan, trains: dict, timesteps: int, schedule: str,
+    def __init__(self, plan: Plan, trains: list[dict], timesteps: int, schedule: str,
                  record_packets: bool):
         check_sender_order(plan)
-        self.plan, self.trains, self.T, self.schedule = plan, trains, timesteps, schedule
-        n = plan.tiles
-        self.tl = tl = Timeline.empty(n, timesteps)
+        self.plan, self.T, self.schedule = plan, timesteps, schedule
+        n, B = plan.tiles, len(trains)
+        self.tl = tl = Timeline.empty(n, timesteps, images=B)
         tl.record_packets = record_packets
+        self.images = [tl.image(b) for b in range(B)]
         self.env = env = simpy.Environment()
         self.depth = plan.hardware.tile.queue_depth_packets
-        self.port_free = np.zeros(n, dtype=np.int64)
-        self.last_admit = np.zeros(n, dtype=np.int64)
-        self.open_ = np.zeros(n, dtype=np.int64)
-        self.eject_free = np.zeros(n, dtype=np.int64)
-        self.finish = np.zeros(n, dtype=np.int64)
-        self.ring = np.zeros((n, self.depth), dtype=np.int64)
-        self.ring_n = np.zeros(n, dtype=np.int64)
-        self.fire_end = np.zeros(n, dtype=np.int64)
-        self.last_inject_end = np.zeros(n, dtype=np.int64)
-        self.t_start = np.zeros(timesteps, dtype=np.int64)
+        state = np.zeros((7, B, n), dtype=np.int64)
+        (self.port_free, self.last_admit, self.open_, self.eject_free, self.finish,
+         self.fire_end, self.last_inject_end) = state
+        self.ring = np.zeros((B, n, self.depth), dtype=np.int64)
+        self.ring_n = np.zeros((B, n), dtype=np.int64)
+        self.t_start = np.zeros((B, timesteps), dtype=np.int64)
         layers = plan.network.layers
+        # each spiking layer's spikes of the batch, one index array with (image, t) offsets
+        self.spikes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for layer in layers:
+            if layer.kind == "spiking" and plan.fanout[layers.index(layer)] is not None:
+                per_image = [tr[layer.name] for tr in trains]
+                base = np.cumsum([0] + [len(tr.indices) for tr in per_image])
+                offsets = np.stack([tr.offsets for tr in per_image]).reshape(B, -1) + base[
+                    :-1, None]
+                indices = (np.concatenate([tr.indices for tr in per_image]) if per_image
+                           else np.zeros(0, dtype=np.int32))
+                self.spikes[layer.name] = (indices, offsets)
         L = len(layers)
         self.accepting = [[env.event() for _ in range(timesteps)] for _ in range(L)]
         self.sent = [[env.event() for _ in range(timesteps)] for _ in range(L)]
@@ -228,11 +257,7 @@ class _FastChip:
                              "fast mode needs one or more consecutive tiles per layer, as "
                              "accelsim.mapping places them")
         g = slice(int(tiles[0]), int(tiles[-1]) + 1)  # views of the group's per-tile state
-        fo = plan.fanout[li]
-        sends = fo is not None and layer.kind == "spiking"
-        train = self.trains[layer.name] if sends else None
-        cfg = plan.hardware.tile
-        first = plan.tile_first_neuron[g]
+        sends = layer.name in self.spikes
         fire_cycles = plan.fire_cycles[g]
         mac = plan.mac_cycles[g]
         has_mac = bool(mac.any())
@@ -241,8 +266,8 @@ class _FastChip:
             :, g] if sources else None)
         waits = [self.accepting[c] for c in plan.consumers[li]] + [
             self.transferred[s] for s in self.co_sources[li]]
-        finish, fire_end = self.finish[g], self.fire_end[g]
-        phase_end = tl.phase_end[:, g]
+        finish, fire_end = self.finish[:, g], self.fire_end[:, g]
+        phase_end = tl.phase_end[:, :, g]
         barrier = self.schedule == "barrier"
         # time division: each spilling tile owns a slot of the DRAM channel for the whole image
         slots = [self.dram.request() for _ in range(self.spilling[li])]
@@ -250,84 +275,90 @@ class _FastChip:
             # BARRIER
             if barrier and t > 0:
                 yield self.barrier[t]
-            np.maximum(fire_end, self.t_start[t], out=finish)
-            phase_end[t, :, Phase.BARRIER] = finish
+            np.maximum(fire_end, self.t_start[:, t, None], out=finish)
+            phase_end[:, t, :, Phase.BARRIER] = finish
             if t == 0 and slots:
                 yield from _all(env, slots)
             # MAC
             if t == 0 and has_mac:
-                tl.busy[t, g] += mac
+                tl.busy[:, t, g] += mac
                 finish += mac
-                yield from _until(env, int(finish.max()))
-            phase_end[t, :, Phase.MAC] = finish
+                yield from _until(env, _latest(finish))
+            phase_end[:, t, :, Phase.MAC] = finish
             self.accepting[li][t].succeed()
             # INTEGRATE: the senders' SEND phases time this group's packets of t; wait for
             # every source's end-of-timestep signal
             if sources:
                 yield from _all(env, [self.sent[s][t] for s in sources])
                 send_done = (self.sent[sources[0]][t].value if len(sources) == 1 else
-                             np.concatenate([self.sent[s][t].value for s in sources]))
-                signals = (send_done[:, None] + done_lat).max(axis=0)
-                yield from _until(env, int(signals.max()))
+                             np.concatenate([self.sent[s][t].value for s in sources], axis=1))
+                signals = (send_done[:, :, None] + done_lat).max(axis=1)
+                yield from _until(env, _latest(signals))
             else:
                 signals = 0
-            tl.inputs_done[t, g] = signals
-            self.open_[g] = signals
-            np.maximum(finish, signals, out=tl.fire_start[t, g])
-            phase_end[t, :, Phase.INTEGRATE] = tl.fire_start[t, g]
+            tl.inputs_done[:, t, g] = signals
+            self.open_[:, g] = signals
+            fire_start = tl.fire_start[:, t, g]
+            np.maximum(finish, signals, out=fire_start)
+            phase_end[:, t, :, Phase.INTEGRATE] = fire_start
             # FIRE
-            np.add(tl.fire_start[t, g], fire_cycles, out=fire_end)
-            tl.busy[t, g] += fire_cycles
-            tl.fire_end[t, g] = phase_end[t, :, Phase.FIRE] = fire_end
+            np.add(fire_start, fire_cycles, out=fire_end)
+            tl.busy[:, t, g] += fire_cycles
+            tl.fire_end[:, t, g] = phase_end[:, t, :, Phase.FIRE] = fire_end
             # SEND
             if sends:
                 yield from _all(env, [w[t] for w in waits])
-                send_done = np.maximum(fire_end, self._transfer(li, t, train.at(t), first,
-                                                                cfg, g))
+                send_done = np.maximum(fire_end, self._transfer(li, t, g))
             else:
                 send_done = fire_end.copy()
             self.transferred[li][t].succeed()
             end = np.maximum(send_done, finish)
-            tl.end[t, g] = phase_end[t, :, Phase.SEND] = end
-            yield from _until(env, int(end.max()))
+            tl.end[:, t, g] = phase_end[:, t, :, Phase.SEND] = end
+            yield from _until(env, _latest(end))
             self.sent[li][t].succeed(send_done)
         for slot in slots:
             self.dram.release(slot)
 
-    def _transfer(self, li: int, t: int, spikes: np.ndarray, first: np.ndarray, cfg, g
-                  ) -> np.ndarray:
-        """The SEND phase's work: time every packet of layer ``li``'s spikes of timestep t;
-        returns when each of the layer's tiles injected its last packet."""
+    def _transfer(self, li: int, t: int, g: slice) -> np.ndarray:
+        """The SEND phase's work: time every packet of layer ``li``'s spikes of timestep t on
+        every image; returns when each of the layer's tiles injected its last packet."""
         plan, tl, fo = self.plan, self.tl, self.plan.fanout[li]
-        tiles = plan.layer_tiles[li]
-        n, local, ready = ready_kernel(spikes, first, tl.fire_start[t, g],
-                                       cfg.neuron_update_units,
-                                       cfg.neuron_update_latency_cycles)
+        cfg = plan.hardware.tile
+        indices, offsets = self.spikes[plan.network.layers[li].name]
         record = tl.record_packets
-        events = np.empty((len(n) * len(fo.dest_tiles) if record else 0, 6), dtype=np.int64)
-        last_inject_end = self.last_inject_end
-        last_inject_end[tiles] = 0
-        m = transfer_kernel(n, local, ready, tiles, fo.dest_tiles, fo.synops, fo.sram_bits,
-                            fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x, fo.hops_y,
-                            plan.packet_cycles, self.depth, self.port_free, self.last_admit,
-                            self.open_, self.eject_free, self.finish, self.ring, self.ring_n,
-                            tl.stall[t], tl.busy[t], tl.queue_peak[t], tl.packets_out[t],
-                            tl.packets_in[t], tl.hops_x[t], tl.hops_y[t], tl.synops_in[t],
-                            tl.sram_bits[t], tl.dram_bits[t], last_inject_end, record, events)
+        spikes = len(indices) if record else 0
+        neurons = np.empty(spikes, dtype=np.int64)
+        ready = np.empty(spikes, dtype=np.int64)
+        events = np.empty((spikes * len(fo.dest_tiles), 6), dtype=np.int64)
+        sent = np.zeros(offsets.shape[0], dtype=np.int64)
+        self.last_inject_end[:, g] = 0
+        send_kernel(t, indices, offsets, plan.tile_first_neuron[g], tl.fire_start[:, t, g],
+                    cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
+                    plan.layer_tiles[li], fo.dest_tiles, fo.synops, fo.sram_bits,
+                    fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x, fo.hops_y,
+                    plan.packet_cycles, self.depth, self.port_free, self.last_admit,
+                    self.open_, self.eject_free, self.finish, self.ring, self.ring_n,
+                    tl.stall, tl.busy, tl.queue_peak, tl.packets_out, tl.packets_in,
+                    tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
+                    self.last_inject_end, record, neurons, ready, events, sent)
         if record:
-            tl.add_packets(li, t, n, ready, events[:m], plan)
-        return last_inject_end[g]
+            width = len(fo.dest_tiles)
+            for b, image in enumerate(self.images):
+                lo, hi = offsets[b, t], offsets[b, t + 1]
+                image.add_packets(li, t, neurons[lo:hi], ready[lo:hi],
+                                  events[lo * width:lo * width + sent[b]], plan)
+        return self.last_inject_end[:, g]
 
     def barrier_keeper(self):
         cycles = self.plan.hardware.schedule.barrier_cycles
         groups = range(len(self.plan.network.layers))
         for t in range(self.T - 1):
             yield from _all(self.env, [self.sent[li][t] for li in groups])
-            self.t_start[t + 1] = int(self.tl.end[t].max()) + cycles
-            yield from _until(self.env, int(self.t_start[t + 1]))
+            self.t_start[:, t + 1] = self.tl.end[:, t].max(axis=1) + cycles
+            yield from _until(self.env, _latest(self.t_start[:, t + 1]))
             self.barrier[t + 1].succeed()
 
-    def run(self) -> Timeline:
+    def run(self) -> list[Timeline]:
         for li in range(len(self.plan.network.layers)):
             self.env.process(self.group(li))
         if self.schedule == "barrier":
@@ -336,10 +367,24 @@ class _FastChip:
         unfinished = [li for li, ev in enumerate(self.sent) if not ev[-1].triggered]
         if unfinished:
             raise RuntimeError(f"layer groups {unfinished} never finished (deadlock)")
-        return self.tl
+        return self.images
 
 
-def run_image(plan: Plan, trains: dict, timesteps: int, schedule: str,
-              record_packets: bool = False) -> Timeline:
-    """Simulate one image whose spikes are ``trains`` (layer name -> SpikeTrain)."""
-    return _FastChip(plan, trains, timesteps, schedule, record_packets).run()
+def _latest(cycles: np.ndarray) -> int:
+    """The SimPy time of a phase of the batch: when its last image got there."""
+    return int(cycles.max()) if cycles.size else 0
+
+
+BATCH = 64
+"""Images per SimPy environment: enough to amortise the per-phase Python work, few enough that
+the per-image state stays small."""
+
+
+def run_images(plan: Plan, trains: list[dict], timesteps: int, schedule: str,
+               record_packets: bool = False) -> list[Timeline]:
+    """Simulate images whose spikes are ``trains`` (per image, layer name -> SpikeTrain)."""
+    timelines: list[Timeline] = []
+    for lo in range(0, len(trains), BATCH):
+        timelines += _FastChip(plan, trains[lo:lo + BATCH], timesteps, schedule,
+                               record_packets).run()
+    return timelines

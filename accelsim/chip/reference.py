@@ -294,7 +294,7 @@ class _Chip:
                     tl.packets.append(np.array(rows, dtype=np.int64))
 
 
-def run_image(plan: Plan, trains: dict, timesteps: int, schedule: str,
-              record_packets: bool = False) -> Timeline:
-    """Simulate one image, one SimPy event per spike per stage."""
-    return _Chip(plan, trains, timesteps, schedule, record_packets).run()
+def run_images(plan: Plan, trains: list[dict], timesteps: int, schedule: str,
+               record_packets: bool = False) -> list[Timeline]:
+    """Simulate images one at a time, one SimPy event per spike per stage."""
+    return [_Chip(plan, tr, timesteps, schedule, record_packets).run() for tr in trains]

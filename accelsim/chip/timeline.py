@@ -55,11 +55,19 @@ class Timeline:
     """Per transfer, an int64 (packets, len(PACKET_FIELDS)) record."""
 
     @classmethod
-    def empty(cls, tiles: int, timesteps: int) -> Timeline:
-        arrays = {f.name: np.zeros((timesteps, tiles), dtype=np.int64)
-                  for f in fields(cls) if f.name not in ("packets", "record_packets")}
-        arrays["phase_end"] = np.zeros((timesteps, tiles, len(Phase)), dtype=np.int64)
+    def empty(cls, tiles: int, timesteps: int, images: int | None = None) -> Timeline:
+        """Zeros; with ``images``, every array has a leading image axis (a batch timeline,
+        cut into per-image views by :meth:`image`)."""
+        lead = () if images is None else (images,)
+        arrays = {name: np.zeros(lead + (timesteps, tiles), dtype=np.int64)
+                  for name in _ARRAYS}
+        arrays["phase_end"] = np.zeros(lead + (timesteps, tiles, len(Phase)), dtype=np.int64)
         return cls(**arrays)
+
+    def image(self, b: int) -> Timeline:
+        """Image ``b`` of a batch timeline: views of its arrays, packets of its own."""
+        return Timeline(**{name: getattr(self, name)[b] for name in _ARRAYS},
+                        record_packets=self.record_packets)
 
     def add_packets(self, layer: int, t: int, neurons: np.ndarray, ready: np.ndarray,
                     events: np.ndarray, plan) -> None:
@@ -83,3 +91,6 @@ class Timeline:
             return np.zeros((0, len(PACKET_FIELDS)), dtype=np.int64)
         allp = np.concatenate(self.packets)
         return allp[np.lexsort((allp[:, 3], allp[:, 2], allp[:, 1], allp[:, 0]))]
+
+
+_ARRAYS = tuple(f.name for f in fields(Timeline) if f.name not in ("packets", "record_packets"))
