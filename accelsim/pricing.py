@@ -83,27 +83,27 @@ def compute_only(layers: pd.DataFrame, network: Network) -> pd.DataFrame:
     """Return ``layers`` with the compute-only SNN and ANN estimates (pJ) per row."""
     out = layers.copy()
     arch = network.architecture
-    first = out[col.TIMESTEP].to_numpy() == 1
-    spikes = out.set_index([col.IMAGE, col.LAYER, col.TIMESTEP])[col.SPIKES_OUT]
+    names = [layer.name for layer in arch.layers]
+    layer_of = pd.Categorical(out[col.LAYER], categories=names).codes  # -1: not in network
+    image = pd.factorize(out[col.IMAGE])[0]
+    t = out[col.TIMESTEP].to_numpy(dtype=np.int64)
+    first = t == 1
+    # spikes_out by (image, layer, timestep); NaN where the table has no row
+    spikes = np.full((image.max(initial=-1) + 1, len(names), t.max(initial=0) + 1), np.nan)
+    known = layer_of >= 0
+    spikes[image[known], layer_of[known], t[known]] = out[col.SPIKES_OUT].to_numpy()[known]
     ann = np.zeros(len(out))
     snn = np.zeros(len(out))
-    names = out[col.LAYER].to_numpy()
-    keys_img = out[col.IMAGE].to_numpy()
-    keys_t = out[col.TIMESTEP].to_numpy()
-    for layer in arch.layers:
-        rows = names == layer.name
-        flops = sum(projection_flops(network, layer.name, p) for p in layer.inputs)
-        ann[rows & first] = flops * E_MAC_PJ
+    for li, layer in enumerate(arch.layers):
+        rows = layer_of == li
         for p in layer.inputs:
             fp = projection_flops(network, layer.name, p)
+            ann[rows & first] += fp * E_MAC_PJ
             if p.source == INPUT:
                 snn[rows & first] += fp * E_MAC_PJ
                 continue
-            n_src = arch.layer(p.source).neurons
-            idx = pd.MultiIndex.from_arrays([keys_img[rows], np.full(rows.sum(), p.source),
-                                             keys_t[rows]])
-            s = spikes.reindex(idx).to_numpy(dtype=np.float64)
-            snn[rows] += fp * (s / n_src) * E_AC_PJ
+            source = spikes[image[rows], names.index(p.source), t[rows]]
+            snn[rows] += fp * (source / arch.layer(p.source).neurons) * E_AC_PJ
     out[col.COMPUTE_ONLY_SNN] = snn
     out[col.COMPUTE_ONLY_ANN] = ann
     return out
