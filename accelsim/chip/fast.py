@@ -40,55 +40,55 @@ from accelsim.chip.timeline import Phase, Timeline
 
 
 @njit(cache=True)
-def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sram_bits,
-                    dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles, depth,
-                    port_free, last_admit, open_, eject_free, finish, ring, ring_n, stall, busy,
-                    queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in, dram_in,
-                    last_inject_end, record, events):
+def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class, synops,
+                    sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles,
+                    depth, port_free, last_admit, open_, eject_free, finish, ring, ring_n, head,
+                    stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
+                    dram_in, last_inject_end, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
-    Per-tile state (``port_free`` … ``ring_n``) is updated in place; per-tile counters of this
+    Per-tile state (``port_free`` … ``head``) is updated in place; per-tile counters of this
     timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source tile, integration
     on the destination. With ``record``, ``events`` (packets, 6) receives per packet (neuron,
     destination column, admission, arrival, start, finish). Returns the packets sent.
+
+    The packet loop carries only the timing recurrences; the counters, which depend only on
+    which (neuron class, source tile) sent, are summed from a histogram afterwards.
     """
     m = 0
+    width = dest_tiles.shape[0]
+    sent = np.zeros((synops.shape[0], src_tiles.shape[0]), dtype=np.int64)
     for i in range(order_n.shape[0]):
         n = order_n[i]
         sl = order_src[i]
+        c = neuron_class[n]
+        sent[c, sl] += 1
         s = src_tiles[sl]
         r = ready[i]
-        for j in range(dest_tiles.shape[0]):
-            syn = synops[n, j]
-            if syn == 0:
+        port = port_free[s]
+        m0 = m
+        for j in range(width):
+            if synops[c, j] == 0:
                 continue
             d = dest_tiles[j]
-            free_at = max(r, port_free[s])
+            free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
             k = ring_n[d]
             slot = k % depth  # ring slot of packet k, which held packet k - depth
+            h = head[d]  # packets of d's queue known to have started by its last admission
             if k >= depth:
                 inj = max(inj, ring[d, slot])
-            # queue occupancy at admission: earlier packets not yet started. Starts are
-            # non-decreasing in queue order, so binary-search (over q = packets back from k)
-            # the oldest of the last depth - 1 packets that starts after ``inj``.
-            lo = 1
-            hi = min(k, depth - 1) + 1
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                q = slot - mid
-                if q < 0:
-                    q += depth
-                if ring[d, q] > inj:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            occupancy = lo
+                h = max(h, k - depth + 1)  # packet k - depth started by ``inj``
+            # starts are non-decreasing in queue order and admissions at d too, so the
+            # started packets are a prefix that only grows
+            while h < k and ring[d, h % depth] <= inj:
+                h += 1
+            head[d] = h
+            occupancy = k - h + 1
             if occupancy > queue_peak[d]:
                 queue_peak[d] = occupancy
             stall[s] += inj - free_at
-            port_free[s] = inj + packet_cycles
-            last_inject_end[s] = inj + packet_cycles
+            port = inj + packet_cycles
             last_admit[d] = inj
             ej = max(inj + hop_cycles[sl, j], eject_free[d])
             eject_free[d] = ej + packet_cycles
@@ -96,16 +96,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sr
             start = max(arrival, finish[d])
             ring[d, slot] = start
             ring_n[d] = k + 1
-            fin = start + service[n, j]
+            fin = start + service[c, j]
             finish[d] = fin
-            busy[d] += service[n, j]
-            packets_out[s] += 1
-            packets_in[d] += 1
-            hx[s] += hops_x[sl, j]
-            hy[s] += hops_y[sl, j]
-            synops_in[d] += syn
-            sram_in[d] += sram_bits[n, j]
-            dram_in[d] += dram_bits[n, j]
             if record:
                 events[m, 0] = n
                 events[m, 1] = j
@@ -114,6 +106,28 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, synops, sr
                 events[m, 4] = start
                 events[m, 5] = fin
             m += 1
+        if m > m0:
+            port_free[s] = port
+            last_inject_end[s] = port
+    for c in range(sent.shape[0]):
+        for sl in range(sent.shape[1]):
+            count = sent[c, sl]
+            if count == 0:
+                continue
+            s = src_tiles[sl]
+            for j in range(width):
+                syn = synops[c, j]
+                if syn == 0:
+                    continue
+                d = dest_tiles[j]
+                packets_out[s] += count
+                packets_in[d] += count
+                hx[s] += count * hops_x[sl, j]
+                hy[s] += count * hops_y[sl, j]
+                synops_in[d] += count * syn
+                sram_in[d] += count * sram_bits[c, j]
+                dram_in[d] += count * dram_bits[c, j]
+                busy[d] += count * service[c, j]
     return m
 
 
@@ -140,9 +154,9 @@ def ready_kernel(indices, first, fire_start, units, latency):
 
 @njit(cache=True, parallel=True)
 def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tiles, dest_tiles,
-                synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
+                neuron_class, synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
                 packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
-                ring_n, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
+                ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
                 sram_in, dram_in, last_inject_end, record, neurons, ready_out, events, sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
 
@@ -160,9 +174,10 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
             neurons[lo:hi] = n
             ready_out[lo:hi] = ready
         sent[b] = transfer_kernel(
-            n, local, ready, src_tiles, dest_tiles, synops, sram_bits, dram_bits, service,
-            hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b], last_admit[b],
-            open_[b], eject_free[b], finish[b], ring[b], ring_n[b], stall[b, t], busy[b, t],
+            n, local, ready, src_tiles, dest_tiles, neuron_class, synops, sram_bits, dram_bits,
+            service, hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b],
+            last_admit[b], open_[b], eject_free[b], finish[b], ring[b], ring_n[b], head[b],
+            stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
             synops_in[b, t], sram_in[b, t], dram_in[b, t], last_inject_end[b], record,
             events[lo * width:hi * width])
@@ -219,11 +234,10 @@ class _FastChip:
         self.images = [tl.image(b) for b in range(B)]
         self.env = env = simpy.Environment()
         self.depth = plan.hardware.tile.queue_depth_packets
-        state = np.zeros((7, B, n), dtype=np.int64)
+        state = np.zeros((9, B, n), dtype=np.int64)
         (self.port_free, self.last_admit, self.open_, self.eject_free, self.finish,
-         self.fire_end, self.last_inject_end) = state
+         self.fire_end, self.last_inject_end, self.ring_n, self.head) = state
         self.ring = np.zeros((B, n, self.depth), dtype=np.int64)
-        self.ring_n = np.zeros((B, n), dtype=np.int64)
         self.t_start = np.zeros((B, timesteps), dtype=np.int64)
         layers = plan.network.layers
         # each spiking layer's spikes of the batch, one index array with (image, t) offsets
@@ -334,12 +348,12 @@ class _FastChip:
         self.last_inject_end[:, g] = 0
         send_kernel(t, indices, offsets, plan.tile_first_neuron[g], tl.fire_start[:, t, g],
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
-                    plan.layer_tiles[li], fo.dest_tiles, fo.synops, fo.sram_bits,
-                    fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x, fo.hops_y,
-                    plan.packet_cycles, self.depth, self.port_free, self.last_admit,
-                    self.open_, self.eject_free, self.finish, self.ring, self.ring_n,
-                    tl.stall, tl.busy, tl.queue_peak, tl.packets_out, tl.packets_in,
-                    tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
+                    plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.synops,
+                    fo.sram_bits, fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x,
+                    fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
+                    self.last_admit, self.open_, self.eject_free, self.finish, self.ring,
+                    self.ring_n, self.head, tl.stall, tl.busy, tl.queue_peak, tl.packets_out,
+                    tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
                     self.last_inject_end, record, neurons, ready, events, sent)
         if record:
             width = len(fo.dest_tiles)

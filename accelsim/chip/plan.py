@@ -1,9 +1,9 @@
 """Flat per-tile and per-connection tables of a mapped network (what both modes read).
 
 Built once per (network, hardware, mapping): for every spiking layer with consumers, a fan-out
-table over (source neuron, destination tile) giving the synaptic operations the spike causes on
-that tile, the weight bits it fetches from SRAM and from DRAM, and the tile's service cycles for
-it; for every tile its coordinates, neurons and neuron-update cycles.
+table over (source neuron class, destination tile) giving the synaptic operations the spike causes
+on that tile, the weight bits it fetches from SRAM and from DRAM, and the tile's service cycles
+for it; for every tile its coordinates, neurons and neuron-update cycles.
 """
 
 from __future__ import annotations
@@ -24,17 +24,37 @@ def ceil_div(a, b):
 
 @dataclass(frozen=True)
 class FanOut:
-    """Packets of one source layer: one row per source neuron, one column per destination tile."""
+    """Packets of one source layer: per source neuron, one column per destination tile.
+
+    Source neurons whose spikes cost the same on every destination (in a conv layer, those
+    whose kernel window is clipped alike and whose weight rows spill alike) share a *class*, so
+    the per-connection tables are (classes, destinations): a handful of rows that stay in cache.
+    """
 
     dest_tiles: np.ndarray   # int64 (D,) global tile ids, consumer layers in network order
     dest_layer: np.ndarray   # int64 (D,) consumer layer index of each column
-    synops: np.ndarray       # int64 (N, D)
-    sram_bits: np.ndarray    # int64 (N, D)
-    dram_bits: np.ndarray    # int64 (N, D)
-    service: np.ndarray      # int64 (N, D) cycles the destination's unit is busy with the packet
+    neuron_class: np.ndarray  # int64 (N,) the class of each source neuron
+    synops: np.ndarray       # int64 (classes, D)
+    sram_bits: np.ndarray    # int64 (classes, D)
+    dram_bits: np.ndarray    # int64 (classes, D)
+    service: np.ndarray      # int64 (classes, D) cycles the destination's unit is busy
     hop_cycles: np.ndarray   # int64 (S, D) head latency from source tile to destination
     hops_x: np.ndarray       # int64 (S, D)
     hops_y: np.ndarray       # int64 (S, D)
+
+
+def _classes(*tables: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(class of each row, each table's rows per class): rows equal in every table share one.
+
+    Rows are grouped by a hash (a fast 1-D unique); the grouping is then checked exactly, and
+    on a collision the rows are grouped by value.
+    """
+    rows = np.concatenate(tables, axis=1)
+    weights = np.random.default_rng(0).integers(1, 2**61, rows.shape[1], dtype=np.int64)
+    _, first, cls = np.unique(rows @ weights, return_index=True, return_inverse=True)
+    if not (rows[first][cls] == rows).all():
+        _, first, cls = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    return cls.reshape(-1).astype(np.int64), [np.ascontiguousarray(t[first]) for t in tables]
 
 
 @dataclass(frozen=True)
@@ -211,10 +231,8 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             cols.append((mi, place.tiles, syn, sram, dbits))
         dest = np.concatenate([c[1] for c in cols])
         dest_layer = np.concatenate([np.full(len(c[1]), c[0], dtype=np.int64) for c in cols])
-        syn = np.ascontiguousarray(np.concatenate([c[2] for c in cols], axis=1), dtype=np.int64)
-        sram = np.ascontiguousarray(np.concatenate([c[3] for c in cols], axis=1), dtype=np.int64)
-        dbits = np.ascontiguousarray(np.concatenate([c[4] for c in cols], axis=1),
-                                     dtype=np.int64)
+        cls, (syn, sram, dbits) = _classes(*(
+            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)))
         acc = ceil_div(syn, tile_cfg.accumulate_units) * tile_cfg.accumulate_latency_cycles
         svc = np.maximum(np.maximum(acc, 1), ceil_div(ceil_div(
             sram, tile_cfg.weight_sram_word_bits), tile_cfg.weight_sram_banks))
@@ -224,8 +242,8 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             svc = np.where(dbits > 0, np.maximum(svc, dcyc), svc)
         src_tiles = mapping.layers[si].tiles
         fanouts.append(FanOut(
-            dest_tiles=dest, dest_layer=dest_layer, synops=syn, sram_bits=sram,
-            dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
+            dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls, synops=syn,
+            sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
             hop_cycles=np.ascontiguousarray(hop[np.ix_(src_tiles, dest)]),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
             hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)])))

@@ -159,9 +159,10 @@ class _Chip:
                 for n, r in zip(mine.tolist(), ready.tolist(), strict=True):
                     if r > env.now:
                         yield env.timeout(r - env.now)
-                    for j in np.flatnonzero(fo.synops[n]).tolist():
+                    c = fo.neuron_class[n]
+                    for j in np.flatnonzero(fo.synops[c]).tolist():
                         pkt = _Packet(env, t, g, local, n, j, int(fo.dest_tiles[j]), r,
-                                      int(fo.service[n, j]), int(fo.hop_cycles[local, j]))
+                                      int(fo.service[c, j]), int(fo.hop_cycles[local, j]))
                         self.packets.append(pkt)
                         self.port[g].put(pkt)
                         self.register(pkt)
@@ -273,9 +274,10 @@ class _Chip:
             fo = plan.fanout[li]
             tl.hops_x[p.t, p.src] += fo.hops_x[p.src_local, p.col]
             tl.hops_y[p.t, p.src] += fo.hops_y[p.src_local, p.col]
-            tl.synops_in[p.t, p.dest] += fo.synops[p.neuron, p.col]
-            tl.sram_bits[p.t, p.dest] += fo.sram_bits[p.neuron, p.col]
-            tl.dram_bits[p.t, p.dest] += fo.dram_bits[p.neuron, p.col]
+            c = fo.neuron_class[p.neuron]
+            tl.synops_in[p.t, p.dest] += fo.synops[c, p.col]
+            tl.sram_bits[p.t, p.dest] += fo.sram_bits[c, p.col]
+            tl.dram_bits[p.t, p.dest] += fo.dram_bits[c, p.col]
         # queue occupancy at each admission, from the recorded times (queue order per tile)
         for d in range(plan.tiles):
             seq = [p for t in range(self.T) for p in self.lists[d][t]]
