@@ -171,85 +171,88 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     simulated = run_images(plan, spikes, timesteps, schedule, record_packets=record)
     if record:
         timelines.extend(simulated)
-    rows, tile_rows, totals = [], [], []
-    for i, (trains, tl) in enumerate(zip(spikes, simulated, strict=True)):
-        layer_rows, total = _layer_counters(plan, tl, trains, schedule, timesteps)
-        layer_rows[col.IMAGE] = np.full(len(layer_rows[col.LAYER]), i, dtype=np.int64)
-        rows.append(layer_rows)
-        totals.append(total)
-        if per_tile:
-            tile_rows.append(_tile_rows(plan, tl, i))
-    chip = pd.DataFrame({k: np.concatenate([r[k] for r in rows]) for k in rows[0]}) if rows \
-        else None
+    columns, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
+    chip = pd.DataFrame(columns)
     layers = _merge_counts(chip, counts, network)
     layers = pricing.compute_only(pricing.price(layers, hw), network)
-    images = _image_table(layers, predictions, labels, np.asarray(totals, dtype=np.int64), hw)
-    tiles = pd.concat(tile_rows, ignore_index=True) if tile_rows else pd.DataFrame(
-        columns=_TILE_COLUMNS)
+    images = _image_table(layers, predictions, labels, totals, hw)
+    tiles = (pd.concat([_tile_rows(plan, tl, i) for i, tl in enumerate(simulated)],
+                       ignore_index=True) if per_tile and simulated else
+             pd.DataFrame(columns=_TILE_COLUMNS))
     return SimulationResult(layers=layers, images=images, mapping=mapping.table(), tiles=tiles)
 
 
-def _layer_counters(plan: Plan, tl: Timeline, trains: dict, schedule: str, T: int
-                    ) -> tuple[dict[str, np.ndarray], int]:
-    """Per-layer counter columns of one image (rows layer-major, then timestep)."""
+def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], schedule: str,
+                    T: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-layer counter columns of every image (rows image-major, then layer, then timestep)
+    and each image's total cycles."""
     hw = plan.hardware
     mb = hw.tile.membrane_bits
     layers = plan.network.layers
-    chip_end = tl.end.max(axis=1)
-    barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
-    step_end = chip_end + np.where(np.arange(T) < T - 1, barrier, 0)
-    total = int(step_end[-1])
-    duration = np.diff(np.concatenate([[0], step_end]))
-    n_layers = len(layers)
-    # per-layer sums over tiles, (layers, T), by segment reduction over the layer-ordered tiles
+    B, L = len(timelines), len(layers)
+
+    def stacked(name: str) -> np.ndarray:
+        """(images, T, tiles)"""
+        return (np.stack([getattr(tl, name) for tl in timelines]) if timelines else
+                np.zeros((0, T, plan.tiles), dtype=np.int64))
+
+    # per-layer sums over tiles, (images, layers, T), by segment reduction over the
+    # layer-ordered tiles
     starts = np.array([tiles[0] for tiles in plan.layer_tiles], dtype=np.int64)
     n_tiles = np.array([len(tiles) for tiles in plan.layer_tiles], dtype=np.int64)
 
-    def per_layer(a: np.ndarray, how=np.add) -> np.ndarray:
-        return how.reduceat(a, starts, axis=1).T
+    def per_layer(name: str, how=np.add) -> np.ndarray:
+        return how.reduceat(stacked(name), starts, axis=2).transpose(0, 2, 1)
 
-    synops = per_layer(tl.synops_in)
-    sram = per_layer(tl.sram_bits)
-    dram = per_layer(tl.dram_bits)
-    end = per_layer(tl.end, np.maximum)
-    neurons = np.add.reduceat(plan.tile_neurons, starts)[:, None] * np.ones(T, dtype=np.int64)
+    tile_end = stacked("end")
+    barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
+    step_end = tile_end.max(axis=2, initial=0) + np.where(np.arange(T) < T - 1, barrier, 0)
+    duration = np.diff(step_end, axis=1, prepend=0)
+    synops = per_layer("synops_in")
+    sram = per_layer("sram_bits")
+    dram = per_layer("dram_bits")
+    end = np.maximum.reduceat(tile_end, starts, axis=2).transpose(0, 2, 1)
+    neurons = np.add.reduceat(plan.tile_neurons, starts)[None, :, None]
     has_const = np.array([any(p.source == INPUT for p in layer.inputs) for layer in layers])
-    mem_read = synops * mb + neurons * mb + np.where(has_const[:, None], neurons * mb, 0)
-    mem_write = synops * mb + neurons * mb
-    sram[:, 0] += np.add.reduceat(plan.mac_sram_bits, starts)
-    dram[:, 0] += np.add.reduceat(plan.mac_dram_bits, starts)
-    mem_write[:, 0] += np.where(has_const, neurons[:, 0] * mb, 0)
-    spikes_out = np.zeros((n_layers, T), dtype=np.int64)
+    const = np.where(has_const, 1, 0)[None, :, None] * neurons
+    mem_read = (synops + neurons + const) * mb
+    mem_write = (synops + neurons) * mb
+    sram[:, :, 0] += np.add.reduceat(plan.mac_sram_bits, starts)
+    dram[:, :, 0] += np.add.reduceat(plan.mac_dram_bits, starts)
+    mem_write[:, :, 0] += const[:, :, 0] * mb
+    spikes_out = np.zeros((B, L, T), dtype=np.int64)
     for li, layer in enumerate(layers):
-        if layer.kind == "spiking":
-            spikes_out[li] = trains[layer.name].counts()
-    hx = per_layer(tl.hops_x)
-    hy = per_layer(tl.hops_y)
+        if layer.kind == "spiking" and B:
+            spikes_out[:, li] = np.diff(np.stack([tr[layer.name].offsets for tr in spikes]))
+    hx = per_layer("hops_x")
+    hy = per_layer("hops_y")
+    names = np.array([layer.name for layer in layers], dtype=object)
     columns = {
-        col.LAYER: np.repeat(np.array([layer.name for layer in layers], dtype=object), T),
-        col.TIMESTEP: np.tile(np.arange(1, T + 1, dtype=np.int64), n_layers),
+        col.IMAGE: np.repeat(np.arange(B, dtype=np.int64), L * T),
+        col.LAYER: np.tile(np.repeat(names, T), B),
+        col.TIMESTEP: np.tile(np.arange(1, T + 1, dtype=np.int64), B * L),
         col.SPIKES_OUT: spikes_out,
         col.SYNAPTIC_OPS: synops,
         col.WEIGHT_SRAM_READ_BITS: sram,
         col.MEMBRANE_READ_BITS: mem_read,
         col.MEMBRANE_WRITE_BITS: mem_write,
-        col.QUEUE_PEAK: per_layer(tl.queue_peak, np.maximum),
-        col.NOC_PACKETS: per_layer(tl.packets_out),
+        col.QUEUE_PEAK: per_layer("queue_peak", np.maximum),
+        col.NOC_PACKETS: per_layer("packets_out"),
         col.NOC_HOPS: hx + hy,
         col.NOC_HOPS_X: hx,
         col.NOC_HOPS_Y: hy,
         col.DRAM_READ_BITS: dram,
         col.DRAM_READ_BYTES: -(-dram // 8),
-        col.CYCLES: np.diff(np.concatenate([np.zeros((n_layers, 1), dtype=np.int64), end],
-                                           axis=1), axis=1),
-        col.BUSY_CYCLES: per_layer(tl.busy),
-        col.STALL_CYCLES: per_layer(tl.stall),
-        col.STATIC_CYCLES: n_tiles[:, None] * duration[None, :],
+        col.CYCLES: np.diff(end, axis=2, prepend=0),
+        col.BUSY_CYCLES: per_layer("busy"),
+        col.STALL_CYCLES: per_layer("stall"),
+        col.STATIC_CYCLES: n_tiles[None, :, None] * duration[:, None, :],
     }
-    return {k: np.asarray(v).reshape(-1) for k, v in columns.items()}, total
+    return ({k: np.asarray(v).reshape(-1) for k, v in columns.items()},
+            step_end[:, -1].astype(np.int64))
 
 
-def _merge_counts(chip: pd.DataFrame | None, counts: pd.DataFrame, network: Network
+def _merge_counts(chip: pd.DataFrame, counts: pd.DataFrame, network: Network
                   ) -> pd.DataFrame:
     """Join the functional counts the chip does not recount (spikes in, neurons, MACs, updates).
 
@@ -259,10 +262,6 @@ def _merge_counts(chip: pd.DataFrame | None, counts: pd.DataFrame, network: Netw
     keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
     functional = counts[keys + [col.SPIKES_IN, col.NEURONS, col.MACS, col.NEURON_UPDATES,
                                 col.ACTIVE_NEURON_UPDATES]]
-    if chip is None:
-        chip = pd.DataFrame({c: pd.Series(dtype=object if c == col.LAYER else np.int64)
-                             for c in col.CHIP_COUNTERS if c not in functional.columns
-                             or c in keys})
     merged = functional.merge(chip, on=keys, how="left", validate="one_to_one")
     return merged[list(col.CHIP_COUNTERS)]
 

@@ -57,6 +57,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
     """
     m = 0
     width = dest_tiles.shape[0]
+    mask = ring.shape[1] - 1  # the ring holds the starts of d's last packets, a power of two
     sent = np.zeros((synops.shape[0], src_tiles.shape[0]), dtype=np.int64)
     for i in range(order_n.shape[0]):
         n = order_n[i]
@@ -74,14 +75,13 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
             k = ring_n[d]
-            slot = k % depth  # ring slot of packet k, which held packet k - depth
             h = head[d]  # packets of d's queue known to have started by its last admission
             if k >= depth:
-                inj = max(inj, ring[d, slot])
-                h = max(h, k - depth + 1)  # packet k - depth started by ``inj``
+                inj = max(inj, ring[d, (k - depth) & mask])  # credit: packet k - depth started
+                h = max(h, k - depth + 1)
             # starts are non-decreasing in queue order and admissions at d too, so the
             # started packets are a prefix that only grows
-            while h < k and ring[d, h % depth] <= inj:
+            while h < k and ring[d, h & mask] <= inj:
                 h += 1
             head[d] = h
             occupancy = k - h + 1
@@ -94,7 +94,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             eject_free[d] = ej + packet_cycles
             arrival = ej + packet_cycles
             start = max(arrival, finish[d])
-            ring[d, slot] = start
+            ring[d, k & mask] = start
             ring_n[d] = k + 1
             fin = start + service[c, j]
             finish[d] = fin
@@ -237,7 +237,9 @@ class _FastChip:
         state = np.zeros((9, B, n), dtype=np.int64)
         (self.port_free, self.last_admit, self.open_, self.eject_free, self.finish,
          self.fire_end, self.last_inject_end, self.ring_n, self.head) = state
-        self.ring = np.zeros((B, n, self.depth), dtype=np.int64)
+        # start cycles of each tile's last packets, at least ``depth`` of them (a power of two,
+        # so that the ring index is a mask)
+        self.ring = np.zeros((B, n, 1 << (self.depth - 1).bit_length()), dtype=np.int64)
         self.t_start = np.zeros((B, timesteps), dtype=np.int64)
         layers = plan.network.layers
         # each spiking layer's spikes of the batch, one index array with (image, t) offsets
