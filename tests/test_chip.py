@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from accelsim import columns as col
 from accelsim import functional
 from accelsim.architectures import build
-from accelsim.chip import SimulationResult, simulate
+from accelsim.chip import SimulationResult, fast, simulate
+from accelsim.chip.plan import _classes
 from accelsim.chip.timeline import Phase
 from accelsim.functional import SpikeTrain
 from accelsim.hardware import load_hardware
@@ -104,8 +105,10 @@ def cases(draw):
         net = _net(kind, width=0.05)
     T = draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**16))
-    rate = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
-    spikes = [_random_trains(net, T, rate, np.random.default_rng(seed))]
+    # a few images with their own rates: the fast mode simulates them as one batch
+    rates = draw(st.lists(st.sampled_from([0.0, 0.1, 0.5, 1.0]), min_size=1, max_size=3))
+    spikes = [_random_trains(net, T, rate, np.random.default_rng(seed + i))
+              for i, rate in enumerate(rates)]
     return net, spikes, T, tiny_hw(**draw(chips)), draw(st.sampled_from(
         ["barrier", "pipelined"]))
 
@@ -122,12 +125,20 @@ def test_fast_equals_reference_generated(case):
 def test_conservation(case):
     net, spikes, T, hw, schedule = case
     result, tls = run_mode(net, spikes, hw, T, schedule=schedule)
-    layers, tiles = result.layers, result.tiles
-    counters = layers[list(col.CHIP_COUNTERS[3:])]
+    counters = result.layers[list(col.CHIP_COUNTERS[3:])]
     assert (counters.to_numpy() >= 0).all()
+    for i, tl in enumerate(tls):
+        layers = result.layers[result.layers[col.IMAGE] == i]
+        tiles = result.tiles[result.tiles[col.IMAGE] == i]
+        _check_image(net, hw, schedule, layers, tiles, tl,
+                     int(result.images[col.TOTAL_CYCLES][i]), result.mapping)
+
+
+def _check_image(net, hw, schedule, layers, tiles, tl, total, mapping):
+    """The conservation laws on one image's rows and timeline."""
     # every packet sent is received once
     assert layers[col.NOC_PACKETS].sum() == tiles[col.NOC_PACKETS_IN].sum()
-    packets = tls[0].packet_table()
+    packets = tl.packet_table()
     assert len(packets) == layers[col.NOC_PACKETS].sum()
     assert len(np.unique(packets[:, :4], axis=0)) == len(packets)
     # a spike goes to every destination tile it reaches; its synaptic ops equal the layer's
@@ -146,7 +157,6 @@ def test_conservation(case):
     assert (layers[list(col.ENERGY_COLUMNS)].to_numpy() >= 0).all()
     # cycles >= the work bound of every unit: a tile's unit is busy at most the whole latency,
     # and the accumulations of a tile need synops / units steps
-    total = int(result.images[col.TOTAL_CYCLES][0])
     assert layers[col.CYCLES].groupby(layers[col.LAYER]).sum().max() <= total
     per_tile = tiles.groupby(col.TILE)[[col.BUSY_CYCLES, col.SYNAPTIC_OPS]].sum()
     assert (per_tile[col.BUSY_CYCLES] <= total).all()
@@ -155,16 +165,18 @@ def test_conservation(case):
     # the queue never holds more than its depth
     assert layers[col.QUEUE_PEAK].max() <= hw.tile.queue_depth_packets
     # static cycles: every powered tile for the whole latency
-    assert layers[col.STATIC_CYCLES].sum() == total * result.mapping[col.TILES].sum()
+    assert layers[col.STATIC_CYCLES].sum() == total * mapping[col.TILES].sum()
     # every tile completes its phases in order, and timestep t+1 after its fire phase of t
-    phases = tls[0].phase_end
+    phases = tl.phase_end
     assert (np.diff(phases, axis=2) >= 0).all()
-    np.testing.assert_array_equal(phases[..., Phase.FIRE], tls[0].fire_end)
-    np.testing.assert_array_equal(phases[..., Phase.SEND], tls[0].end)
+    np.testing.assert_array_equal(phases[..., Phase.FIRE], tl.fire_end)
+    np.testing.assert_array_equal(phases[..., Phase.SEND], tl.end)
     assert (phases[1:, :, Phase.BARRIER] >= phases[:-1, :, Phase.FIRE]).all()
+    # a layer's activity never ends earlier than in the timestep before
+    assert (layers[col.CYCLES] >= 0).all()
     if schedule == "barrier":
         # every tile is released together, barrier_cycles after the slowest tile's SEND
-        release = tls[0].end.max(axis=1)[:-1] + hw.schedule.barrier_cycles
+        release = tl.end.max(axis=1)[:-1] + hw.schedule.barrier_cycles
         np.testing.assert_array_equal(phases[1:, :, Phase.BARRIER],
                                       np.broadcast_to(release[:, None], phases[1:, :, 0].shape))
 
@@ -213,6 +225,63 @@ def test_fast_equals_reference_on_shipped_digits_model():
     hw = load_hardware("45nm-generic", {"mesh.rows": 4, "mesh.cols": 4})
     fast, _ = assert_modes_equal(net, f.spikes, hw, net.timesteps, counts=f.counts)
     assert fast.layers[col.NOC_PACKETS].sum() > 1000
+
+
+def test_fast_batches_equal_one_image_at_a_time(monkeypatch):
+    """The fast mode runs a batch of images in one SimPy environment; every image must come out
+    exactly as when simulated alone, whatever the batch it lands in."""
+    net = _net("resnet-small")
+    f = functional.run(net, _images(5, seed=3), record_spikes=True)
+    hw = load_hardware("45nm-generic", SMALL_CHIP)
+    together, _ = run_mode(net, f.spikes, hw, 3, counts=f.counts)
+    monkeypatch.setattr(fast, "BATCH", 2)
+    split, _ = run_mode(net, f.spikes, hw, 3, counts=f.counts)
+    pd.testing.assert_frame_equal(together.layers, split.layers)
+    pd.testing.assert_frame_equal(together.tiles, split.tiles)
+    for i, trains in enumerate(f.spikes):
+        counts = f.counts[f.counts[col.IMAGE] == i].assign(**{col.IMAGE: 0})
+        alone, _ = run_mode(net, [trains], hw, 3, counts=counts)
+        mine = together.layers[together.layers[col.IMAGE] == i].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.assign(**{col.IMAGE: 0}), alone.layers)
+    assert together.layers[col.CYCLES].nunique() > 1
+
+
+@st.composite
+def spike_layers(draw):
+    """A layer's tiles (neurons, fire start) and spikes, ascending or not."""
+    sizes = draw(st.lists(st.integers(1, 12), min_size=1, max_size=4))
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    spread = draw(st.sampled_from([0, 10, 10**6]))
+    fire_start = np.array(draw(st.lists(st.integers(0, spread), min_size=len(sizes),
+                                        max_size=len(sizes))), dtype=np.int64)
+    neurons = draw(st.lists(st.integers(0, sum(sizes) - 1), unique=True, max_size=20))
+    if draw(st.booleans()):
+        neurons = sorted(neurons)
+    return (np.array(neurons, dtype=np.int32), first, fire_start, draw(st.integers(1, 4)),
+            draw(st.integers(1, 3)))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(case=spike_layers())
+def test_ready_kernel_orders_by_ready_then_neuron(case):
+    indices, first, fire_start, units, latency = case
+    n, local, ready = fast.ready_kernel(indices, first, fire_start, units, latency)
+    tile = np.searchsorted(first, indices, side="right") - 1
+    expect = fire_start[tile] + ((indices - first[tile]) // units + 1) * latency
+    order = np.lexsort((indices, expect))
+    np.testing.assert_array_equal(n, indices[order])
+    np.testing.assert_array_equal(local, tile[order])
+    np.testing.assert_array_equal(ready, expect[order])
+
+
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(rows=st.lists(st.lists(st.integers(-3, 3), min_size=4, max_size=4), min_size=1,
+                     max_size=30))
+def test_neuron_classes_group_equal_rows(rows):
+    table = np.array(rows, dtype=np.int64)
+    cls, (a, b) = _classes(table[:, :3], table[:, 3:])
+    np.testing.assert_array_equal(np.concatenate([a, b], axis=1)[cls], table)
+    assert len(np.unique(np.concatenate([a, b], axis=1), axis=0)) == len(a)  # one row, one class
 
 
 def test_fast_mode_refuses_parallel_senders():

@@ -21,8 +21,9 @@ tile d:
    ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared by time division
    among the n tiles that spill. Each synaptic op reads and writes the membrane once.
 3. **Fire**: starts at ``max(last finish, inputs done)``, where *inputs done* is the arrival of
-   every source tile's end-of-timestep signal (sent when the source finished firing and
-   injecting; it travels the XY hop latency on side-band wires, without serialisation). Neurons
+   every source tile's end-of-timestep signal (sent when the source finished firing and its
+   port injected every packet it held, including any of an earlier timestep still draining;
+   it travels the XY hop latency on side-band wires, without serialisation). Neurons
    are updated ``neuron_update_units`` at a time, ``neuron_update_latency`` cycles per group, in
    flat (C, H, W) order; a spike of local neuron i is *ready* at ``fire_start + (i //
    units + 1) * latency``.

@@ -44,7 +44,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                     sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles,
                     depth, port_free, last_admit, open_, eject_free, finish, ring, ring_n, head,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
-                    dram_in, last_inject_end, record, events):
+                    dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
     Per-tile state (``port_free`` … ``head``) is updated in place; per-tile counters of this
@@ -67,7 +67,6 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
         s = src_tiles[sl]
         r = ready[i]
         port = port_free[s]
-        m0 = m
         for j in range(width):
             if synops[c, j] == 0:
                 continue
@@ -106,9 +105,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                 events[m, 4] = start
                 events[m, 5] = fin
             m += 1
-        if m > m0:
-            port_free[s] = port
-            last_inject_end[s] = port
+        port_free[s] = port
     for c in range(sent.shape[0]):
         for sl in range(sent.shape[1]):
             count = sent[c, sl]
@@ -135,20 +132,42 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
 def ready_kernel(indices, first, fire_start, units, latency):
     """(neurons, local source tiles, ready cycles) of one layer's spikes, sorted by (ready,
     source tile, neuron). ``first`` (ascending) and ``fire_start`` are per tile of the layer;
-    local tile ids grow with the neuron index, so (ready, neuron) is the same order."""
+    local tile ids grow with the neuron index, so (ready, neuron) is the same order.
+
+    Spike trains list neurons in ascending order, so a stable counting sort by ready cycle
+    gives that order in linear time; a train out of order, or ready cycles spread much wider
+    than the spikes are many, is sorted by the full key instead.
+    """
     count = indices.shape[0]
     n = np.empty(count, dtype=np.int64)
     local = np.empty(count, dtype=np.int64)
     ready = np.empty(count, dtype=np.int64)
-    span = 1
+    ascending = True
     for i in range(count):
         v = np.int64(indices[i])
         lt = np.searchsorted(first, v, side="right") - 1
         n[i] = v
         local[i] = lt
         ready[i] = fire_start[lt] + ((v - first[lt]) // units + 1) * latency
-        span = max(span, v + 1)
-    order = np.argsort(ready * span + n)
+        if i > 0 and v <= n[i - 1]:
+            ascending = False
+    if count == 0:
+        return n, local, ready
+    earliest = ready.min()
+    spread = ready.max() - earliest + 1
+    if ascending and spread <= 4 * count + 4096:
+        slots = np.zeros(spread + 1, dtype=np.int64)
+        for i in range(count):
+            slots[ready[i] - earliest + 1] += 1
+        for k in range(1, spread + 1):
+            slots[k] += slots[k - 1]
+        order = np.empty(count, dtype=np.int64)
+        for i in range(count):
+            k = ready[i] - earliest
+            order[slots[k]] = i
+            slots[k] += 1
+    else:
+        order = np.argsort(ready * (n.max() + 1) + n)
     return n[order], local[order], ready[order]
 
 
@@ -157,7 +176,7 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
                 neuron_class, synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
                 packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
                 ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
-                sram_in, dram_in, last_inject_end, record, neurons, ready_out, events, sent):
+                sram_in, dram_in, record, neurons, ready_out, events, sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
 
     Image b's spikes of t are ``indices[offsets[b, t]:offsets[b, t + 1]]``; the per-tile state
@@ -179,7 +198,7 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
             last_admit[b], open_[b], eject_free[b], finish[b], ring[b], ring_n[b], head[b],
             stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
-            synops_in[b, t], sram_in[b, t], dram_in[b, t], last_inject_end[b], record,
+            synops_in[b, t], sram_in[b, t], dram_in[b, t], record,
             events[lo * width:hi * width])
 
 
@@ -234,9 +253,9 @@ class _FastChip:
         self.images = [tl.image(b) for b in range(B)]
         self.env = env = simpy.Environment()
         self.depth = plan.hardware.tile.queue_depth_packets
-        state = np.zeros((9, B, n), dtype=np.int64)
+        state = np.zeros((8, B, n), dtype=np.int64)
         (self.port_free, self.last_admit, self.open_, self.eject_free, self.finish,
-         self.fire_end, self.last_inject_end, self.ring_n, self.head) = state
+         self.fire_end, self.ring_n, self.head) = state
         # start cycles of each tile's last packets, at least ``depth`` of them (a power of two,
         # so that the ring index is a mask)
         self.ring = np.zeros((B, n, 1 << (self.depth - 1).bit_length()), dtype=np.int64)
@@ -337,7 +356,8 @@ class _FastChip:
 
     def _transfer(self, li: int, t: int, g: slice) -> np.ndarray:
         """The SEND phase's work: time every packet of layer ``li``'s spikes of timestep t on
-        every image; returns when each of the layer's tiles injected its last packet."""
+        every image; returns when each of the layer's ports has injected its last packet (of t
+        or, still draining, of an earlier timestep)."""
         plan, tl, fo = self.plan, self.tl, self.plan.fanout[li]
         cfg = plan.hardware.tile
         indices, offsets = self.spikes[plan.network.layers[li].name]
@@ -347,7 +367,6 @@ class _FastChip:
         ready = np.empty(spikes, dtype=np.int64)
         events = np.empty((spikes * len(fo.dest_tiles), 6), dtype=np.int64)
         sent = np.zeros(offsets.shape[0], dtype=np.int64)
-        self.last_inject_end[:, g] = 0
         send_kernel(t, indices, offsets, plan.tile_first_neuron[g], tl.fire_start[:, t, g],
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
                     plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.synops,
@@ -356,14 +375,14 @@ class _FastChip:
                     self.last_admit, self.open_, self.eject_free, self.finish, self.ring,
                     self.ring_n, self.head, tl.stall, tl.busy, tl.queue_peak, tl.packets_out,
                     tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
-                    self.last_inject_end, record, neurons, ready, events, sent)
+                    record, neurons, ready, events, sent)
         if record:
             width = len(fo.dest_tiles)
             for b, image in enumerate(self.images):
                 lo, hi = offsets[b, t], offsets[b, t + 1]
                 image.add_packets(li, t, neurons[lo:hi], ready[lo:hi],
                                   events[lo * width:lo * width + sent[b]], plan)
-        return self.last_inject_end[:, g]
+        return self.port_free[:, g]
 
     def barrier_keeper(self):
         cycles = self.plan.hardware.schedule.barrier_cycles
