@@ -53,7 +53,8 @@ ejection ports serialise), dynamic DRAM arbitration (time division instead), loa
 image into the first layer's tiles, and overlap of a tile's fire phase with its integration of
 the next timestep.
 
-Modes. Both are SimPy simulations, one ``simpy.Environment`` per image, and step every tile
+Modes. Both are SimPy simulations (the reference one ``simpy.Environment`` per image, the fast
+mode one per batch of images on copies of the chip) and step every tile
 through the same phases (:class:`~accelsim.chip.timeline.Phase`: BARRIER, MAC, INTEGRATE, FIRE,
 SEND; :attr:`Timeline.phase_end` records when each tile completed each of them). They differ in
 what a SimPy event is:

@@ -1,9 +1,14 @@
 """Fast mode: SimPy orchestrates phases, numba kernels do the work inside them.
 
-One ``simpy.Environment`` per image. Each layer's tile group is one SimPy process that steps
-through the :class:`~accelsim.chip.timeline.Phase` of every timestep (a group, not a tile,
-because a layer's packets leave in one order across its tiles: (ready cycle, source tile,
-neuron), so the recurrence couples its tiles). The SimPy events are phases, not spikes:
+One ``simpy.Environment`` per batch of up to :data:`BATCH` images, each image on its own copy of
+the chip: the copies step through the same phases, so one SimPy event stands for a phase of
+every image and its Python cost is shared, while the numba kernels work through the images in
+parallel. No value depends on the batch (a test runs images alone and in batches).
+
+Each layer's tile group is one SimPy process that steps through the
+:class:`~accelsim.chip.timeline.Phase` of every timestep (a group, not a tile, because a
+layer's packets leave in one order across its tiles: (ready cycle, source tile, neuron), so the
+recurrence couples its tiles). The SimPy events are phases, not spikes:
 
 - ``accepting[layer][t]``: the group passed BARRIER and MAC of t (its integration state is
   reset to its fire end of t-1); senders of t wait for it in every consumer;
@@ -25,8 +30,9 @@ Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every
 cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
 finish out), applying the recurrences of :mod:`accelsim.chip`. A phase runs once all the events
 it depends on have fired, so the SimPy time of a phase event is the cycle at which the whole
-group completed it, or later when the group had to wait for information (a consumer's fire end
-of t-1 before its packets of t can be timed); the per-tile cycles it carries are exact.
+group completed it on every image of the batch, or later when the group had to wait for
+information (a consumer's fire end of t-1 before its packets of t can be timed); the per-image,
+per-tile cycles it carries are exact.
 """
 
 from __future__ import annotations
