@@ -182,22 +182,24 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
                 neuron_class, synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
                 packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
                 ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
-                sram_in, dram_in, record, neurons, ready_out, events, sent):
+                sram_in, dram_in, record, record_at, neurons, ready_out, events, sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
 
     Image b's spikes of t are ``indices[offsets[b, t]:offsets[b, t + 1]]``; the per-tile state
     and counters have a leading image axis (counters: image, timestep, tile). With ``record``,
-    the same range of ``neurons`` / ``ready_out`` receives the spikes in the model's order and
-    ``events`` from ``offsets[b, t] * destinations`` their packets; ``sent[b]`` gets the count.
+    ``neurons`` / ``ready_out`` from ``record_at[b]`` receive image b's spikes in the model's
+    order and ``events`` from ``record_at[b] * destinations`` their packets; ``sent[b]`` gets
+    the packet count.
     """
     width = dest_tiles.shape[0]
     for b in prange(offsets.shape[0]):
         lo = offsets[b, t]
         hi = offsets[b, t + 1]
         n, local, ready = ready_kernel(indices[lo:hi], first, fire_start[b], units, latency)
+        at = record_at[b]
         if record:
-            neurons[lo:hi] = n
-            ready_out[lo:hi] = ready
+            neurons[at:at + hi - lo] = n
+            ready_out[at:at + hi - lo] = ready
         sent[b] = transfer_kernel(
             n, local, ready, src_tiles, dest_tiles, neuron_class, synops, sram_bits, dram_bits,
             service, hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b],
@@ -205,7 +207,7 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
             stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
             synops_in[b, t], sram_in[b, t], dram_in[b, t], record,
-            events[lo * width:hi * width])
+            events[at * width:(at + hi - lo) * width])
 
 
 def _all(env: simpy.Environment, events: list):
@@ -368,10 +370,14 @@ class _FastChip:
         cfg = plan.hardware.tile
         indices, offsets = self.spikes[plan.network.layers[li].name]
         record = tl.record_packets
-        spikes = len(indices) if record else 0
-        neurons = np.empty(spikes, dtype=np.int64)
-        ready = np.empty(spikes, dtype=np.int64)
-        events = np.empty((spikes * len(fo.dest_tiles), 6), dtype=np.int64)
+        width = len(fo.dest_tiles)
+        # with ``record``, buffers for the spikes of t and their packets, image after image
+        record_at = np.zeros(offsets.shape[0] + 1, dtype=np.int64)
+        if record:
+            np.cumsum(offsets[:, t + 1] - offsets[:, t], out=record_at[1:])
+        neurons = np.empty(record_at[-1], dtype=np.int64)
+        ready = np.empty(record_at[-1], dtype=np.int64)
+        events = np.empty((record_at[-1] * width, 6), dtype=np.int64)
         sent = np.zeros(offsets.shape[0], dtype=np.int64)
         send_kernel(t, indices, offsets, plan.tile_first_neuron[g], tl.fire_start[:, t, g],
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
@@ -381,11 +387,10 @@ class _FastChip:
                     self.last_admit, self.open_, self.eject_free, self.finish, self.ring,
                     self.ring_n, self.head, tl.stall, tl.busy, tl.queue_peak, tl.packets_out,
                     tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
-                    record, neurons, ready, events, sent)
+                    record, record_at, neurons, ready, events, sent)
         if record:
-            width = len(fo.dest_tiles)
             for b, image in enumerate(self.images):
-                lo, hi = offsets[b, t], offsets[b, t + 1]
+                lo, hi = record_at[b], record_at[b + 1]
                 image.add_packets(li, t, neurons[lo:hi], ready[lo:hi],
                                   events[lo * width:lo * width + sent[b]], plan)
         return self.port_free[:, g]
