@@ -33,8 +33,7 @@ E_AC_PJ = 0.9
 def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
     """Return ``layers`` with one ``energy_<component>_pj`` column per component and their sum."""
     e = hardware.energy
-    out = layers.copy()
-    f = lambda name: out[name].to_numpy(dtype=np.float64)  # noqa: E731
+    f = lambda name: layers[name].to_numpy(dtype=np.float64)  # noqa: E731
     updates = f(col.NEURON_UPDATES)
     active = f(col.ACTIVE_NEURON_UPDATES)
     components = {
@@ -53,12 +52,10 @@ def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
                    * hardware.tile.static_power_mw),
     }
     assert tuple(components) == col.ENERGY_COMPONENTS
-    total = np.zeros(len(out))
-    for name, values in components.items():
-        out[f"energy_{name}_pj"] = values
-        total = total + values
-    out[col.ENERGY] = total
-    return out
+    energy = {f"energy_{name}_pj": values for name, values in components.items()}
+    energy[col.ENERGY] = sum(components.values(), np.zeros(len(layers)))
+    new = [c for c in layers.columns if c not in energy]
+    return pd.concat([layers[new], pd.DataFrame(energy, index=layers.index)], axis=1)
 
 
 def projection_flops(network: Network, layer_name: str, p: Projection) -> int:

@@ -205,6 +205,21 @@ def test_bad_arguments():
         simulate(net, np.zeros((2, 1)), np.zeros(3), hardware=tiny_hw())
 
 
+def test_replay_joins_counts_by_key_not_position():
+    net = _net("vgg5")
+    f = functional.run(net, _images(3), record_spikes=True)
+    hw = load_hardware("45nm-generic", SMALL_CHIP)
+    ordered, _ = run_mode(net, f.spikes, hw, 3, counts=f.counts)
+    shuffled, _ = run_mode(net, f.spikes, hw, 3, counts=f.counts.sample(frac=1, random_state=0))
+    keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
+    pd.testing.assert_frame_equal(
+        ordered.layers.set_index(keys).sort_index(), shuffled.layers.set_index(keys).sort_index())
+    with pytest.raises(ValueError, match="one row per image"):
+        run_mode(net, f.spikes, hw, 3, counts=f.counts.iloc[1:])
+    with pytest.raises(ValueError, match="one row per image"):
+        run_mode(net, f.spikes[:2], hw, 3, counts=f.counts)
+
+
 DIGITS = "trained_models/digits-vgg5"
 
 

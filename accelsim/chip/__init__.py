@@ -173,9 +173,8 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     simulated = run_images(plan, spikes, timesteps, schedule, record_packets=record)
     if record:
         timelines.extend(simulated)
-    columns, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
-    chip = pd.DataFrame(columns)
-    layers = _merge_counts(chip, counts, network)
+    chip, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
+    layers = _merge_counts(chip, counts, network, len(spikes), timesteps)
     layers = pricing.compute_only(pricing.price(layers, hw), network)
     images = _image_table(layers, predictions, labels, totals, hw)
     tiles = (pd.concat([_tile_rows(plan, tl, i) for i, tl in enumerate(simulated)],
@@ -254,17 +253,31 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
             step_end[:, -1].astype(np.int64))
 
 
-def _merge_counts(chip: pd.DataFrame, counts: pd.DataFrame, network: Network
-                  ) -> pd.DataFrame:
+def _merge_counts(chip: dict[str, np.ndarray], counts: pd.DataFrame, network: Network,
+                  images: int, T: int) -> pd.DataFrame:
     """Join the functional counts the chip does not recount (spikes in, neurons, MACs, updates).
 
-    ``spikes_out`` and ``synaptic_ops`` come from the chip's own replay (tests check they equal
-    the functional core's).
+    ``chip`` holds rows image-major, then layer (network order), then timestep; each row of
+    ``counts`` finds its chip row by that arithmetic. ``spikes_out`` and ``synaptic_ops`` come
+    from the chip's own replay (tests check they equal the functional core's).
     """
-    keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
-    functional = counts[keys + [col.SPIKES_IN, col.NEURONS, col.MACS, col.NEURON_UPDATES,
-                                col.ACTIVE_NEURON_UPDATES]]
-    merged = functional.merge(chip, on=keys, how="left", validate="one_to_one")
+    names = [layer.name for layer in network.layers]
+    layer = pd.Categorical(counts[col.LAYER], categories=names).codes.astype(np.int64)
+    image = counts[col.IMAGE].to_numpy(dtype=np.int64)
+    t = counts[col.TIMESTEP].to_numpy(dtype=np.int64)
+    row = (image * len(names) + layer) * T + t - 1
+    valid = (layer >= 0) & (image >= 0) & (image < images) & (t >= 1) & (t <= T)
+    if not (valid.all() and len(row) == images * len(names) * T
+            and (np.bincount(row, minlength=len(row)) == 1).all()):
+        raise ValueError(f"counts must hold one row per image (0..{images - 1}), layer of "
+                         f"{network.name!r} and timestep (1..{T}), as functional.run returns")
+    merged = counts.reset_index(drop=True)
+    chip_columns = {k: v[row] for k, v in chip.items()
+                    if k not in (col.IMAGE, col.LAYER, col.TIMESTEP)}
+    merged = pd.concat([merged[[col.IMAGE, col.LAYER, col.TIMESTEP, col.SPIKES_IN,
+                                col.NEURONS, col.MACS, col.NEURON_UPDATES,
+                                col.ACTIVE_NEURON_UPDATES]],
+                        pd.DataFrame(chip_columns)], axis=1)
     return merged[list(col.CHIP_COUNTERS)]
 
 
