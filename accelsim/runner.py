@@ -104,6 +104,12 @@ def _sha256(path: Path) -> str:
 
 def versions() -> dict[str, str]:
     """Software versions recorded with every run."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once per process: reading package metadata costs milliseconds per package."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for package in ("accelsim", "numpy", "numba", "simpy", "pandas", "pyarrow", "torch",
                     "pydantic", "dask", "distributed"):
@@ -111,7 +117,7 @@ def versions() -> dict[str, str]:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             out[package] = "not installed"
-    return out
+    return tuple(out.items())
 
 
 def cache_key(scenario: Scenario, model_manifest_sha: str) -> str:

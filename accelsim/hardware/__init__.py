@@ -11,6 +11,8 @@ of ``clock.time_unit_ns`` nanoseconds instead, and its latencies are given in th
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Mapping
 from importlib import resources
@@ -196,11 +198,17 @@ def _preset_files() -> dict[str, Any]:
     return {p.name[:-5]: p for p in folder.iterdir() if p.name.endswith(".yaml")}
 
 
+@functools.cache
+def _preset_data(name: str) -> Any:
+    """A shipped preset, parsed once per process (callers get a copy to change)."""
+    return yaml.safe_load(_preset_files()[name].read_text())
+
+
 def list_presets() -> list[tuple[str, str]]:
     """(name, one-line description) of every shipped preset, sorted by name."""
     out = []
-    for name, path in sorted(_preset_files().items()):
-        data = yaml.safe_load(path.read_text())
+    for name in sorted(_preset_files()):
+        data = _preset_data(name)
         out.append((name, str(data.get("description", "")).strip().splitlines()[0]))
     return out
 
@@ -244,7 +252,7 @@ def load_hardware(preset: str | Path, overrides: Mapping[str, Any] | None = None
     files = _preset_files()
     if isinstance(preset, str) and preset in files:
         origin = f"preset {preset!r}"
-        data = yaml.safe_load(files[preset].read_text())
+        data = copy.deepcopy(_preset_data(preset))
     else:
         path = Path(preset)
         if not path.is_file():
