@@ -137,7 +137,8 @@ class ExecutionSpec(_Frozen):
     """How to spread the work; never changes the results (not part of the cache key)."""
 
     batch_images: int = Field(50, ge=1, description="images per task")
-    workers: int = Field(2, ge=1, description="workers of the local Dask cluster")
+    workers: int = Field(1, ge=1, description="workers of the local Dask cluster (one already "
+                         "runs the kernels on every core)")
 
 
 class Scenario(_Frozen):
