@@ -27,8 +27,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check accelsim tests analysis
 
+# the speed and memory benchmarks of the README's "Speed and memory" section (several minutes)
 benchmark: setup
-	$(BIN)/python -m pytest -m benchmark -s
+	$(BIN)/python analysis/bench_core.py --images 128 --repeats 3
+	$(BIN)/python analysis/bench_chip.py
+	$(BIN)/python analysis/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache results
