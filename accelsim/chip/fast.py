@@ -271,14 +271,12 @@ class _FastChip:
         layers = plan.network.layers
         # each spiking layer's spikes of the batch, one index array with (image, t) offsets
         self.spikes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for layer in layers:
-            if layer.kind == "spiking" and plan.fanout[layers.index(layer)] is not None:
+        for layer, fanout in zip(layers, plan.fanout, strict=True):
+            if layer.kind == "spiking" and fanout is not None:
                 per_image = [tr[layer.name] for tr in trains]
                 base = np.cumsum([0] + [len(tr.indices) for tr in per_image])
-                offsets = np.stack([tr.offsets for tr in per_image]).reshape(B, -1) + base[
-                    :-1, None]
-                indices = (np.concatenate([tr.indices for tr in per_image]) if per_image
-                           else np.zeros(0, dtype=np.int32))
+                offsets = np.stack([tr.offsets for tr in per_image]) + base[:-1, None]
+                indices = np.concatenate([tr.indices for tr in per_image])
                 self.spikes[layer.name] = (indices, offsets)
         L = len(layers)
         self.accepting = [[env.event() for _ in range(timesteps)] for _ in range(L)]
