@@ -69,6 +69,26 @@ def test_full_queue_stalls_sender(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_two_senders_contend_for_the_ejection_link(mode):
+    # l0's two units on tiles 0 and 1, out on tile 2 (two hops from tile 0, one from tile 1).
+    # Both tiles: MAC 0-1, fire 1-2, spike ready at 2; queue order at tile 2: tile 0 first.
+    # p0 (tile 0): admitted 2, head at tile 2 at 4, ejection 4-5, arrived 5, served 5-6.
+    # p1 (tile 1): admitted 2, head at tile 2 at 3, but the ejection link is p0's until 5:
+    #     ejection 5-6 (2 cycles later than alone), arrived 6, served 6-7.
+    # Signals: tile 0 done 3 (port), at tile 2 at 5; tile 1 done 3, at 4. out fires 7-8.
+    net = chain([2])
+    spikes = [{"l0": train([[0, 1]])}]
+    result, tls = run_mode(net, spikes, tiny_hw(), 1, mode=mode, tiles_per_layer={"l0": 2})
+    np.testing.assert_array_equal(tls[0].packet_table(), [[1, 0, 0, 2, 2, 2, 5, 5, 6],
+                                                          [1, 1, 1, 2, 2, 2, 6, 6, 7]])
+    assert result.images[col.TOTAL_CYCLES].tolist() == [8]
+    # alone, tile 1's packet would have arrived at 4
+    alone, tls = run_mode(net, [{"l0": train([[1]])}], tiny_hw(), 1, mode=mode,
+                          tiles_per_layer={"l0": 2})
+    np.testing.assert_array_equal(tls[0].packet_table()[:, 6], [4])
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_barrier_waits_for_slowest_tile(mode):
     # l0 has 2 units on tiles 0 and 1, out (1 unit) on tile 2; barrier 10 cycles; T=2.
     # t=1: MAC 0-1 on both l0 tiles, fire 1-2; tile 0 spikes (ready 2): admitted 2, head at
