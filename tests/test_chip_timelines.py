@@ -83,8 +83,8 @@ def test_two_senders_contend_for_the_ejection_link(mode):
                                                           [1, 1, 1, 2, 2, 2, 6, 6, 7]])
     assert result.images[col.TOTAL_CYCLES].tolist() == [8]
     # alone, tile 1's packet would have arrived at 4
-    alone, tls = run_mode(net, [{"l0": train([[1]])}], tiny_hw(), 1, mode=mode,
-                          tiles_per_layer={"l0": 2})
+    _, tls = run_mode(net, [{"l0": train([[1]])}], tiny_hw(), 1, mode=mode,
+                      tiles_per_layer={"l0": 2})
     np.testing.assert_array_equal(tls[0].packet_table()[:, 6], [4])
 
 
