@@ -131,22 +131,15 @@ class _Chip:
             tl.phase_end[t, g, Phase.MAC] = env.now
             # integrate the packets of timestep t in queue order
             i = 0
-            lst = self.lists[g][t]
-            while True:
-                if i < len(lst):
-                    pkt = lst[i]
-                    i += 1
-                    yield pkt.arrived
-                    item = yield self.queue[g].get()
-                    assert item is pkt
-                    pkt.start = env.now
-                    yield env.timeout(pkt.service)
-                    pkt.finish = env.now
-                    tl.busy[t, g] += pkt.service
-                elif self.inputs_done[t][g].processed:
-                    break
-                else:
-                    yield self.grew[g] | self.inputs_done[t][g]
+            while (pkt := (yield from self._queued(g, t, i))) is not None:
+                i += 1
+                yield pkt.arrived
+                item = yield self.queue[g].get()
+                assert item is pkt
+                pkt.start = env.now
+                yield env.timeout(pkt.service)
+                pkt.finish = env.now
+                tl.busy[t, g] += pkt.service
             # fire
             tl.fire_start[t, g] = fire_start = env.now
             tl.phase_end[t, g, Phase.INTEGRATE] = fire_start
@@ -208,25 +201,29 @@ class _Chip:
             tl.packets_out[pkt.t, s] += 1
             yield env.timeout(F)
 
+    def _queued(self, d: int, t: int, i: int):
+        """Wait for packet i of timestep t in tile d's queue order (the sequencer appends them
+        as they become ready); None once every source's end-of-timestep signal has arrived
+        and there is no such packet."""
+        lst = self.lists[d][t]
+        while i >= len(lst):
+            if self.inputs_done[t][d].processed:
+                return None
+            yield self.grew[d] | self.inputs_done[t][d]
+        return lst[i]
+
     def admissions(self, d: int):
         env = self.env
         for t in range(self.T):
             i = 0
-            lst = self.lists[d][t]
-            while True:
-                if i < len(lst):
-                    pkt = lst[i]
-                    i += 1
-                    yield pkt.at_port
-                    yield self.queue[d].put(pkt)
-                    pkt.inject = env.now
-                    pkt.admitted.succeed()
-                    env.process(self.flight(pkt, self.last_eject[d]))
-                    self.last_eject[d] = pkt
-                elif self.inputs_done[t][d].processed:
-                    break
-                else:
-                    yield self.grew[d] | self.inputs_done[t][d]
+            while (pkt := (yield from self._queued(d, t, i))) is not None:
+                i += 1
+                yield pkt.at_port
+                yield self.queue[d].put(pkt)
+                pkt.inject = env.now
+                pkt.admitted.succeed()
+                env.process(self.flight(pkt, self.last_eject[d]))
+                self.last_eject[d] = pkt
 
     def flight(self, pkt: _Packet, previous: _Packet | None):
         env = self.env

@@ -59,7 +59,7 @@ def run(
     typer.echo(f"{report.points} point(s): {report.simulated} simulated, {report.cached} cached "
                f"-> {report.folder}")
     results = R.load(report.folder)
-    typer.echo(_summary_text(results))
+    typer.echo(R.format_summary(results))
     if want_plots:
         written = P.make_plots(results)
         names = sorted(p.stem for p in written if p.suffix == ".png")
@@ -85,10 +85,14 @@ def validate(
                f"{first.hardware.preset}, T={first.simulation.timesteps}")
 
 
-def _summary_text(results) -> str:
+def _load_results(folder: Path):
+    """A result folder, or a clean exit that says what is wrong with it."""
     from accelsim import results as R
 
-    return R.format_summary(results)
+    try:
+        return R.load(folder)
+    except (R.ResultsError, OSError) as exc:
+        raise _fail(exc) from None
 
 
 @app.command()
@@ -99,12 +103,9 @@ def report(
     """Print the summary and the breakdown tables of a run or a sweep."""
     from accelsim import results as R
 
-    try:
-        results = R.load(folder)
-    except (R.ResultsError, OSError) as exc:
-        raise _fail(exc) from None
+    results = _load_results(folder)
     typer.echo("== summary (per inference) ==")
-    typer.echo(_summary_text(results))
+    typer.echo(R.format_summary(results))
     points = [point] if point is not None else list(results.summary[R.POINT])
     with pd.option_context("display.width", 160, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
@@ -141,12 +142,7 @@ def plot(
 ) -> None:
     """Draw the figures of a run or a sweep (PNG and SVG)."""
     from accelsim import plots as P
-    from accelsim import results as R
 
-    try:
-        results = R.load(folder)
-    except (R.ResultsError, OSError) as exc:
-        raise _fail(exc) from None
-    written = P.make_plots(results, out)
+    written = P.make_plots(_load_results(folder), out)
     for path in written:
         typer.echo(str(path))
