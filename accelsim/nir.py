@@ -179,7 +179,8 @@ def import_nir(path: str | Path, *, dt: float | None = None, timesteps: int | No
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise NIRError(f"{path}: not a readable NIR file ({type(exc).__name__}: {exc})") from exc
     try:
-        return from_nir(graph, dt=dt, timesteps=timesteps, name=name or path.stem)
+        named = (getattr(graph, "metadata", None) or {}).get("name")
+        return from_nir(graph, dt=dt, timesteps=timesteps, name=name or named or path.stem)
     except NIRError as exc:
         raise NIRError(f"{path}: {exc}") from exc
 

@@ -1,0 +1,211 @@
+"""NIR export and import: round trips on every shipped model, snnTorch's own exporter, and the
+errors for what accelsim cannot express. The NIR files are written by the tests."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nir = pytest.importorskip("nir")
+
+from accelsim import nir as anir  # noqa: E402
+from accelsim.data import load_images, normalise  # noqa: E402
+from accelsim.functional import run  # noqa: E402
+from accelsim.modelfile import load_model, read_manifest, save_model  # noqa: E402
+
+MODELS = sorted(Path(__file__).resolve().parents[1].glob("trained_models/*.json"))
+IMAGES = 4
+
+
+def _same_spikes(a, b) -> None:
+    assert len(a.spikes) == len(b.spikes)
+    for sa, sb in zip(a.spikes, b.spikes, strict=True):
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            np.testing.assert_array_equal(sa[name].offsets, sb[name].offsets, err_msg=name)
+            np.testing.assert_array_equal(sa[name].indices, sb[name].indices, err_msg=name)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_round_trip_gives_the_same_network_and_spikes(path, tmp_path):
+    net = load_model(path)
+    info = read_manifest(path).dataset
+    test = load_images(info.name, "test", size=info.size, seed=info.split_seed)
+    images = np.asarray(normalise(test.images[:IMAGES], net.input_mean, net.input_std),
+                        dtype=np.float64)
+    back = anir.import_nir(anir.export_nir(net, tmp_path / "model.nir"))
+    # the same graph, leaks, thresholds, weights and metadata
+    assert back.architecture == net.architecture
+    assert (back.name, back.dataset, back.timesteps) == (net.name, net.dataset, net.timesteps)
+    assert (back.input_mean, back.input_std) == (net.input_mean, net.input_std)
+    assert back.weights.keys() == net.weights.keys()
+    for name, w in net.weights.items():
+        np.testing.assert_array_equal(back.weights[name], w)
+    a, b = run(net, images, record_spikes=True), run(back, images, record_spikes=True)
+    assert sum(int(t.counts().sum()) for s in a.spikes for t in s.values()) > 0
+    _same_spikes(a, b)
+    np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_export_writes_the_stated_parameters(tmp_path):
+    net = load_model(MODELS[0])
+    graph = anir.to_nir(net)
+    for layer in net.layers:
+        node = graph.nodes[layer.name]
+        if layer.kind == "output":
+            assert type(node).__name__ == "I"
+            np.testing.assert_allclose(node.r * anir.DT, 1.0)
+            continue
+        assert node.metadata["reset"] == "subtract"
+        assert node.metadata["leak"] == layer.leak
+        np.testing.assert_array_equal(node.v_threshold, layer.threshold)
+        np.testing.assert_array_equal(node.v_reset, 0.0)
+        if layer.leak == 1.0:
+            assert type(node).__name__ == "IF"
+        else:
+            assert type(node).__name__ == "LIF"
+            np.testing.assert_allclose(1 - anir.DT / node.tau, layer.leak, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(node.r * anir.DT / node.tau, 1.0, rtol=1e-12)
+            np.testing.assert_array_equal(node.v_leak, 0.0)
+
+
+def test_import_writes_a_model_file(tmp_path):
+    net = load_model(MODELS[0])
+    back = anir.import_nir(anir.export_nir(net, tmp_path / "m.nir"))
+    save_model(tmp_path / "copy", back)
+    again = load_model(tmp_path / "copy")
+    assert again.architecture == net.architecture
+
+
+# -- a graph from snnTorch's own NIR exporter -----------------------------------------------------
+
+def _snntorch_net(torch, snn):
+    """A small conv SNN; snnTorch's Leaky with subtract reset applied in the same step
+    (``reset_delay=False``) is the DIET-SNN neuron while no membrane stays above threshold after
+    its reset (checked below). Per-neuron beta/threshold tensors: snnTorch's exporter needs them
+    shaped like the layer for NIR's type inference."""
+    torch.manual_seed(0)
+
+    def leaky(shape, beta, v):
+        return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.full(shape, v),
+                         init_hidden=True, reset_mechanism="subtract", reset_delay=False)
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), leaky((4, 8, 8), 0.75, 1.5),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(4, 8, 3, padding=1, bias=False), leaky((8, 4, 4), 0.875, 0.125),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 4 * 4, 10, bias=False))
+
+
+def test_snntorch_export_imports_with_equal_spikes(tmp_path):
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    net = _snntorch_net(torch, snn)
+    graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+    nir.write(str(tmp_path / "snntorch.nir"), graph)
+    T = 6
+    mine = anir.import_nir(tmp_path / "snntorch.nir", timesteps=T)
+    assert [la.kind for la in mine.layers] == ["spiking", "spiking", "output"]
+    assert mine.layers[1].inputs[0].pool == 2
+
+    rng = np.random.default_rng(1)
+    images = 0.5 * rng.normal(size=(8, 1, 8, 8))
+    result = run(mine, images, record_spikes=True)
+
+    # snnTorch's own forward pass, in float64, the same image at every step
+    net = net.double()
+    leakies = [m for m in net if isinstance(m, snn.Leaky)]
+    spikes: dict[int, list] = {i: [] for i in range(len(leakies))}
+    residual = []
+    def record(i):
+        def hook(module, inputs, out):
+            spikes[i].append(out.detach().numpy().copy())
+            residual.append(float((module.mem - module.threshold).max()))
+        return hook
+
+    for i, m in enumerate(leakies):
+        m.register_forward_hook(record(i))
+    for m in net:  # snnTorch's spikes are float32 (0 or 1, exact); the layers run in float64
+        m.register_forward_pre_hook(lambda module, inputs: tuple(a.double() for a in inputs))
+    utils.reset(net)
+    x = torch.from_numpy(images)
+    total = 0
+    with torch.no_grad():
+        for _ in range(T):
+            total = total + net(x)
+    # the regime where snnTorch's convention equals the DIET-SNN's: no membrane above
+    # threshold after its reset (snnTorch would then compare the next step against 2v)
+    assert max(residual) <= 0
+    for li, layer in enumerate(la for la in mine.layers if la.kind == "spiking"):
+        theirs = np.stack(spikes[li], axis=1).reshape(len(images), T, -1)
+        assert theirs.sum() > 0
+        for b in range(len(images)):
+            train = result.spikes[b][layer.name]
+            for t in range(T):
+                np.testing.assert_array_equal(train.at(t), np.flatnonzero(theirs[b, t]),
+                                              err_msg=f"{layer.name} image {b} t={t + 1}")
+    np.testing.assert_allclose(result.output, total.numpy(), rtol=1e-9, atol=1e-9)
+
+
+# -- what accelsim refuses ------------------------------------------------------------------------
+
+def _tiny_graph(**overrides):
+    w = np.ones((3, 4), dtype=np.float32)
+    nodes = {
+        "input": nir.Input(input_type=np.array([4])),
+        "fc": nir.Affine(weight=w, bias=overrides.get("bias", np.zeros(3, np.float32))),
+        "lif": overrides.get("neuron", nir.LIF(tau=np.full(3, 2e-4), r=np.full(3, 2.0),
+                                               v_leak=np.zeros(3), v_threshold=np.ones(3))),
+        "out_fc": nir.Linear(weight=np.ones((2, 3), dtype=np.float32)),
+        "output": nir.Output(output_type=np.array([2])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "out_fc"), ("out_fc", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+def test_a_foreign_lif_reduces_to_the_diet_snn_neuron():
+    net = anir.from_nir(_tiny_graph())
+    lif = net.layers[0]
+    assert (lif.name, lif.leak, lif.threshold) == ("lif", 0.5, 1.0)
+    assert net.layers[-1].kind == "output" and net.layers[-1].name == "out_fc"
+    # hand-computed: the current is 4 * x every step; u = 0.5 u + I, spike if u > 1
+    x = np.full((1, 4), 0.1)  # I = 0.4: u = 0.4, 0.6, 0.7 (no spike)
+    assert run(net, x, timesteps=3).counts["spikes_out"].sum() == 0
+    x = np.full((1, 4), 0.2)  # I = 0.8: u = 0.8, 1.2 -> spike, 0.2 -> 0.9, 1.25 -> spike
+    counts = run(net, x, timesteps=4).counts.query("layer == 'lif'")["spikes_out"]
+    assert counts.tolist() == [0, 3, 0, 3]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("bias", "'fc' (Affine) has a nonzero bias"),
+    ("hard_reset", "v_reset must be 0"),
+    ("per_neuron", "v_threshold differs between neurons"),
+    ("delay", "node 'delay' is a NIR Delay"),
+    ("cuba", "tau_syn"),
+])
+def test_what_accelsim_cannot_express_is_refused_by_name(case, message):
+    ones = np.ones(3)
+    if case == "bias":
+        graph = _tiny_graph(bias=np.ones(3, np.float32))
+    elif case == "hard_reset":
+        graph = _tiny_graph(neuron=nir.LIF(tau=ones * 2e-4, r=ones * 2, v_leak=0 * ones,
+                                           v_threshold=ones, v_reset=ones * 0.1))
+    elif case == "per_neuron":
+        graph = _tiny_graph(neuron=nir.IF(r=ones / anir.DT, v_threshold=np.arange(1.0, 4.0)))
+    elif case == "cuba":
+        graph = _tiny_graph(neuron=nir.CubaLIF(tau_syn=ones * 5e-4, tau_mem=ones * 2e-4,
+                                               r=ones * 2, v_leak=0 * ones, v_threshold=ones))
+    else:
+        graph = _tiny_graph()
+        graph.nodes["delay"] = nir.Delay(delay=ones)
+        graph.edges = [("input", "fc"), ("fc", "delay"), ("delay", "lif"), ("lif", "out_fc"),
+                       ("out_fc", "output")]
+    with pytest.raises(anir.NIRError, match=re.escape(message)):
+        anir.from_nir(graph)
