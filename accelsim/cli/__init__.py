@@ -12,4 +12,4 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from accelsim.cli import hardware, scenarios, training  # noqa: E402, F401  (registers commands)
+from accelsim.cli import hardware, interop, scenarios, training  # noqa: E402, F401  (registers commands)
