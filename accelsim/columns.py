@@ -10,8 +10,8 @@ TILE = "tile"
 SPIKES_IN = "spikes_in"
 SPIKES_OUT = "spikes_out"
 NEURONS = "neurons"
-SYNAPTIC_OPS = "synaptic_ops"
-MACS = "macs"
+SYNAPTIC_OPS = "synaptic_ops"  # = NeuroBench Effective_ACs of spike inputs, but zero weights count
+MACS = "macs"  # NeuroBench Effective_MACs counts non-zero inputs at every step; this: dense, once
 NEURON_UPDATES = "neuron_updates"
 ACTIVE_NEURON_UPDATES = "active_neuron_updates"
 
