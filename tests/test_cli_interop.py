@@ -1,0 +1,64 @@
+"""The interoperability commands through the typer app: export-nir, import-nir, import-dietsnn,
+trace."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scenario_support import write_scenario
+from typer.testing import CliRunner
+
+from accelsim.cli import app
+from accelsim.functional import run
+from accelsim.modelfile import load_model
+
+
+def test_export_then_import_nir_gives_the_same_model(workdir):
+    pytest.importorskip("nir")
+    model = workdir / "trained_models" / "tiny"
+    r = CliRunner().invoke(app, ["export-nir", str(model), str(workdir / "tiny.nir")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["import-nir", str(workdir / "tiny.nir"), str(workdir / "back")])
+    assert r.exit_code == 0, r.output
+    a, b = load_model(model), load_model(workdir / "back")
+    assert a.architecture == b.architecture and a.timesteps == b.timesteps
+    x = np.random.default_rng(0).normal(size=(2, *a.architecture.input_shape))
+    np.testing.assert_array_equal(run(a, x).output, run(b, x).output)
+
+
+def test_import_nir_of_a_missing_file_fails_cleanly(workdir):
+    pytest.importorskip("nir")
+    r = CliRunner().invoke(app, ["import-nir", str(workdir / "none.nir"), str(workdir / "x")])
+    assert r.exit_code == 2
+    assert "none.nir: NIR file not found" in r.output
+
+
+def test_import_dietsnn_writes_a_model_file(workdir):
+    torch = pytest.importorskip("torch")
+    from test_checkpoints import _authors_state_dict
+
+    state = _authors_state_dict("vgg16", 1 / 32, 10)[0]
+    torch.save({"state_dict": state}, workdir / "ckpt.pth")
+    args = ["import-dietsnn", str(workdir / "ckpt.pth"), str(workdir / "authors"), "--arch",
+            "vgg16", "--dataset", "cifar10", "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    net = load_model(workdir / "authors")
+    assert net.dataset == "cifar10" and net.input_std == (0.25, 0.25, 0.25)
+    assert [la.name for la in net.layers][-3:] == ["fc1", "fc2", "output"]
+    r = CliRunner().invoke(app, args[:-4])  # no normalisation given
+    assert r.exit_code == 2 and "--mean/--std" in r.output
+
+
+def test_trace_writes_the_timeline_of_one_image(workdir):
+    path = write_scenario(workdir, "name: t\nmodel: tiny\ndata: {images: 3}\n")
+    out = workdir / "trace.json"
+    r = CliRunner().invoke(app, ["trace", str(path), str(out), "--image", "2"])
+    assert r.exit_code == 0, r.output
+    trace = json.loads(out.read_text())
+    assert trace["otherData"]["model"] == "tiny"
+    assert any(e.get("cat") == "phase" for e in trace["traceEvents"])
+    r = CliRunner().invoke(app, ["trace", str(path), str(out), "--image", "3"])
+    assert r.exit_code == 2 and "--image 3: the scenario selects 3 image(s)" in r.output
