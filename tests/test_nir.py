@@ -209,3 +209,43 @@ def test_what_accelsim_cannot_express_is_refused_by_name(case, message):
                        ("out_fc", "output")]
     with pytest.raises(anir.NIRError, match=re.escape(message)):
         anir.from_nir(graph)
+
+
+def test_sum_pool_scale_cuba_and_a_spiking_readout_fold_into_the_diet_snn():
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    w2 = rng.normal(size=(3, 2 * 2 * 2)).astype(np.float32)
+    s = np.array([0.5, 2.0, 4.0])
+    dt = anir.DT
+    nodes = {
+        "input": nir.Input(input_type=np.array([1, 4, 4])),
+        "conv": nir.Conv2d(input_shape=(4, 4), weight=w1, stride=1, padding=1, dilation=1,
+                           groups=1, bias=np.zeros(2)),
+        "cuba": nir.CubaLIF(tau_syn=np.full((2, 4, 4), dt), tau_mem=np.full((2, 4, 4), 4 * dt),
+                            r=np.full((2, 4, 4), 4.0), v_leak=np.zeros((2, 4, 4)),
+                            v_threshold=np.full((2, 4, 4), 0.5)),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                              padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0),
+        "fc": nir.Linear(weight=w2),
+        "scale": nir.Scale(scale=s),
+        "if": nir.IF(r=np.full(3, 1 / dt), v_threshold=np.ones(3)),
+        "output": nir.Output(output_type=np.array([3])),
+    }
+    edges = [("input", "conv"), ("conv", "cuba"), ("cuba", "pool"), ("pool", "flat"),
+             ("flat", "fc"), ("fc", "scale"), ("scale", "if"), ("if", "output")]
+    net = anir.from_nir(nir.NIRGraph(nodes=nodes, edges=edges))
+    cuba, spiking_if, readout = net.layers
+    assert (cuba.leak, cuba.threshold) == (0.75, 0.5)  # 1 - dt / tau_mem, unit gain
+    assert (spiking_if.leak, spiking_if.threshold) == (1.0, 1.0)
+    (p,) = spiking_if.inputs
+    assert (p.source, p.op, p.pool) == ("cuba", "linear", 2)
+    # a sum pool is an average pool times k*k; the per-unit scale multiplies each row
+    np.testing.assert_array_equal(net.weights[p.weight], (w2 * 4 * s[:, None]).astype(np.float32))
+    # the graph ends in a spiking neuron: an accumulate-only layer sums its spikes
+    assert (readout.name, readout.kind, readout.inputs[0].op) == ("readout", "output", "identity")
+    x = rng.normal(size=(3, 1, 4, 4)) * 2
+    result = run(net, x, record_spikes=True)
+    counts = np.array([[np.bincount(tr["if"].indices, minlength=3)] for tr in result.spikes])
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(result.output, counts[:, 0].astype(float))
