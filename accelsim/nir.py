@@ -492,6 +492,10 @@ class _Reader:
             leak, v, gain = self.neuron(n)
             add(n, n, "spiking", leak, v, gain)
         if readout is None:
+            if len(shapes[last]) != 1:
+                raise NIRError(f"node {last!r} ({_kind(self.nodes[last])}) feeds the output with "
+                               f"shape {shapes[last]}; accelsim's output is one value per class: "
+                               "end the graph with a Linear layer")
             layers.append(Layer(name="readout", kind="output", shape=shapes[last],
                                 inputs=(Projection(source=names[last], op="identity"),)))
         elif readout == out:
