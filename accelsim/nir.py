@@ -373,6 +373,10 @@ class _Reader:
                                "projection keeps the source's shape")
             return Projection(source=names[source], op="identity", pool=pool), shape
         node, kind = self.nodes[op], _kind(self.nodes[op])
+        if len(self.succs[op]) != 1:
+            raise NIRError(f"node {op!r} ({kind}) feeds {len(self.succs[op])} nodes; accelsim "
+                           "gives each projection its own weights: give each target its own "
+                           f"{kind}")
         bias = getattr(node, "bias", None)
         if bias is not None and np.any(np.asarray(bias) != 0):
             raise NIRError(f"node {op!r} ({kind}) has a nonzero bias; accelsim's network has no "
