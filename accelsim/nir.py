@@ -38,18 +38,19 @@ files keep, so that export -> import is exact):
 Import accepts graphs built from Input, Output, IF, LIF, CubaLIF (when its synaptic current
 does not outlast a step: ``tau_syn = dt``), I (accumulate-only output), Conv2d, Linear, Affine,
 AvgPool2d, SumPool2d, Flatten and Scale. A foreign LIF's input gain ``r dt / tau`` (and a
-CubaLIF's ``w_in``) is folded into its incoming weights when it differs from 1 by more than
-1e-6. Not supported, each with an error naming the node: nonzero biases (accelsim's network has
-none), per-neuron leaks or thresholds that differ within a layer, ``v_leak`` or ``v_reset`` not
-zero, pools with padding or kernel != stride, dilation, groups, non-square kernels, recurrent
-edges, nested graphs, and every other primitive (Delay, Threshold, LI, Conv1d, ...). A graph that
-ends in a spiking neuron gets an accumulate-only output layer ``readout`` that sums its spikes
-(the usual rate readout).
+CubaLIF's ``w_in``) is folded into its incoming weights, with a warning, when it differs from 1
+by more than 1e-6. Not supported, each with an error naming the node: nonzero biases (accelsim's
+network has none), per-neuron leaks or thresholds that differ within a layer, ``v_leak`` or
+``v_reset`` not zero, pools with padding or kernel != stride, dilation, groups, non-square
+kernels, recurrent edges, nested graphs, and every other primitive (Delay, Threshold, LI,
+Conv1d, ...). A graph that ends in a spiking neuron gets an accumulate-only output layer
+``readout`` that sums its spikes (the usual rate readout).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -475,6 +476,9 @@ class _Reader:
             built = [self.projection(self.chain(target, p), shapes, names, weights)
                      for p in self.preds[target]]
             if abs(gain - 1.0) > GAIN_TOLERANCE:
+                warnings.warn(f"node {target!r}: input gain {gain:g} (r dt / tau at dt = "
+                              f"{self.dt:g}) folded into its incoming weights; if the graph was "
+                              "written for another time step, pass that dt", stacklevel=4)
                 for p, _ in built:
                     if p.op == "identity":
                         raise NIRError(f"node {target!r}: input gain {gain:g} != 1 cannot be "

@@ -4,6 +4,7 @@ errors for what accelsim cannot express. The NIR files are written by the tests.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,15 @@ def test_sum_pool_scale_cuba_and_a_spiking_readout_fold_into_the_diet_snn():
     counts = np.array([[np.bincount(tr["if"].indices, minlength=3)] for tr in result.spikes])
     assert counts.sum() > 0
     np.testing.assert_array_equal(result.output, counts[:, 0].astype(float))
+
+
+def test_an_input_gain_is_folded_into_the_weights_with_a_warning():
+    # an IF node with r = 1: unit gain only if the graph steps at dt = 1
+    graph = _tiny_graph(neuron=nir.IF(r=np.ones(3), v_threshold=np.ones(3)))
+    with pytest.warns(UserWarning, match=r"node 'lif': input gain 0.0001 .* pass that dt"):
+        net = anir.from_nir(graph)
+    np.testing.assert_array_equal(net.weights["fc.weight"], np.float32(1e-4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net = anir.from_nir(graph, dt=1.0)
+    np.testing.assert_array_equal(net.weights["fc.weight"], 1.0)
