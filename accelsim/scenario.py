@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from accelsim.quantize import Quantization
+
 OVERRIDES = ("hardware", "overrides")
 """Path of the hardware overrides: keys below it are dotted paths into the hardware preset."""
 
@@ -59,13 +61,6 @@ class HardwareSpec(_Frozen):
         return value
 
 
-class QuantizationSpec(_Frozen):
-    """Fixed-point widths (only with ``arithmetic: fixed``)."""
-
-    weight_bits: int = Field(8, ge=1, le=32, description="bits per stored weight")
-    membrane_bits: int = Field(24, ge=1, le=64, description="bits per membrane potential")
-
-
 class SimulationSpec(_Frozen):
     """How to simulate."""
 
@@ -74,7 +69,7 @@ class SimulationSpec(_Frozen):
     schedule: Literal["barrier", "pipelined"] | None = Field(
         None, description="timestep schedule; default: the preset's")
     arithmetic: Literal["float", "fixed"] = Field("float", description="number format")
-    quantization: QuantizationSpec | None = Field(None, description="widths for fixed arithmetic")
+    quantization: Quantization | None = Field(None, description="widths for fixed arithmetic")
     per_tile: bool = Field(False, description="also record the per-tile table")
 
     @model_validator(mode="after")

@@ -1,6 +1,6 @@
 """DIET-SNN training: ANN training, threshold-balancing conversion, and DIET-SNN fine-tuning.
 
-The three stages of DESIGN.md section 2 over one :class:`~accelsim.torch_snn.SpikingNetwork`:
+The three stages of docs/design.md §2 over one :class:`~accelsim.torch_snn.SpikingNetwork`:
 
 1. the bias-free ANN (``forward_ann``) is trained with cross-entropy and dropout;
 2. conversion sets, layer by layer in graph order with leak 1 and the earlier layers already
@@ -30,13 +30,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from accelsim.architectures import build
-from accelsim.network import INPUT, Architecture, Network, pooled_shape
+from accelsim.network import Network
+from accelsim.pricing import compute_only_energy
 from accelsim.torch_snn import SpikingNetwork, _key
-
-E_MAC_PJ = 4.6
-"""32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)."""
-E_AC_PJ = 0.9
-"""32-bit float add, 45 nm (Horowitz, ISSCC 2014)."""
 
 Stage = Literal["all", "ann", "convert", "finetune"]
 STAGES = ("ann", "convert", "finetune")
@@ -427,54 +423,6 @@ def evaluate_snn(module: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, times
         average_spike_rate=float(counts.sum() / n / neurons.sum()), images=len(x),
         predictions=torch.cat(predictions).numpy() if predictions else np.zeros(0, np.int64),
     )
-
-
-# -- compute-only energy (DESIGN.md section 3) --------------------------------------------------
-
-
-def layer_flops(architecture: Architecture) -> dict[str, list[tuple[str, int]]]:
-    """Per layer, ``(source, FLOPs)`` of each projection; identity shortcuts cost 0.
-
-    conv = k^2 * C_in * H_out * W_out * C_out on the (pooled) source; linear = in * out.
-    """
-    flops: dict[str, list[tuple[str, int]]] = {}
-    for layer in architecture.layers:
-        items = []
-        for p in layer.inputs:
-            src = pooled_shape(architecture.source_shape(p.source), p.pool)
-            if p.op == "conv":
-                c_out, h, w = layer.shape
-                n = p.kernel * p.kernel * src[0] * h * w * c_out
-            elif p.op == "linear":
-                n = int(np.prod(src)) * layer.neurons
-            else:
-                n = 0
-            items.append((p.source, int(n)))
-        flops[layer.name] = items
-    return flops
-
-
-def compute_only_energy(architecture: Architecture,
-                        spike_rates: dict[str, float]) -> tuple[float, float]:
-    """The paper's compute-only estimate, ``(ann_pj, snn_pj)`` per image.
-
-    ANN = sum FLOPs * E_MAC; SNN = first layer's FLOPs * E_MAC (its analog input is constant over
-    time) + every other projection's FLOPs * r_source * E_AC, r_source being the spike rate
-    (spikes over T per neuron) of the projection's source layer.
-    """
-    ann = snn = 0.0
-    for name, items in layer_flops(architecture).items():
-        for source, n in items:
-            ann += n * E_MAC_PJ
-            if source == INPUT:
-                snn += n * E_MAC_PJ
-            else:
-                if source not in spike_rates:
-                    raise TrainingError(f"compute_only_energy: no spike rate for layer "
-                                        f"{source!r} (input of {name!r}); pass one per spiking "
-                                        "layer")
-                snn += n * spike_rates[source] * E_AC_PJ
-    return ann, snn
 
 
 # -- the whole pipeline -------------------------------------------------------------------------

@@ -227,7 +227,8 @@ def test_no_images_gives_empty_result():
 def test_fixed_matches_quantised_torch_reference(small, bits):
     """Spike trains and output bit-exact against the dense integer reference (leaks < 1, and
     with narrow membranes that saturate)."""
-    from accelsim.quantize import Quantization, quantise_network, reference_forward
+    from accelsim.quantize import Quantization, quantise_network
+    from accelsim.testing import reference_forward
 
     net, images, _ = small
     q = Quantization(**bits)

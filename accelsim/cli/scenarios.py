@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from accelsim.cli import app
+from accelsim.cli import app, fail
 from accelsim.scenario import ScenarioError, parse_set
 
 
@@ -26,8 +26,7 @@ def _settings(items: list[str] | None, images: int | None) -> dict:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(str(exc), err=True)
-    return typer.Exit(code=2)
+    return fail(exc)
 
 
 @app.command()
