@@ -134,6 +134,10 @@ class ExecutionSpec(_Frozen):
     batch_images: int = Field(50, ge=1, description="images per task")
     workers: int = Field(1, ge=1, description="workers of the local Dask cluster (one already "
                          "runs the kernels on every core)")
+    connect_timeout_s: float = Field(10.0, gt=0, description="seconds to wait for a Dask "
+                                     "scheduler (--scheduler ADDRESS) to answer")
+    no_workers_timeout_s: float = Field(60.0, gt=0, description="seconds a Dask scheduler may "
+                                        "have no workers before the run stops")
 
 
 class Scenario(_Frozen):
