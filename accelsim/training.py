@@ -81,10 +81,27 @@ class TrainingConfig:
             "threshold_scale": self.threshold_scale > 0,
             "optimizer": self.optimizer in ("adam", "sgd"),
         }
+        checks["size"] = self.size is None or self.size >= 1
         for name, ok in checks.items():
             if not ok:
                 raise TrainingError(f"training setting {name}={getattr(self, name)!r} is out of "
                                     "range; see `accelsim train --help` for the allowed values")
+        check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot use here (``cpu``, or ``cuda``/``cuda:N`` with a GPU)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise TrainingError(f"device {device!r}: use 'cpu', or 'cuda' / 'cuda:N' on a machine "
+                            "with an NVIDIA GPU")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {device!r}: this machine has no usable CUDA GPU (torch "
+                            f"{torch.__version__}); use --device cpu")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise TrainingError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                            "CUDA GPU(s); pick cuda:0 .. cuda:"
+                            f"{torch.cuda.device_count() - 1}")
 
 
 @dataclass
@@ -582,10 +599,15 @@ def evaluate_model(path: str | Path, *, timesteps: int | None = None, images: in
                             "evaluated on a test split")
     if images is not None and images < 1:
         raise TrainingError(f"--images {images}: give a positive number of test images")
+    if timesteps is not None and timesteps < 1:
+        raise TrainingError(f"--timesteps {timesteps}: T must be at least 1 (default: the "
+                            f"model's T={network.timesteps})")
+    check_device(device)
     size = network.architecture.input_shape[-1]
     test = load_images(network.dataset, "test", root=data_root, size=size, seed=split_seed)
     x = torch.from_numpy(normalise(test.images, network.input_mean, network.input_std))
     y = torch.from_numpy(np.asarray(test.labels, dtype=np.int64))
     x, y = random_subset(x, y, images)
     module = SpikingNetwork.from_network(network)
-    return network, evaluate_snn(module, x, y, timesteps or network.timesteps, device=device)
+    T = network.timesteps if timesteps is None else timesteps
+    return network, evaluate_snn(module, x, y, T, device=device)

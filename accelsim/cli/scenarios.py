@@ -19,7 +19,7 @@ def _settings(items: list[str] | None, images: int | None) -> dict:
     try:
         settings = parse_set(items or [])
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+        raise fail(exc) from None
     if images is not None:
         settings["data.images"] = images
     return settings
