@@ -546,7 +546,7 @@ def layer_finish_cycles(results: Results, point: int | None = None) -> pd.Series
 
 
 def spike_rates(results: Results, point: int | None = None) -> pd.Series:
-    """Spike rate of each layer: spikes over all T / neurons, mean over images (DESIGN §2;
+    """Spike rate of each layer: spikes over all T / neurons, mean over images (docs/design.md §2;
     it can exceed 1). The output layer does not spike and is left out."""
     layers = _one_point(results, point).layers
     per_image = layers.groupby([C.IMAGE, C.LAYER], sort=False).agg(
