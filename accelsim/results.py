@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +277,8 @@ def begin(folder: Path) -> None:
         if name.startswith((SWEEP_TABLE + ".", FIGURES_DIR + "/")):
             (folder / name).unlink(missing_ok=True)
             del files[name]
+    if (folder / FIGURES_DIR).is_dir() and not any((folder / FIGURES_DIR).iterdir()):
+        (folder / FIGURES_DIR).rmdir()
     _write_meta(folder, {**meta, "status": RUNNING, "files": files})
 
 
@@ -319,11 +321,12 @@ def start_sweep(folder: Path, meta: Mapping[str, Any]) -> None:
         begin(folder)
 
 
-def save_figures(figures: Mapping[str, Any], folder: Path | None = None, *,
+def save_figures(figures: Mapping[str, Callable[[], Any]], folder: Path | None = None, *,
                  results: Path | None = None) -> list[Path]:
-    """Write each matplotlib figure as ``name.png`` and ``name.svg``: into ``folder``, or into
-    ``figures/`` of the result folder ``results``, whose manifest then lists them (a figure
-    file there that accelsim did not write is refused, not replaced)."""
+    """Draw each figure (``name`` -> a function returning a matplotlib figure) and write it as
+    ``name.png`` and ``name.svg``: into ``folder``, or into ``figures/`` of the result folder
+    ``results``, whose manifest then lists them (a figure file there that accelsim did not
+    write is refused before anything is drawn, never replaced)."""
     target = Path(folder) if folder is not None else Path(results) / FIGURES_DIR
     if target.exists() and not target.is_dir():
         raise ResultsError(f"{target} is a file, not a folder; pass a folder to --out")
@@ -338,7 +341,8 @@ def save_figures(figures: Mapping[str, Any], folder: Path | None = None, *,
     create(target)
     written = []
     try:
-        for name, fig in figures.items():
+        for name, draw in figures.items():
+            fig = draw()
             for suffix, kwargs in ((".png", {"dpi": 150}), (".svg", {})):
                 path = target / f"{name}{suffix}"
                 fig.savefig(path, **kwargs)
