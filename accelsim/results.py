@@ -296,8 +296,10 @@ def write_sweep(folder: Path, points: Iterable[tuple[int, str, Mapping[str, Any]
     rows = []
     for index, key, params in points:
         summary = pd.read_parquet(point_folder(folder, key, True) / f"{SUMMARY_TABLE}{PARQUET}")
-        rows.append({C.POINT: index, C.KEY: key[:16], **params, **summary.iloc[0].to_dict()})
-    table = pd.DataFrame(rows)
+        head = pd.DataFrame({C.POINT: [index], C.KEY: [key[:16]],
+                             **{p: [v] for p, v in params.items()}})
+        rows.append(pd.concat([head, summary.reset_index(drop=True)], axis=1))
+    table = pd.concat(rows, ignore_index=True)  # column by column: integers stay integers
     old = read_meta(folder)
     files = {k: v for k, v in (old["files"] if old else {}).items()
              if k.startswith(FIGURES_DIR + "/")}

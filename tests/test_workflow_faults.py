@@ -404,3 +404,77 @@ def test_a_killed_sweep_resumes_to_the_tables_of_an_uninterrupted_one(workdir, s
     assert "cached" in out_text
     _assert_same(_tables(workdir / "clean"), _tables(out))
     assert not [p for p in out.rglob(".*") if p.name.startswith((".tmp-", ".old-"))]
+
+
+REAL = """\
+name: real
+model: digits-vgg5
+data: {images: 6}
+execution: {batch_images: 2}
+sweep:
+  grid:
+    simulation.timesteps: [1, 2]
+    hardware.overrides.tile.accumulate_units: [2, 4]
+"""
+
+
+@pytest.mark.slow  # a scheduler and two workers in fresh interpreters, the real chip
+def test_a_worker_killed_mid_sweep_on_a_real_cluster(tmp_path):
+    """``dask scheduler`` and two ``dask worker`` processes; one worker is killed after the
+    first point is written. The sweep finishes on the other and equals a serial run."""
+    dask = Path(sys.executable).with_name("dask")
+    info = tmp_path / "scheduler.json"
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([str(dask), "scheduler", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(info)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not info.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        procs += [subprocess.Popen([str(dask), "worker", "--scheduler-file", str(info),
+                                    "--nthreads", "1", "--no-dashboard", "--no-nanny"],
+                                   env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL) for _ in range(2)]
+        import json
+
+        address = json.loads(info.read_text())["address"]
+        path = write_scenario(tmp_path, REAL)
+        runner.run(path, out=tmp_path / "serial", scheduler=runner.SERIAL, progress=False)
+        killed = []
+
+        def kill_one(point) -> None:
+            if not killed:
+                procs[1].kill()
+                killed.append(point.index)
+
+        report = runner.run(path, out=tmp_path / "dask", scheduler=address, progress=False,
+                            on_point=kill_one)
+        assert killed and procs[1].wait(timeout=30) == -signal.SIGKILL
+        assert report.simulated == 4
+        _assert_same(_tables(tmp_path / "serial"), _tables(tmp_path / "dask"))
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.slow  # a local Dask cluster and the real chip in a fresh interpreter
+def test_ctrl_c_on_a_local_dask_cluster_is_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group, workers included: still one line, exit 130."""
+    path = write_scenario(tmp_path, REAL.replace("images: 6", "images: 12"))
+    out = tmp_path / "res"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("accelsim")), "run", str(path),
+                             "--out", str(out), "--no-plots"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    _wait_for_points(out, 1, proc, limit=240)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [line for line in err.replace("\r", "\n").splitlines()
+             if line.strip() and "img" not in line]  # what is not the progress bar
+    assert len(lines) == 1, err
+    assert lines[0].startswith("interrupted after ") and lines[0].endswith(
+        "of 4 points; re-run the same command to resume")
