@@ -5,6 +5,7 @@ equals a direct ``simulate`` with that point's :class:`Quantization` and hardwar
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scenario_support import save_tiny_model, write_scenario
 
 import accelsim
@@ -55,3 +56,19 @@ def test_each_sweep_point_runs_its_own_quantization(tmp_path, monkeypatch):
         energies.append(rows["energy_uj"].sum())
     assert energies[0] < energies[1]  # narrower weights read fewer SRAM bits
 
+
+
+def test_a_width_the_tile_cannot_store_is_refused_before_simulating(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trained_models").mkdir()
+    save_tiny_model(tmp_path / "trained_models")
+    path = write_scenario(tmp_path, SCENARIO.replace("[3, 8]\n    hardware", "[3, 12]\n    "
+                                                                             "hardware"))
+    with pytest.raises(ValueError) as info:
+        accelsim.run_scenario(path, out=tmp_path / "out", scheduler="serial", progress=False)
+    assert str(info.value) == (
+        f"{path}:10: simulation.quantization: quantization.weight_bits = 12 does not fit the "
+        "tile's weight_bits = 8; set hardware.overrides.tile.weight_bits: 12 or lower "
+        "quantization.weight_bits to at most 8 (sweep point "
+        "simulation.quantization.weight_bits=12)")
+    assert not (tmp_path / "out").exists()
