@@ -53,8 +53,15 @@ FIGURES_DIR = "figures"
 PARQUET, CSV = ".parquet", ".csv"
 _TEMPORARY = (".tmp-", ".old-")
 
-RUNNING, COMPLETE = "running", "complete"
+RUNNING, COMPLETE, LEGACY = "running", "complete", "legacy"
 RUN, SWEEP = "run", "sweep"
+_LEGACY_FIGURES = ("energy_breakdown", "spike_rates", "latency", "pareto", "sweep_energy",
+                   "edp_heatmap", "accuracy_vs_energy")
+_LEGACY_FILES = [*(f"{name}{suffix}" for name in (*TABLES, SWEEP_TABLE)
+                   for suffix in (PARQUET, CSV)), SCENARIO_FILE,
+                 *(f"{FIGURES_DIR}/{name}{suffix}" for name in _LEGACY_FIGURES
+                   for suffix in (".png", ".svg"))]
+"""What a result folder written before manifests existed owns: the names accelsim writes."""
 
 PJ_PER_UJ = 1e6
 
@@ -107,13 +114,22 @@ def sha256(path: Path) -> str:
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
-    """``run.json`` of a result folder, or None if there is none (or it is not a manifest)."""
+    """``run.json`` of a result folder, or None if there is none (or it is not a manifest).
+
+    A folder written before manifests existed (a ``run.json`` without ``files``) is ``legacy``:
+    it owns exactly the files accelsim names (not every file with a table's stem), and none of
+    them is trusted, so its points are simulated again."""
     path = Path(folder) / RUN_FILE
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("files"), dict) else None
+    if not isinstance(meta, dict):
+        return None
+    if "files" not in meta and ("key" in meta or "parameters" in meta):
+        return {**meta, "status": LEGACY, "kind": RUN if "key" in meta else SWEEP,
+                "files": {name: "" for name in _LEGACY_FILES if (Path(folder) / name).is_file()}}
+    return meta if isinstance(meta.get("files"), dict) else None
 
 
 def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
@@ -430,6 +446,9 @@ def _trusted(folder: Path) -> dict[str, Any]:
         raise ResultsError(f"{folder} holds no accelsim results ({RUN_FILE} missing or not "
                            "an accelsim manifest); pass the folder that 'accelsim run' wrote "
                            "(see its --out)")
+    if meta.get("status") == LEGACY:
+        raise ResultsError(f"{folder} was written by an older accelsim, without checksums; "
+                           "re-run the command that wrote it to simulate it again")
     if meta.get("status") != COMPLETE:
         raise ResultsError(f"{folder} holds an unfinished run (interrupted, or still running); "
                            "re-run the command that wrote it to finish it")

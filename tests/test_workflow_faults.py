@@ -131,6 +131,26 @@ def test_a_sweep_refuses_user_files_in_a_point_folder(workdir):
     assert (point / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_from_before_manifests_owns_only_the_names_accelsim_writes(workdir):
+    import json
+
+    path = write_scenario(workdir, SWEEP)
+    out = workdir / "res"
+    runner.run(path, out=out, scheduler=runner.SERIAL, progress=False)
+    for meta_path in out.rglob(R.RUN_FILE):  # as written before run.json listed its files
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items()
+                                         if k not in ("files", "status", "kind")}))
+    _assert_user_error(_cli("report", out), "older accelsim", "re-run")
+    (out / "sweep.md").write_text("mine")  # the old rule took any file with a table's stem
+    with pytest.raises(R.ResultsError, match=r"did not write \(sweep.md\)"):
+        runner.run(path, out=out, scheduler=runner.SERIAL, progress=False)
+    (out / "sweep.md").unlink()
+    again = runner.run(path, out=out, scheduler=runner.SERIAL, progress=False)
+    assert (again.simulated, again.cached) == (4, 0)  # nothing unchecked is trusted
+    assert len(R.load(out).summary) == 4
+
+
 # -- 2. a corrupt cache is detected and recomputed ----------------------------------------
 
 
