@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -104,7 +105,9 @@ def _identity(address: str, timeout: float) -> dict[str, Any]:
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(ask(), timeout)
 
-    return asyncio.run(bounded())
+    # a thread of its own: the caller may already run an event loop (a notebook)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, bounded()).result()
 
 
 def probe(address: str, connect_timeout: float) -> str:

@@ -339,13 +339,13 @@ def test_progress_says_when_kernels_compile_and_advances_every_few_images(workdi
     real = E.Progress.advance
     monkeypatch.setattr(E.Progress, "advance", lambda self, n: (steps.append(n),
                                                                real(self, n))[1])
+    monkeypatch.setattr(runner, "PROGRESS_IMAGES", 8)
     path = write_scenario(workdir, ONE.replace("images: 4", "images: 20")
                           + "execution: {batch_images: 20}\n")
     runner.run(path, scheduler=runner.SERIAL, progress=True)
     err = capsys.readouterr().err
     assert "compiling kernels" in err and "20/20" in err
-    assert steps == [runner.PROGRESS_IMAGES, runner.PROGRESS_IMAGES,
-                     20 - 2 * runner.PROGRESS_IMAGES]
+    assert steps == [8, 8, 4]
 
 
 def test_dask_workers_report_progress_within_a_batch(workdir, monkeypatch):
@@ -355,6 +355,7 @@ def test_dask_workers_report_progress_within_a_batch(workdir, monkeypatch):
     real = E.Progress.advance
     monkeypatch.setattr(E.Progress, "advance", lambda self, n: (steps.append(n),
                                                                real(self, n))[1])
+    monkeypatch.setattr(runner, "PROGRESS_IMAGES", 8)
     path = write_scenario(workdir, ONE.replace("images: 4", "images: 20")
                           + "execution: {batch_images: 20}\n")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
@@ -363,7 +364,7 @@ def test_dask_workers_report_progress_within_a_batch(workdir, monkeypatch):
         deadline = time.monotonic() + 5
         while sum(steps) < 20 and time.monotonic() < deadline:  # events arrive asynchronously
             time.sleep(0.05)
-    assert sorted(steps) == sorted([runner.PROGRESS_IMAGES] * 2 + [4])
+    assert sorted(steps) == [4, 8, 8]
 
 
 # -- processes killed for real --------------------------------------------------------------
