@@ -159,10 +159,11 @@ def connect(scheduler: str | None, client: Any = None, *, workers: int = 1,
     if scheduler is None:
         # silence_logs: a nanny that waits for a worker to exit logs a warning at close;
         # the run is already complete then, and the warning only confuses the reader.
-        # Each worker's numba kernels get their share of the cores, not all of them.
+        # Each worker's numba kernels get their share of the cores, not all of them. The
+        # scheduler's HTTP server takes any free port (the default 8787 may be taken).
         share = max(1, (os.cpu_count() or 1) // workers)
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR,
+                          dashboard_address=":0", silence_logs=logging.ERROR,
                           env={"NUMBA_NUM_THREADS": str(share)}) as cluster, \
                 Client(cluster) as own:
             own.run(_ignore_interrupts)
