@@ -2,7 +2,7 @@
 
 Their code saves ``torch.save({'state_dict': model.state_dict(), ...})`` (often through
 ``nn.DataParallel``, so every key may start with ``module.``). The supported layout is their VGG
-spiking model (DESIGN.md section 7):
+spiking model (docs/design.md §7):
 
 - ``features.N.weight``: the 3x3 bias-free convolutions, N = index in the ``nn.Sequential``
   (ReLU, Dropout and AvgPool2d modules take indices too and hold no tensor);

@@ -140,13 +140,16 @@ def trace_image(network, image: np.ndarray, hardware, *, timesteps: int | None =
                 mode: str = "fast", schedule: str | None = None, arithmetic: str = "float",
                 quantization=None, flows: int = 200) -> tuple[dict[str, Any], Timeline]:
     """Simulate one normalised ``image`` (C, H, W) and return (its trace, its Timeline)."""
-    from accelsim import functional
+    from accelsim import functional, quantize
     from accelsim.chip import _hardware, replay
     from accelsim.chip.plan import build_plan
     from accelsim.mapping import map_network
 
     hw = _hardware(hardware)
-    T = network.timesteps if timesteps is None else int(timesteps)
+    T = functional.check_timesteps(timesteps, network.timesteps)
+    if arithmetic == "fixed":
+        quantization = quantize.as_quantization(quantization)
+        quantize.check_tile(quantization, hw.tile)
     images = np.asarray(image, dtype=np.float64)[None]
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)

@@ -11,11 +11,6 @@ import typer
 from accelsim.cli import app
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(str(exc), err=True)
-    return typer.Exit(code=2)
-
-
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -33,12 +28,9 @@ def export_nir(
 ) -> None:
     """Write a trained model as a NIR graph (see accelsim.nir for the neuron mapping)."""
     from accelsim import nir as anir
-    from accelsim.modelfile import ModelFileError, load_model
+    from accelsim.modelfile import load_model
 
-    try:
-        path = anir.export_nir(load_model(model), out)
-    except (ModelFileError, anir.NIRError) as exc:
-        raise _fail(exc) from None
+    path = anir.export_nir(load_model(model), out)
     typer.echo(f"wrote {path} (dt = {anir.DT:g} s per timestep)")
 
 
@@ -52,13 +44,10 @@ def import_nir(
 ) -> None:
     """Read a NIR graph (e.g. from snnTorch's exporter) into an accelsim model file."""
     from accelsim import nir as anir
-    from accelsim.modelfile import ModelFileError, save_model
+    from accelsim.modelfile import save_model
 
-    try:
-        network = anir.import_nir(nir_file, dt=dt, timesteps=timesteps)
-        path = save_model(out, network, training={"imported_from": str(nir_file)})
-    except (anir.NIRError, ModelFileError) as exc:
-        raise _fail(exc) from None
+    network = anir.import_nir(nir_file, dt=dt, timesteps=timesteps)
+    path = save_model(out, network, training={"imported_from": str(nir_file)})
     spiking = sum(1 for layer in network.layers if layer.kind == "spiking")
     typer.echo(f"wrote {path}: {spiking} spiking layer(s) + output, T={network.timesteps}, "
                f"input {network.architecture.input_shape}")
@@ -78,9 +67,9 @@ def import_dietsnn(
     std: Annotated[str | None, typer.Option(help="per-channel std, comma-separated")] = None,
 ) -> None:
     """Import a DIET-SNN checkpoint of the authors' VGG code into an accelsim model file."""
-    from accelsim.checkpoints import CheckpointError, load_dietsnn
+    from accelsim.checkpoints import load_dietsnn
     from accelsim.data import NATIVE_SHAPE
-    from accelsim.modelfile import ModelFileError, save_model
+    from accelsim.modelfile import save_model
 
     if dataset not in NATIVE_SHAPE:
         raise typer.BadParameter(f"{dataset!r}: choose one of {sorted(NATIVE_SHAPE)}",
@@ -92,12 +81,9 @@ def import_dietsnn(
                                  "transforms.Normalize of the training script), e.g. --mean "
                                  "0.4914,0.4822,0.4465 --std 0.2023,0.1994,0.2010",
                                  param_hint="--mean/--std")
-    try:
-        network = load_dietsnn(checkpoint, arch=arch, input_shape=shape, timesteps=timesteps,
-                               input_mean=m, input_std=s, dataset=dataset, name=out.name)
-        path = save_model(out, network, training={"imported_from": str(checkpoint)})
-    except (CheckpointError, ModelFileError) as exc:
-        raise _fail(exc) from None
+    network = load_dietsnn(checkpoint, arch=arch, input_shape=shape, timesteps=timesteps,
+                           input_mean=m, input_std=s, dataset=dataset, name=out.name)
+    path = save_model(out, network, training={"imported_from": str(checkpoint)})
     typer.echo(f"wrote {path}: {arch} on {dataset}, T={timesteps}")
 
 
@@ -112,35 +98,25 @@ def trace(
     = None,
 ) -> None:
     """Write one image's chip timeline as a Chrome trace (open in ui.perfetto.dev)."""
-    from accelsim import runner
-    from accelsim.hardware import load_hardware
+    from accelsim import points, runner
     from accelsim.modelfile import load_model
-    from accelsim.scenario import ScenarioError, flatten, parse_set
+    from accelsim.scenario import parse_set
     from accelsim.trace import trace_image, write_trace
 
-    try:
-        points = runner.check(scenario, parse_set(set_ or []))
-        if not 0 <= point < len(points):
-            raise ValueError(f"--point {point}: the scenario has {len(points)} point(s)")
-        p = points[point]
-        network = load_model(p.model_path)
-        images, labels, _ = runner.select_images(p, network)
-        if not 0 <= image < len(images):
-            raise ValueError(f"--image {image}: the scenario selects {len(images)} image(s) "
-                             f"(data.images); pick 0..{len(images) - 1}")
-        sc = p.scenario
-        hw = load_hardware(sc.hardware.preset, flatten(sc.hardware.overrides) or None)
-        quantization = None
-        if sc.simulation.quantization is not None:
-            from accelsim.quantize import Quantization
-
-            quantization = Quantization(**sc.simulation.quantization.model_dump())
-        result, timeline = trace_image(
-            network, images[image], hw, timesteps=sc.simulation.timesteps,
-            mode=sc.simulation.mode, schedule=sc.simulation.schedule,
-            arithmetic=sc.simulation.arithmetic, quantization=quantization, flows=flows)
-    except (ScenarioError, ValueError) as exc:
-        raise _fail(exc) from None
+    resolved = points.check(scenario, parse_set(set_ or []))
+    if not 0 <= point < len(resolved):
+        raise ValueError(f"--point {point}: the scenario has {len(resolved)} point(s)")
+    p = resolved[point]
+    network = load_model(p.model_path)
+    images, labels, _ = runner.select_images(p, network)
+    if not 0 <= image < len(images):
+        raise ValueError(f"--image {image}: the scenario selects {len(images)} image(s) "
+                         f"(data.images); pick 0..{len(images) - 1}")
+    sim = p.scenario.simulation
+    result, timeline = trace_image(
+        network, images[image], points.hardware_of(p.scenario), timesteps=sim.timesteps,
+        mode=sim.mode, schedule=sim.schedule, arithmetic=sim.arithmetic,
+        quantization=sim.quantization, flows=flows)
     write_trace(out, result)
     typer.echo(f"wrote {out}: image {image} (label {int(labels[image])}, prediction "
                f"{result['otherData']['prediction']}), {timeline.phase_end.shape[1]} tiles, "
