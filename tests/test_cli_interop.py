@@ -31,8 +31,8 @@ def test_export_then_import_nir_gives_the_same_model(workdir):
 def test_import_nir_of_a_missing_file_fails_cleanly(workdir):
     pytest.importorskip("nir")
     r = CliRunner().invoke(app, ["import-nir", str(workdir / "none.nir"), str(workdir / "x")])
-    assert r.exit_code == 2
-    assert "none.nir: NIR file not found" in r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith("error: ") and "none.nir: NIR file not found" in r.stderr
 
 
 def test_import_dietsnn_writes_a_model_file(workdir):
@@ -52,6 +52,19 @@ def test_import_dietsnn_writes_a_model_file(workdir):
     assert r.exit_code == 2 and "--mean/--std" in r.output
 
 
+def test_import_dietsnn_refuses_a_pickle_with_a_payload(workdir):
+    torch = pytest.importorskip("torch")
+    from test_checkpoints import _authors_state_dict, _Payload
+
+    marker = workdir / "payload-ran"
+    torch.save({"state_dict": _authors_state_dict("vgg16", 1 / 32, 10)[0],
+                "extra": _Payload(marker)}, workdir / "evil.pth")
+    r = CliRunner().invoke(app, ["import-dietsnn", str(workdir / "evil.pth"),
+                                 str(workdir / "out"), "--mean", "0,0,0", "--std", "1,1,1"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and "refused" in r.stderr
+    assert not marker.exists() and not (workdir / "out.json").exists()
+
+
 def test_trace_writes_the_timeline_of_one_image(workdir):
     path = write_scenario(workdir, "name: t\nmodel: tiny\ndata: {images: 3}\n")
     out = workdir / "trace.json"
@@ -61,4 +74,5 @@ def test_trace_writes_the_timeline_of_one_image(workdir):
     assert trace["otherData"]["model"] == "tiny"
     assert any(e.get("cat") == "phase" for e in trace["traceEvents"])
     r = CliRunner().invoke(app, ["trace", str(path), str(out), "--image", "3"])
-    assert r.exit_code == 2 and "--image 3: the scenario selects 3 image(s)" in r.output
+    assert r.exit_code == 2 and r.stderr.startswith("error: ")
+    assert "--image 3: the scenario selects 3 image(s)" in r.stderr
