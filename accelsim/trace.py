@@ -4,7 +4,8 @@ chrome://tracing).
 Built from the :class:`~accelsim.chip.timeline.Timeline` the chip records (both modes fill the
 same one). Layout:
 
-- one *process* per tile (``tile d · layer``), sorted by tile number, with three threads:
+- one *process* per tile (``tile d · layer``; :func:`pid`), sorted by tile number, with three
+  threads (:func:`tid`):
   ``unit`` (a ``timestep k`` span holding the phases BARRIER, MAC, INTEGRATE and FIRE of that
   step), ``port`` (the SEND phase: the output port drains the step's packets while the unit may
   already integrate the next step, so SEND has its own track), and ``packets`` (the sampled
@@ -35,7 +36,18 @@ import numpy as np
 from accelsim.chip.timeline import PACKET_FIELDS, Phase, Timeline
 
 UNIT, PORT, PACKETS = 1, 2, 3
-"""Thread ids of a tile's tracks."""
+"""A tile's tracks (threads)."""
+
+
+def pid(tile: int) -> int:
+    """The process id of a tile."""
+    return 4 * tile + 4
+
+
+def tid(tile: int, track: int) -> int:
+    """The thread id of a tile's track. Perfetto treats ids as system-wide, so no tid repeats
+    under two tiles and none equals a pid (an event without a tid is read as tid = pid)."""
+    return 4 * tile + track
 
 UNIT_PHASES = (Phase.BARRIER, Phase.MAC, Phase.INTEGRATE, Phase.FIRE)
 
@@ -73,14 +85,16 @@ def chrome_trace(timeline: Timeline, tile_names: list[str], *, packet_cycles: in
     """
     events: list[dict[str, Any]] = []
     for d, label in enumerate(tile_names):
-        pid = d + 1
+        proc = pid(d)
         events += [
-            {"ph": "M", "name": "process_name", "pid": pid,
+            {"ph": "M", "name": "process_name", "pid": proc,
              "args": {"name": f"tile {d} · {label}"}},
-            {"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": d}},
-            {"ph": "M", "name": "thread_name", "pid": pid, "tid": UNIT, "args": {"name": "unit"}},
-            {"ph": "M", "name": "thread_name", "pid": pid, "tid": PORT, "args": {"name": "port"}},
-            {"ph": "M", "name": "thread_name", "pid": pid, "tid": PACKETS,
+            {"ph": "M", "name": "process_sort_index", "pid": proc, "args": {"sort_index": d}},
+            {"ph": "M", "name": "thread_name", "pid": proc, "tid": tid(d, UNIT),
+             "args": {"name": "unit"}},
+            {"ph": "M", "name": "thread_name", "pid": proc, "tid": tid(d, PORT),
+             "args": {"name": "port"}},
+            {"ph": "M", "name": "thread_name", "pid": proc, "tid": tid(d, PACKETS),
              "args": {"name": "packets"}},
         ]
     ends = timeline.phase_end
@@ -92,14 +106,15 @@ def chrome_trace(timeline: Timeline, tile_names: list[str], *, packet_cycles: in
         unit = [s for s in step if s[2] != Phase.SEND]
         if unit:  # the timestep's span first, so that its phases nest inside it
             start, end = unit[0][3], unit[-1][4]
-            events.append({"ph": "X", "cat": "timestep", "name": f"timestep {t}", "pid": d + 1,
-                           "tid": UNIT, "ts": start, "dur": end - start, "args": {
-                               "timestep": t, "busy_cycles": int(timeline.busy[t - 1, d]),
-                               "synaptic_ops": int(timeline.synops_in[t - 1, d])}})
+            events.append({"ph": "X", "cat": "timestep", "name": f"timestep {t}",
+                           "pid": pid(d), "tid": tid(d, UNIT), "ts": start, "dur": end - start,
+                           "args": {"timestep": t,
+                                    "busy_cycles": int(timeline.busy[t - 1, d]),
+                                    "synaptic_ops": int(timeline.synops_in[t - 1, d])}})
         for _, _, phase, start, end in step:
-            events.append({"ph": "X", "cat": "phase", "name": phase.name.lower(), "pid": d + 1,
-                           "tid": PORT if phase == Phase.SEND else UNIT, "ts": start,
-                           "dur": end - start, "args": {"timestep": t}})
+            events.append({"ph": "X", "cat": "phase", "name": phase.name.lower(),
+                           "pid": pid(d), "tid": tid(d, PORT if phase == Phase.SEND else UNIT),
+                           "ts": start, "dur": end - start, "args": {"timestep": t}})
     T, tiles = timeline.stall.shape
     packets = timeline.packet_table()
     for d in range(tiles):
@@ -121,10 +136,12 @@ def chrome_trace(timeline: Timeline, tile_names: list[str], *, packet_cycles: in
             src, dest = int(p[_F["source_tile"]]), int(p[_F["dest_tile"]])
             args = {name: int(p[_F[name]]) for name in PACKET_FIELDS}
             events.append({"ph": "X", "cat": "packet", "name": f"inject → tile {dest}",
-                           "pid": src + 1, "tid": PACKETS, "ts": int(p[_F["admitted"]]),
+                           "pid": pid(src), "tid": tid(src, PACKETS),
+                           "ts": int(p[_F["admitted"]]),
                            "dur": packet_cycles, "bind_id": i, "flow_out": True, "args": args})
             events.append({"ph": "X", "cat": "packet", "name": f"serve ← tile {src}",
-                           "pid": dest + 1, "tid": PACKETS, "ts": int(p[_F["start"]]),
+                           "pid": pid(dest), "tid": tid(dest, PACKETS),
+                           "ts": int(p[_F["start"]]),
                            "dur": int(p[_F["finish"]] - p[_F["start"]]), "bind_id": i,
                            "flow_in": True, "args": args})
     return {"traceEvents": events,
@@ -132,8 +149,8 @@ def chrome_trace(timeline: Timeline, tile_names: list[str], *, packet_cycles: in
 
 
 def _counter(tile: int, name: str, times: list[int], values: list[int]) -> list[dict]:
-    return [{"ph": "C", "name": name, "pid": tile + 1, "ts": int(ts), "args": {name: int(v)}}
-            for ts, v in zip(times, values, strict=True)]
+    return [{"ph": "C", "name": name, "pid": pid(tile), "tid": tid(tile, UNIT), "ts": int(ts),
+             "args": {name: int(v)}} for ts, v in zip(times, values, strict=True)]
 
 
 def trace_image(network, image: np.ndarray, hardware, *, timesteps: int | None = None,

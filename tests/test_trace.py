@@ -10,7 +10,16 @@ import pytest
 from chip_support import chain, run_mode, tiny_hw, train
 
 from accelsim.chip.timeline import Phase
-from accelsim.trace import PACKETS, PORT, UNIT, chrome_trace, trace_image, write_trace
+from accelsim.trace import (
+    PACKETS,
+    PORT,
+    UNIT,
+    chrome_trace,
+    pid,
+    tid,
+    trace_image,
+    write_trace,
+)
 
 MODES = ["fast", "reference"]
 
@@ -63,13 +72,18 @@ def check_format(trace: dict) -> None:
     events = trace["traceEvents"]
     assert {e["ph"] for e in events} <= {"X", "C", "M"}
     threads: dict[tuple[int, int], list] = {}
+    owner: dict[int, int] = {}  # Perfetto: a tid belongs to one process
     for e in events:
+        if "tid" in e:
+            assert owner.setdefault(e["tid"], e["pid"]) == e["pid"], "a tid under two pids"
         assert isinstance(e["name"], str) and isinstance(e["pid"], int)
         if e["ph"] == "X":
             assert isinstance(e["ts"], int) and isinstance(e["dur"], int) and e["dur"] >= 0
             threads.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
         if e["ph"] == "C":
             assert all(isinstance(v, int | float) for v in e["args"].values())
+    pids = {e["pid"] for e in events}
+    assert not pids & set(owner), "a tid equal to a pid (Perfetto reads a missing tid as pid)"
     for spans in threads.values():  # proper nesting: a span ends before the next one outside
         stack: list[int] = []
         for start, end in sorted(spans, key=lambda s: (s[0], -s[1])):
@@ -89,8 +103,12 @@ def check_format(trace: dict) -> None:
         assert out["ts"] <= into["ts"]
 
 
+def _tile(event: dict) -> int:
+    return event["pid"] // 4 - 1
+
+
 def spans_from_trace(trace: dict) -> list[tuple[int, int, str, int, int]]:
-    return [(e["pid"] - 1, e["args"]["timestep"], e["name"], e["ts"], e["ts"] + e["dur"])
+    return [(_tile(e), e["args"]["timestep"], e["name"], e["ts"], e["ts"] + e["dur"])
             for e in trace["traceEvents"] if e["ph"] == "X" and e.get("cat") == "phase"]
 
 
@@ -115,7 +133,7 @@ def spans_from_timeline(tl) -> list[tuple[int, int, str, int, int]]:
 
 def counter(trace: dict, tile: int, name: str) -> list[tuple[int, int]]:
     return [(e["ts"], e["args"][name]) for e in trace["traceEvents"]
-            if e["ph"] == "C" and e["pid"] == tile + 1 and e["name"] == name]
+            if e["ph"] == "C" and e["pid"] == pid(tile) and e["name"] == name]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -135,10 +153,12 @@ def test_hand_computed_stall_trace(mode):
     assert counter(trace, 1, "queue occupancy") == [(0, 0), (16, 1), (18, 1), (23, 1), (28, 0)]
     assert counter(trace, 0, "stall cycles") == [(0, 0), (24, 5)]
     flows = [e for e in trace["traceEvents"] if e.get("cat") == "packet"]
+    out_of_0 = tid(0, PACKETS)
     assert [(e["pid"], e["tid"], e["ts"], e["dur"]) for e in flows if "flow_out" in e] == [
-        (1, PACKETS, 16, 1), (1, PACKETS, 18, 1), (1, PACKETS, 23, 1)]
-    assert [(e["pid"], e["ts"], e["dur"]) for e in flows if "flow_in" in e] == [
-        (2, 18, 5), (2, 23, 5), (2, 28, 5)]
+        (pid(0), out_of_0, 16, 1), (pid(0), out_of_0, 18, 1), (pid(0), out_of_0, 23, 1)]
+    into_1 = tid(1, PACKETS)
+    assert [(e["pid"], e["tid"], e["ts"], e["dur"]) for e in flows if "flow_in" in e] == [
+        (pid(1), into_1, 18, 5), (pid(1), into_1, 23, 5), (pid(1), into_1, 28, 5)]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -166,11 +186,11 @@ def test_spans_equal_the_recorded_timeline(mode):
     steps = {(e["pid"], e["args"]["timestep"]): (e["ts"], e["ts"] + e["dur"])
              for e in trace["traceEvents"] if e.get("cat") == "timestep"}
     for e in trace["traceEvents"]:
-        if e.get("cat") == "phase" and e["tid"] == UNIT:
+        if e.get("cat") == "phase" and e["tid"] == tid(_tile(e), UNIT):
             lo, hi = steps[(e["pid"], e["args"]["timestep"])]
             assert lo <= e["ts"] and e["ts"] + e["dur"] <= hi
         if e.get("cat") == "phase" and e["name"] == "send":
-            assert e["tid"] == PORT
+            assert e["tid"] == tid(_tile(e), PORT)
 
 
 def test_trace_image_writes_a_loadable_file(tmp_path):
