@@ -432,3 +432,93 @@ def simulate_ann(network: Network, images: np.ndarray, labels: np.ndarray | None
         col.ENERGY_UJ: energy.to_numpy() / 1e6,
     })
     return AnnResult(layers=layers, images=images_table)
+
+
+# -- beside the SNN ------------------------------------------------------------------------
+
+
+def network_for(model: str | Path, snn: Network, hardware: Hardware
+                ) -> tuple[Network, bool]:
+    """(the ANN to run, whether it has its own weights). A model without a shipped ANN runs its
+    SNN's weights as the ANN: counters and timing without zero-skipping do not depend on the
+    weights, but its accuracy is not reported, and zero-skipping is refused."""
+    network = load_ann(model)
+    if network is not None:
+        return network, True
+    if hardware.tile.zero_skipping:
+        raise ValueError(f"tile.zero_skipping counts the zeros of the ANN's activations, but "
+                         f"{ann_model_path(model)}.json does not exist; write it with "
+                         "analysis/ann_weights.py, or set tile.zero_skipping: false")
+    return snn, False
+
+
+def beside(result, ann: AnnResult, *, weights: bool = True):
+    """``result`` (a :class:`accelsim.chip.SimulationResult` of the same images) with the ANN's
+    columns: per layer its energy and cycles on the timestep-1 row, per image its prediction,
+    latency and energy (``weights``: whether the ANN's predictions mean anything)."""
+    from dataclasses import replace
+
+    layers = result.layers.copy()
+    key = ann.layers.set_index([col.IMAGE, col.LAYER])
+    idx = pd.MultiIndex.from_arrays([layers[col.IMAGE], layers[col.LAYER]])
+    first = (layers[col.TIMESTEP] == 1).to_numpy()
+    for name, source in ((col.ANN_ENERGY, col.ENERGY), (col.ANN_CYCLES, col.CYCLES)):
+        values = key[source].reindex(idx).to_numpy()
+        layers[name] = np.where(first, values, 0).astype(key[source].dtype)
+    images = result.images.copy()
+    a = ann.images.set_index(col.IMAGE).reindex(images[col.IMAGE])
+    pred = a[col.PREDICTION].to_numpy() if weights else np.full(len(images), -1)
+    images[col.ANN_PREDICTION] = pred.astype(np.int64)
+    images[col.ANN_CORRECT] = (pred == images[col.LABEL].to_numpy()) & (pred >= 0)
+    images[col.ANN_TOTAL_CYCLES] = a[col.TOTAL_CYCLES].to_numpy()
+    images[col.ANN_LATENCY_US] = a[col.LATENCY_US].to_numpy()
+    images[col.ANN_ENERGY_UJ] = a[col.ENERGY_UJ].to_numpy()
+    return replace(result, layers=layers, images=images)
+
+
+def summary_columns(images: pd.DataFrame, row: dict) -> dict[str, float]:
+    """The summary's ANN columns from the per-image table (NaN where it has none)."""
+    nan = float("nan")
+    if col.ANN_ENERGY_UJ not in images:
+        return {c: nan for c in (col.ANN_ACCURACY, col.ANN_LATENCY_US, col.ANN_ENERGY_UJ,
+                                 col.SNN_TO_ANN_ENERGY, col.SNN_TO_ANN_COMPUTE_ONLY,
+                                 col.SNN_TO_ANN_LATENCY)}
+    energy = float(images[col.ANN_ENERGY_UJ].mean())
+    latency = float(images[col.ANN_LATENCY_US].mean())
+    has = bool((images[col.ANN_PREDICTION] >= 0).all())
+    ann_c = row[col.COMPUTE_ONLY_ANN_UJ]
+    return {
+        col.ANN_ACCURACY: float(images[col.ANN_CORRECT].mean()) if has else nan,
+        col.ANN_LATENCY_US: latency,
+        col.ANN_ENERGY_UJ: energy,
+        col.SNN_TO_ANN_ENERGY: row[col.ENERGY_UJ] / energy if energy > 0 else nan,
+        col.SNN_TO_ANN_COMPUTE_ONLY: row[col.COMPUTE_ONLY_SNN_UJ] / ann_c if ann_c > 0 else nan,
+        col.SNN_TO_ANN_LATENCY: row[col.LATENCY_US] / latency if latency > 0 else nan,
+    }
+
+
+BY_LAYER_COLUMNS = ("snn_energy_uj", "ann_energy_uj", col.SNN_TO_ANN_ENERGY,
+                    col.SNN_TO_ANN_COMPUTE_ONLY, "snn_finish_cycles", "ann_cycles")
+
+
+def by_layer(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (network order) and for the whole network (``total``), per inference: SNN and
+    ANN full-system energy (µJ), the two SNN / ANN ratios (full-system, compute-only), when the
+    SNN layer finished the image and the ANN layer's cycles. ``layers``: one point's per-layer
+    table."""
+    n = int(layers[col.IMAGE].nunique())
+    order = list(dict.fromkeys(layers[col.LAYER]))
+    g = layers.groupby(col.LAYER, sort=False)[[col.ENERGY, col.ANN_ENERGY, col.COMPUTE_ONLY_SNN,
+                                               col.COMPUTE_ONLY_ANN, col.CYCLES,
+                                               col.ANN_CYCLES]].sum().reindex(order) / n
+    g.loc["total"] = g.sum()
+    g.loc["total", [col.CYCLES, col.ANN_CYCLES]] = np.nan
+    co_ann = g[col.COMPUTE_ONLY_ANN].where(g[col.COMPUTE_ONLY_ANN] > 0)
+    return pd.DataFrame({
+        "snn_energy_uj": g[col.ENERGY] / 1e6,
+        "ann_energy_uj": g[col.ANN_ENERGY] / 1e6,
+        col.SNN_TO_ANN_ENERGY: g[col.ENERGY] / g[col.ANN_ENERGY].where(g[col.ANN_ENERGY] > 0),
+        col.SNN_TO_ANN_COMPUTE_ONLY: g[col.COMPUTE_ONLY_SNN] / co_ann,
+        "snn_finish_cycles": g[col.CYCLES],
+        "ann_cycles": g[col.ANN_CYCLES],
+    })[list(BY_LAYER_COLUMNS)]
