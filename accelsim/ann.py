@@ -498,27 +498,29 @@ def summary_columns(images: pd.DataFrame, row: dict) -> dict[str, float]:
 
 
 BY_LAYER_COLUMNS = ("snn_energy_uj", "ann_energy_uj", col.SNN_TO_ANN_ENERGY,
-                    col.SNN_TO_ANN_COMPUTE_ONLY, "snn_finish_cycles", "ann_cycles")
+                    col.SNN_TO_ANN_COMPUTE_ONLY, "snn_finish_cycles", "ann_finish_cycles")
 
 
 def by_layer(layers: pd.DataFrame) -> pd.DataFrame:
     """Per layer (network order) and for the whole network (``total``), per inference: SNN and
-    ANN full-system energy (µJ), the two SNN / ANN ratios (full-system, compute-only), when the
-    SNN layer finished the image and the ANN layer's cycles. ``layers``: one point's per-layer
-    table."""
+    ANN full-system energy (µJ), the two SNN / ANN ratios (full-system, compute-only), and when
+    the layer finished the image in the SNN and in the ANN (cycles after the image arrived; the
+    total row: the latency). ``layers``: one point's per-layer table."""
     n = int(layers[col.IMAGE].nunique())
     order = list(dict.fromkeys(layers[col.LAYER]))
     g = layers.groupby(col.LAYER, sort=False)[[col.ENERGY, col.ANN_ENERGY, col.COMPUTE_ONLY_SNN,
                                                col.COMPUTE_ONLY_ANN, col.CYCLES,
                                                col.ANN_CYCLES]].sum().reindex(order) / n
+    finish = layers.groupby([col.IMAGE, col.LAYER], sort=False)[col.CYCLES].sum().groupby(
+        level=col.LAYER, sort=False).mean().reindex(order)
+    ann_finish = g[col.ANN_CYCLES].cumsum()
     g.loc["total"] = g.sum()
-    g.loc["total", [col.CYCLES, col.ANN_CYCLES]] = np.nan
     co_ann = g[col.COMPUTE_ONLY_ANN].where(g[col.COMPUTE_ONLY_ANN] > 0)
     return pd.DataFrame({
         "snn_energy_uj": g[col.ENERGY] / 1e6,
         "ann_energy_uj": g[col.ANN_ENERGY] / 1e6,
         col.SNN_TO_ANN_ENERGY: g[col.ENERGY] / g[col.ANN_ENERGY].where(g[col.ANN_ENERGY] > 0),
         col.SNN_TO_ANN_COMPUTE_ONLY: g[col.COMPUTE_ONLY_SNN] / co_ann,
-        "snn_finish_cycles": g[col.CYCLES],
-        "ann_cycles": g[col.ANN_CYCLES],
+        "snn_finish_cycles": pd.concat([finish, pd.Series({"total": finish.iloc[-1]})]),
+        "ann_finish_cycles": pd.concat([ann_finish, pd.Series({"total": ann_finish.iloc[-1]})]),
     })[list(BY_LAYER_COLUMNS)]
