@@ -8,7 +8,7 @@ and writes each as PNG and SVG.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -345,37 +345,38 @@ def plot_ann_ratios(results: R.Results, point: int | None = None,
     return fig
 
 
-def figures(results: R.Results) -> dict[str, Figure]:
-    """Every figure that fits the results, by file name: breakdowns of a run (or of the sweep
-    point :func:`best_point` picks), and for a sweep the Pareto plot, the EDP heatmap over the
-    first two independently swept numeric parameters, for up to 12 points the per-point
-    energy bars, and, when timesteps are swept, accuracy vs energy."""
+def figures(results: R.Results) -> dict[str, Callable[[], Figure]]:
+    """Every figure that fits the results, by file name (each drawn when called): breakdowns
+    of a run (or of the sweep point :func:`best_point` picks), and for a sweep the Pareto plot,
+    the EDP heatmap over the first two independently swept numeric parameters, for up to 12
+    points the per-point energy bars, and, when timesteps are swept, accuracy vs energy."""
     point = best_point(results) if results.is_sweep else None
-    out = {"energy_breakdown": plot_energy_breakdown(results, point),
-           "spike_rates": plot_spike_rates(results, point),
-           "latency": plot_latency(results, point)}
+    out: dict[str, Callable[[], Figure]] = {
+        "energy_breakdown": lambda: plot_energy_breakdown(results, point),
+        "spike_rates": lambda: plot_spike_rates(results, point),
+        "latency": lambda: plot_latency(results, point)}
     if C.ANN_ENERGY in results.layers:
-        out["ann_ratios"] = plot_ann_ratios(results, point)
+        out["ann_ratios"] = lambda: plot_ann_ratios(results, point)
     if not results.is_sweep:
         return out
     swept = _swept(results)
     if len(results.summary) > 1:
-        out["pareto"] = plot_pareto(results)
+        out["pareto"] = lambda: plot_pareto(results)
     if 1 < len(results.summary) <= 12:
-        out["sweep_energy"] = plot_sweep_energy(results)
+        out["sweep_energy"] = lambda: plot_sweep_energy(results)
     pair = _heatmap_pair(results, swept)
     if pair is not None:
-        out["edp_heatmap"] = plot_edp_heatmap(results, *pair)
+        out["edp_heatmap"] = lambda: plot_edp_heatmap(results, *pair)
     timesteps = [p for p in swept if p.endswith("timesteps")]
     if timesteps:
         others = [p for p in swept if p not in timesteps]
-        out["accuracy_vs_energy"] = plot_accuracy_vs_energy(
+        out["accuracy_vs_energy"] = lambda: plot_accuracy_vs_energy(
             results, by=others[0] if others else None)
     return out
 
 
 def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
-    """Write :func:`figures` as PNG and SVG: into ``out``, or into the result folder's
-    ``figures/`` (recorded in its manifest). Returns the files written."""
+    """Draw :func:`figures` and write each as PNG and SVG: into ``out``, or into the result
+    folder's ``figures/`` (recorded in its manifest). Returns the files written."""
     return R.save_figures(figures(results), Path(out) if out is not None else None,
                           results=results.folder)

@@ -176,6 +176,14 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
         if problem:
             problems.append(where("hardware", problem))
             continue
+        if resolved.simulation.arithmetic == "fixed":
+            from accelsim.quantize import Quantization, check_tile
+
+            try:
+                check_tile(resolved.simulation.quantization or Quantization(), hardware.tile)
+            except ValueError as exc:
+                problems.append(where("simulation.quantization", str(exc)))
+                continue
         key = cache_key(resolved, sha256(model_path))
         points.append(Point(index, params, resolved, model_path, key))
     if problems:

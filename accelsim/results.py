@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,15 @@ FIGURES_DIR = "figures"
 PARQUET, CSV = ".parquet", ".csv"
 _TEMPORARY = (".tmp-", ".old-")
 
-RUNNING, COMPLETE = "running", "complete"
+RUNNING, COMPLETE, LEGACY = "running", "complete", "legacy"
 RUN, SWEEP = "run", "sweep"
+_LEGACY_FIGURES = ("energy_breakdown", "spike_rates", "latency", "pareto", "sweep_energy",
+                   "edp_heatmap", "accuracy_vs_energy")
+_LEGACY_FILES = [*(f"{name}{suffix}" for name in (*TABLES, SWEEP_TABLE)
+                   for suffix in (PARQUET, CSV)), SCENARIO_FILE,
+                 *(f"{FIGURES_DIR}/{name}{suffix}" for name in _LEGACY_FIGURES
+                   for suffix in (".png", ".svg"))]
+"""What a result folder written before manifests existed owns: the names accelsim writes."""
 
 PJ_PER_UJ = 1e6
 
@@ -110,13 +117,22 @@ def sha256(path: Path) -> str:
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
-    """``run.json`` of a result folder, or None if there is none (or it is not a manifest)."""
+    """``run.json`` of a result folder, or None if there is none (or it is not a manifest).
+
+    A folder written before manifests existed (a ``run.json`` without ``files``) is ``legacy``:
+    it owns exactly the files accelsim names (not every file with a table's stem), and none of
+    them is trusted, so its points are simulated again."""
     path = Path(folder) / RUN_FILE
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("files"), dict) else None
+    if not isinstance(meta, dict):
+        return None
+    if "files" not in meta and ("key" in meta or "parameters" in meta):
+        return {**meta, "status": LEGACY, "kind": RUN if "key" in meta else SWEEP,
+                "files": {name: "" for name in _LEGACY_FILES if (Path(folder) / name).is_file()}}
+    return meta if isinstance(meta.get("files"), dict) else None
 
 
 def _write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
@@ -280,6 +296,8 @@ def begin(folder: Path) -> None:
         if name.startswith((SWEEP_TABLE + ".", FIGURES_DIR + "/")):
             (folder / name).unlink(missing_ok=True)
             del files[name]
+    if (folder / FIGURES_DIR).is_dir() and not any((folder / FIGURES_DIR).iterdir()):
+        (folder / FIGURES_DIR).rmdir()
     _write_meta(folder, {**meta, "status": RUNNING, "files": files})
 
 
@@ -297,8 +315,10 @@ def write_sweep(folder: Path, points: Iterable[tuple[int, str, Mapping[str, Any]
     rows = []
     for index, key, params in points:
         summary = pd.read_parquet(point_folder(folder, key, True) / f"{SUMMARY_TABLE}{PARQUET}")
-        rows.append({C.POINT: index, C.KEY: key[:16], **params, **summary.iloc[0].to_dict()})
-    table = pd.DataFrame(rows)
+        head = pd.DataFrame({C.POINT: [index], C.KEY: [key[:16]],
+                             **{p: [v] for p, v in params.items()}})
+        rows.append(pd.concat([head, summary.reset_index(drop=True)], axis=1))
+    table = pd.concat(rows, ignore_index=True)  # column by column: integers stay integers
     old = read_meta(folder)
     files = {k: v for k, v in (old["files"] if old else {}).items()
              if k.startswith(FIGURES_DIR + "/")}
@@ -322,11 +342,12 @@ def start_sweep(folder: Path, meta: Mapping[str, Any]) -> None:
         begin(folder)
 
 
-def save_figures(figures: Mapping[str, Any], folder: Path | None = None, *,
+def save_figures(figures: Mapping[str, Callable[[], Any]], folder: Path | None = None, *,
                  results: Path | None = None) -> list[Path]:
-    """Write each matplotlib figure as ``name.png`` and ``name.svg``: into ``folder``, or into
-    ``figures/`` of the result folder ``results``, whose manifest then lists them (a figure
-    file there that accelsim did not write is refused, not replaced)."""
+    """Draw each figure (``name`` -> a function returning a matplotlib figure) and write it as
+    ``name.png`` and ``name.svg``: into ``folder``, or into ``figures/`` of the result folder
+    ``results``, whose manifest then lists them (a figure file there that accelsim did not
+    write is refused before anything is drawn, never replaced)."""
     target = Path(folder) if folder is not None else Path(results) / FIGURES_DIR
     if target.exists() and not target.is_dir():
         raise ResultsError(f"{target} is a file, not a folder; pass a folder to --out")
@@ -341,7 +362,8 @@ def save_figures(figures: Mapping[str, Any], folder: Path | None = None, *,
     create(target)
     written = []
     try:
-        for name, fig in figures.items():
+        for name, draw in figures.items():
+            fig = draw()
             for suffix, kwargs in ((".png", {"dpi": 150}), (".svg", {})):
                 path = target / f"{name}{suffix}"
                 fig.savefig(path, **kwargs)
@@ -427,6 +449,9 @@ def _trusted(folder: Path) -> dict[str, Any]:
         raise ResultsError(f"{folder} holds no accelsim results ({RUN_FILE} missing or not "
                            "an accelsim manifest); pass the folder that 'accelsim run' wrote "
                            "(see its --out)")
+    if meta.get("status") == LEGACY:
+        raise ResultsError(f"{folder} was written by an older accelsim, without checksums; "
+                           "re-run the command that wrote it to simulate it again")
     if meta.get("status") != COMPLETE:
         raise ResultsError(f"{folder} holds an unfinished run (interrupted, or still running); "
                            "re-run the command that wrote it to finish it")
@@ -549,7 +574,7 @@ def layer_finish_cycles(results: Results, point: int | None = None) -> pd.Series
 
 
 def spike_rates(results: Results, point: int | None = None) -> pd.Series:
-    """Spike rate of each layer: spikes over all T / neurons, mean over images (DESIGN §2;
+    """Spike rate of each layer: spikes over all T / neurons, mean over images (docs/design.md §2;
     it can exceed 1). The output layer does not spike and is left out."""
     layers = _one_point(results, point).layers
     per_image = layers.groupby([C.IMAGE, C.LAYER], sort=False).agg(
