@@ -63,6 +63,7 @@ output layer's end. ``static_cycles`` of a layer is its tiles x the image's late
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -456,8 +457,6 @@ def beside(result, ann: AnnResult, *, weights: bool = True):
     """``result`` (a :class:`accelsim.chip.SimulationResult` of the same images) with the ANN's
     columns: per layer its energy and cycles on the timestep-1 row, per image its prediction,
     latency and energy (``weights``: whether the ANN's predictions mean anything)."""
-    from dataclasses import replace
-
     layers = result.layers.copy()
     key = ann.layers.set_index([col.IMAGE, col.LAYER])
     idx = pd.MultiIndex.from_arrays([layers[col.IMAGE], layers[col.LAYER]])
@@ -473,7 +472,10 @@ def beside(result, ann: AnnResult, *, weights: bool = True):
     images[col.ANN_TOTAL_CYCLES] = a[col.TOTAL_CYCLES].to_numpy()
     images[col.ANN_LATENCY_US] = a[col.LATENCY_US].to_numpy()
     images[col.ANN_ENERGY_UJ] = a[col.ENERGY_UJ].to_numpy()
-    return replace(result, layers=layers, images=images)
+    out = copy.copy(result)
+    object.__setattr__(out, "layers", layers)  # a frozen dataclass: set on the copy only
+    object.__setattr__(out, "images", images)
+    return out
 
 
 def summary_columns(images: pd.DataFrame, row: dict) -> dict[str, float]:

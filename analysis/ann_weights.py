@@ -27,8 +27,14 @@ import torch
 from accelsim.ann import ann_model_path
 from accelsim.modelfile import load_model, save_model
 from accelsim.torch_snn import SpikingNetwork
-from accelsim.training import (TrainingConfig, ann_accuracy, build_module, load_checkpoint,
-                               prepare_data, to_network)
+from accelsim.training import (
+    TrainingConfig,
+    ann_accuracy,
+    build_module,
+    load_checkpoint,
+    prepare_data,
+    to_network,
+)
 
 MODELS = Path(__file__).resolve().parents[1] / "trained_models"
 
