@@ -193,3 +193,50 @@ def test_every_shipped_model_ships_its_ann(manifest):
         "layers"][0]["inputs"]
     assert set(info.weights) == set(snn["weights"])
     assert ann.load_ann(manifest) is not None
+
+
+def test_results_carry_the_ann_beside_the_snn(tmp_path, monkeypatch):
+    from scenario_support import save_tiny_model, use_fake_chip, write_scenario
+    from typer.testing import CliRunner
+
+    from accelsim import points as P
+    from accelsim import results as R
+    from accelsim import runner
+    from accelsim.cli import app
+    from accelsim.modelfile import load_model, save_model
+    from accelsim.plots import figures
+
+    use_fake_chip(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trained_models").mkdir()
+    snn = load_model(save_tiny_model(tmp_path / "trained_models"))
+    path = write_scenario(tmp_path, "name: one\nmodel: tiny\ndata: {images: 5}\n")
+    res = R.load(runner.run(path, scheduler=runner.SERIAL, progress=False).folder)
+    row = res.summary.iloc[0]
+    assert np.isnan(row[col.ANN_ACCURACY])  # no ANN weights shipped: no accuracy
+    assert (res.images[col.ANN_PREDICTION] == -1).all()
+    n = len(res.images)
+    assert row[col.ANN_ENERGY_UJ] == pytest.approx(res.images[col.ANN_ENERGY_UJ].mean())
+    assert row[col.ANN_ENERGY_UJ] == pytest.approx(res.layers[col.ANN_ENERGY].sum() / n / 1e6)
+    assert row[col.SNN_TO_ANN_ENERGY] == pytest.approx(row[col.ENERGY_UJ] / row[col.ANN_ENERGY_UJ])
+    assert row[col.SNN_TO_ANN_COMPUTE_ONLY] == pytest.approx(
+        row[col.COMPUTE_ONLY_SNN_UJ] / row[col.COMPUTE_ONLY_ANN_UJ])
+    assert (res.layers.loc[res.layers[col.TIMESTEP] > 1, col.ANN_ENERGY] == 0).all()
+    table = ann.by_layer(res.layers)
+    assert table.loc["total", "ann_energy_uj"] == pytest.approx(row[col.ANN_ENERGY_UJ])
+    assert table.loc["total", "ann_finish_cycles"] == pytest.approx(
+        res.images[col.ANN_TOTAL_CYCLES].mean())
+    assert "ann_ratios" in figures(res)
+    out = CliRunner().invoke(app, ["report", str(res.folder)])
+    assert out.exit_code == 0 and "SNN vs the ANN on the same chip" in out.output
+    # with an ANN file beside the model, its accuracy is reported
+    ann_net = snn.model_copy(update={"weights": {k: -v for k, v in snn.weights.items()}})
+    save_model(ann.ann_model_path(tmp_path / "trained_models" / "tiny"), ann_net)
+    res = R.load(runner.run(path, scheduler=runner.SERIAL, progress=False,
+                            out=tmp_path / "again").folder)
+    point = P.resolve(*P.load(path))[0]
+    x, _, _ = runner.select_images(point, snn)
+    expected = ann.activations(ann_net, x)["output"].argmax(axis=1)
+    assert res.images[col.ANN_PREDICTION].tolist() == expected.tolist()
+    assert res.summary.iloc[0][col.ANN_ACCURACY] == pytest.approx(
+        (expected == res.images[col.LABEL].to_numpy()).mean())
