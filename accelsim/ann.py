@@ -117,6 +117,16 @@ def ann_model_path(model: str | Path) -> Path:
     return path.parent / ANN_FOLDER / path.name
 
 
+def fingerprint(model: str | Path) -> str:
+    """sha256 of the ANN's manifest (it holds its weights' sha256), "" when there is none: part
+    of a result's cache key, so that a new or changed ANN is simulated again."""
+    from accelsim.modelfile import sha256_file
+
+    path = ann_model_path(model)
+    manifest = path.with_name(path.name + ".json")
+    return sha256_file(manifest) if manifest.is_file() else ""
+
+
 def load_ann(model: str | Path) -> Network | None:
     """The ANN shipped beside a model file, or None when there is none."""
     from accelsim.modelfile import load_model
