@@ -240,3 +240,11 @@ def test_results_carry_the_ann_beside_the_snn(tmp_path, monkeypatch):
     assert res.images[col.ANN_PREDICTION].tolist() == expected.tolist()
     assert res.summary.iloc[0][col.ANN_ACCURACY] == pytest.approx(
         (expected == res.images[col.LABEL].to_numpy()).mean())
+
+
+def test_zero_skipping_without_ann_weights_is_refused(tmp_path):
+    net = _conv_net(1)
+    with pytest.raises(ValueError, match=r"ann/tiny.json does not exist"):
+        ann.network_for(tmp_path / "tiny", net, _chip(True))
+    assert ann.network_for(tmp_path / "tiny", net, _chip(False)) == (net, False)
+    assert ann.fingerprint(tmp_path / "tiny") == ""
