@@ -389,11 +389,17 @@ def simulate_ann(network: Network, images: np.ndarray, labels: np.ndarray | None
     mapping = map_network(network, hw) if mapping is None else mapping
     acts = activations(network, images)
     n = len(images)
-    c = count(network, hw, mapping, acts, hw.tile.zero_skipping, n)
+    # without zero-skipping every image costs the same: count and time one, repeat it
+    distinct = n if hw.tile.zero_skipping else min(n, 1)
+    c = count(network, hw, mapping, acts, hw.tile.zero_skipping, distinct)
     mac, fire, inject, eject = _phases(network, hw, mapping, c)
     schedule = hw.schedule.kind if schedule is None else schedule
     barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
     ends = layer_ends(network, hw, mapping, mac, fire, inject, eject, barrier)
+    if distinct < n:
+        c = {k: np.repeat(v, n, axis=0) for k, v in c.items()}
+        mac, fire, inject = (np.repeat(a, n, axis=0) for a in (mac, fire, inject))
+        ends = np.repeat(ends, n, axis=0)
     total = ends.max(axis=1, initial=0)
     starts = np.array([p.tiles[0] for p in mapping.layers], dtype=np.int64)
     n_tiles = np.array([len(p.tiles) for p in mapping.layers], dtype=np.int64)
