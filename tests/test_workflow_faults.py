@@ -225,7 +225,7 @@ def test_a_scheduler_without_workers_fails_in_bounded_time(workdir):
     from dask.distributed import LocalCluster
 
     path = write_scenario(workdir, ONE)
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
         start = time.monotonic()
         result = _cli("run", path, "--out", workdir / "res", "--scheduler", address, "--quiet",
@@ -359,7 +359,7 @@ def test_dask_workers_report_progress_within_a_batch(workdir, monkeypatch):
     path = write_scenario(workdir, ONE.replace("images: 4", "images: 20")
                           + "execution: {batch_images: 20}\n")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         runner.run(path, client=client, progress=False)
         deadline = time.monotonic() + 5
         while sum(steps) < 20 and time.monotonic() < deadline:  # events arrive asynchronously
