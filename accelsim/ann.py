@@ -25,7 +25,8 @@ sum in a register until the output is complete (*output-stationary*: no partial-
 - **linear** (``F`` pooled source units): the lanes take ``U`` output units; each step reads one
   input activation, broadcast to the lanes, and one weight per lane: ``MAC steps = F * ceil(c /
   U)``, ``activation reads = MAC steps``, ``weight reads = MACs = F * c``.
-- **identity** shortcut: one addition (``synaptic_ops``) and one activation read per output.
+- **identity** shortcut: one addition (``synaptic_ops``) and one activation read per output,
+  ``ceil(c * P / U)`` steps.
 - Weight rows (one per source channel or unit, as the mapping lays them out) that spilled to
   DRAM are streamed from DRAM on every read instead of SRAM (no weight buffer).
 
