@@ -219,9 +219,16 @@ def execute(client: Any, fn: Callable[..., Any], tasks: Sequence[Task],
                 done, remaining = wait(remaining, timeout=1.0, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
+            got = 0
             for fut in done:
-                finished(futures[fut], fut.result())
-            if done or client.scheduler_info().get("workers"):
+                try:  # bounded: a result held by a worker that left cannot be fetched
+                    result = fut.result(timeout=no_workers_timeout)
+                except TimeoutError:
+                    remaining.add(fut)
+                    continue
+                finished(futures[fut], result)
+                got += 1
+            if got or client.scheduler_info().get("workers"):
                 no_workers_since = None
                 continue
             no_workers_since = no_workers_since or time.monotonic()
