@@ -17,8 +17,10 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
 - Threshold ``V_l = max(1, round(v_l / U_l))``; leak multiplier ``L_l = round(lambda_l *
   2**leak_bits)``; membrane bounds ``lo, hi = -2**(membrane_bits-1), 2**(membrane_bits-1) - 1``.
 - Each timestep, layer by layer: the current ``I`` of all input spikes accumulates in a wide
-  (int64) accumulator; then ``u = sat(floor(u * L / 2**leak_bits) + I)`` (floor = arithmetic
-  shift right), ``o = u > V``, ``u -= V * o``. The output layer: ``u = sat(u + I)``.
+  (int64) accumulator; then ``u = sat(round(u * L / 2**leak_bits) + I)``, ``o = u > V``,
+  ``u -= V * o``. The output layer: ``u = sat(u + I)``. ``round`` is ``leak_rounding``: floor
+  (arithmetic shift right) or truncate (toward zero, as Loihi); they differ on negative
+  membranes whenever the leak is below 1.
 - Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
   the prediction is its argmax.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +52,20 @@ class Quantization(BaseModel):
     membrane_bits: int = Field(24, ge=8, le=48, description="signed membrane width (saturating)")
     leak_bits: int = Field(12, ge=1, le=24, description="fractional bits of the leak multiplier")
     input_bits: int = Field(8, ge=2, le=16, description="signed width of the analog input")
+    leak_rounding: Literal["floor", "truncate"] = Field(
+        "floor", description="rounding of the leak product: floor or toward zero")
+
+
+def for_hardware(quantization: Quantization | None, rounding: str) -> Quantization:
+    """``quantization`` with the chip's leak rounding (``tile.leak_rounding``); one that sets a
+    different rounding explicitly is an error."""
+    q = quantization or Quantization()
+    if "leak_rounding" not in q.model_fields_set:
+        return q.model_copy(update={"leak_rounding": rounding})
+    if q.leak_rounding != rounding:
+        raise ValueError(f"quantization.leak_rounding is {q.leak_rounding!r} but the hardware "
+                         f"rounds {rounding!r} (tile.leak_rounding); drop one or make them agree")
+    return q
 
 
 @dataclass(frozen=True)
@@ -147,7 +164,8 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
     leaks = np.array([qnet.leaks.get(la.name, 0) for la in net.layers], dtype=np.int64)
     thresholds = np.array([qnet.thresholds.get(la.name, 1) for la in net.layers], dtype=np.int64)
     return dataclasses.replace(tables, weights=weights, leaks=leaks, thresholds=thresholds,
-                               leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi)
+                               leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi,
+                               leak_truncate=qnet.quantization.leak_rounding == "truncate")
 
 
 def run_fixed(network: Network, x: np.ndarray, timesteps: int,
@@ -184,6 +202,7 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
     w = {name: torch.from_numpy(v.astype(np.float64)) for name, v in qnet.weights.items()}
     lo, hi = float(qnet.lo), float(qnet.hi)
     scale = float(2 ** qnet.quantization.leak_bits)
+    rounding = torch.trunc if qnet.quantization.leak_rounding == "truncate" else torch.floor
     membranes: dict[str, torch.Tensor | float] = {la.name: 0.0 for la in net.layers}
     spikes: dict[str, list[np.ndarray]] = {la.name: [] for la in net.layers
                                            if la.kind == "spiking"}
@@ -207,7 +226,7 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
                     membranes[layer.name] = torch.clamp(membranes[layer.name] + current, lo, hi)
                     continue
                 u = membranes[layer.name]
-                leaked = (torch.floor(u * float(qnet.leaks[layer.name]) / scale)
+                leaked = (rounding(u * float(qnet.leaks[layer.name]) / scale)
                           if isinstance(u, torch.Tensor) else 0.0)
                 u = leaked + current
                 u = torch.clamp(u, lo, hi)

@@ -10,14 +10,18 @@ Every tile holds one block of one layer (see :mod:`accelsim.mapping`). Per times
 tile d:
 
 1. **MAC** (t = 1, layers fed by the analog input): ``ceil(MACs_d / accumulate_units) *
-   accumulate_latency`` cycles (at least the cycles to read the tile's weights from its SRAM
-   banks, and the DRAM time of spilled weights); the current is kept for every timestep.
+   accumulate_latency`` cycles (the latency of the projection's synapse kind; at least the
+   cycles to read the tile's weights from its SRAM banks, and the DRAM time of spilled
+   weights); the current is kept for every timestep. With ``first_layer: bias`` there is no
+   MAC phase: a host computes the current and the chip holds it as each neuron's bias (no
+   MACs, no weight reads; the bias is read from membrane storage at every update).
 2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
    time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
    first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
    for the barrier); ``finish_k = start_k + service_k`` with ``service = max(1,
-   ceil(synops / accumulate_units) * accumulate_latency, ceil(ceil(SRAM bits / word bits) /
-   banks))``; a packet whose weight rows spilled to DRAM also waits ``dram latency +
+   sum over synapse kinds of ceil(synops_kind / accumulate_units) * accumulate_latency_kind,
+   ceil(ceil(SRAM bits / word bits) / banks))`` (kinds: conv, dense for linear projections,
+   sparse for identity shortcuts); a packet whose weight rows spilled to DRAM also waits ``dram latency +
    ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared by time division
    among the n tiles that spill. Each synaptic op reads and writes the membrane once.
 3. **Fire**: starts at ``max(last finish, inputs done)``, where *inputs done* is the arrival of
@@ -93,7 +97,7 @@ from accelsim import columns as col
 from accelsim import pricing
 from accelsim.chip.plan import Plan, build_plan
 from accelsim.chip.timeline import Timeline
-from accelsim.hardware import Hardware, load_hardware
+from accelsim.hardware import SYNAPSE_KINDS, Hardware, load_hardware
 from accelsim.mapping import Mapping, map_network
 from accelsim.network import INPUT, Network
 
@@ -128,12 +132,17 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
-    ``schedule`` defaults to the hardware's ``schedule.kind``.
+    ``schedule`` defaults to the hardware's ``schedule.kind``; fixed arithmetic rounds the leak
+    as the hardware does (``tile.leak_rounding``).
     """
     from accelsim import functional
 
     hw = _hardware(hardware)
     T = network.timesteps if timesteps is None else int(timesteps)
+    if arithmetic == "fixed":
+        from accelsim.quantize import for_hardware
+
+        quantization = for_hardware(quantization, hw.tile.leak_rounding)
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)
     assert result.spikes is not None
@@ -174,7 +183,10 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     if record:
         timelines.extend(simulated)
     chip, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
+    chip.update(_synops_by_kind(plan, spikes, timesteps))
     layers = _merge_counts(chip, counts, network, len(spikes), timesteps)
+    if hw.first_layer == "bias":
+        layers[col.MACS] = 0  # the host computes the analog layer; the chip loads biases
     layers = pricing.compute_only(pricing.price(layers, hw), network)
     images = _image_table(layers, predictions, labels, totals, hw)
     tiles = (pd.concat([_tile_rows(plan, tl, i) for i, tl in enumerate(simulated)],
@@ -251,6 +263,29 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
     }
     return ({k: np.asarray(v).reshape(-1) for k, v in columns.items()},
             step_end[:, -1].astype(np.int64))
+
+
+def _synops_by_kind(plan: Plan, spikes: list[dict], T: int) -> dict[str, np.ndarray]:
+    """The ``synaptic_ops_<kind>`` columns (rows image-major, then layer, then timestep): each
+    spike's events per destination layer and synapse kind, from the plan's fan-out classes."""
+    layers = plan.network.layers
+    B, L, K = len(spikes), len(layers), len(SYNAPSE_KINDS)
+    out = np.zeros((B, L, T, K), dtype=np.int64)
+    for layer, fo in zip(layers, plan.fanout, strict=True):
+        if fo is None:
+            continue
+        classes = fo.synops_by_kind.shape[1]
+        to_layer = np.zeros((K, classes, L), dtype=np.int64)
+        for m in np.unique(fo.dest_layer):
+            to_layer[:, :, m] = fo.synops_by_kind[:, :, fo.dest_layer == m].sum(axis=2)
+        for b, trains in enumerate(spikes):
+            train = trains[layer.name]
+            t = np.repeat(np.arange(T), train.counts())
+            hist = np.bincount(t * classes + fo.neuron_class[train.indices],
+                               minlength=T * classes).reshape(T, classes)
+            out[b] += np.einsum("tc,kcl->ltk", hist, to_layer)
+    return {col.SYNAPTIC_OPS_BY_KIND[kind]: out[..., k].reshape(-1)
+            for k, kind in enumerate(SYNAPSE_KINDS)}
 
 
 def _merge_counts(chip: dict[str, np.ndarray], counts: pd.DataFrame, network: Network,
