@@ -21,9 +21,10 @@ tile d:
    for the barrier); ``finish_k = start_k + service_k`` with ``service = max(1,
    sum over synapse kinds of ceil(synops_kind / accumulate_units) * accumulate_latency_kind,
    ceil(ceil(SRAM bits / word bits) / banks))`` (kinds: conv, dense for linear projections,
-   sparse for identity shortcuts); a packet whose weight rows spilled to DRAM also waits ``dram latency +
-   ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared by time division
-   among the n tiles that spill. Each synaptic op reads and writes the membrane once.
+   sparse for identity shortcuts); a packet whose weight rows spilled to DRAM also waits
+   ``dram latency + ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared
+   by time division among the n tiles that spill. Each synaptic op reads and writes the
+   membrane once.
 3. **Fire**: starts at ``max(last finish, inputs done)``, where *inputs done* is the arrival of
    every source tile's end-of-timestep signal (sent when the source finished firing and its
    port injected every packet it held, including any of an earlier timestep still draining;
