@@ -19,8 +19,8 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
 - Each timestep, layer by layer: the current ``I`` of all input spikes accumulates in a wide
   (int64) accumulator; then ``u = sat(round(u * L / 2**leak_bits) + I)``, ``o = u > V``,
   ``u -= V * o``. The output layer: ``u = sat(u + I)``. ``round`` is ``leak_rounding``: floor
-  (arithmetic shift right) or truncate (toward zero, as Loihi); they differ on negative
-  membranes whenever the leak is below 1.
+  (arithmetic shift right; the default without a chip) or truncate (toward zero, as Loihi);
+  they differ on negative membranes whenever the leak is below 1.
 - Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
   the prediction is its argmax.
 
@@ -52,19 +52,25 @@ class Quantization(BaseModel):
     membrane_bits: int = Field(24, ge=8, le=48, description="signed membrane width (saturating)")
     leak_bits: int = Field(12, ge=1, le=24, description="fractional bits of the leak multiplier")
     input_bits: int = Field(8, ge=2, le=16, description="signed width of the analog input")
-    leak_rounding: Literal["floor", "truncate"] = Field(
-        "floor", description="rounding of the leak product: floor or toward zero")
+    leak_rounding: Literal["floor", "truncate"] | None = Field(
+        None, description="rounding of the leak product: floor, or truncate toward zero; "
+                          "default: the chip's tile.leak_rounding (floor without a chip)")
+
+    @property
+    def truncates(self) -> bool:
+        return self.leak_rounding == "truncate"
 
 
 def for_hardware(quantization: Quantization | None, rounding: str) -> Quantization:
-    """``quantization`` with the chip's leak rounding (``tile.leak_rounding``); one that sets a
-    different rounding explicitly is an error."""
+    """``quantization`` with the chip's leak rounding (``tile.leak_rounding``) where it names
+    none; one that names a different rounding is an error."""
     q = quantization or Quantization()
-    if "leak_rounding" not in q.model_fields_set:
+    if q.leak_rounding is None:
         return q.model_copy(update={"leak_rounding": rounding})
     if q.leak_rounding != rounding:
-        raise ValueError(f"quantization.leak_rounding is {q.leak_rounding!r} but the hardware "
-                         f"rounds {rounding!r} (tile.leak_rounding); drop one or make them agree")
+        raise ValueError(f"quantization.leak_rounding is {q.leak_rounding!r} but the chip "
+                         f"rounds {rounding!r} (hardware tile.leak_rounding); remove one or "
+                         "make them agree")
     return q
 
 
@@ -165,7 +171,7 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
     thresholds = np.array([qnet.thresholds.get(la.name, 1) for la in net.layers], dtype=np.int64)
     return dataclasses.replace(tables, weights=weights, leaks=leaks, thresholds=thresholds,
                                leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi,
-                               leak_truncate=qnet.quantization.leak_rounding == "truncate")
+                               leak_truncate=qnet.quantization.truncates)
 
 
 def run_fixed(network: Network, x: np.ndarray, timesteps: int,
@@ -202,7 +208,7 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
     w = {name: torch.from_numpy(v.astype(np.float64)) for name, v in qnet.weights.items()}
     lo, hi = float(qnet.lo), float(qnet.hi)
     scale = float(2 ** qnet.quantization.leak_bits)
-    rounding = torch.trunc if qnet.quantization.leak_rounding == "truncate" else torch.floor
+    rounding = torch.trunc if qnet.quantization.truncates else torch.floor
     membranes: dict[str, torch.Tensor | float] = {la.name: 0.0 for la in net.layers}
     spikes: dict[str, list[np.ndarray]] = {la.name: [] for la in net.layers
                                            if la.kind == "spiking"}
