@@ -147,7 +147,7 @@ def test_fixed_arithmetic_rounds_as_the_hardware():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 1, 8, 8))
     net = naive.calibrated_network("vgg5", (1, 8, 8), 0.25, 0, x)
-    chip = {"mesh.rows": 3, "mesh.cols": 4}
+    chip = {"mesh.rows": 3, "mesh.cols": 4, "tile.membrane_bits": 24}
     keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
     runs = {r: functional.run(net, x, arithmetic="fixed",
                               quantization=Quantization(leak_rounding=r)).counts.set_index(keys)
