@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from accelsim import yamlfile
+
 
 class HardwareError(ValueError):
     """A hardware description (file, preset name or override) is invalid."""
@@ -254,7 +256,7 @@ def _preset_files() -> dict[str, Any]:
 @functools.cache
 def _preset_data(name: str) -> Any:
     """A shipped preset, parsed once per process (callers get a copy to change)."""
-    return yaml.safe_load(_preset_files()[name].read_text())
+    return yamlfile.load(_preset_files()[name].read_text())
 
 
 def list_presets() -> list[tuple[str, str]]:
@@ -312,7 +314,15 @@ def load_hardware(preset: str | Path, overrides: Mapping[str, Any] | None = None
             raise HardwareError(f"hardware {str(preset)!r} is neither a preset "
                                 f"({', '.join(sorted(files))}) nor an existing YAML file")
         origin = str(path)
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yamlfile.load(yamlfile.read_text(path))
+        except yaml.YAMLError as exc:
+            line = yamlfile.error_line(exc)
+            where = f"{path}:{line}" if line is not None else origin
+            raise HardwareError(f"{where}: not valid YAML: {yamlfile.error_message(exc)}"
+                                ) from None
+        except ValueError as exc:
+            raise HardwareError(str(exc)) from None
     if not isinstance(data, dict):
         raise HardwareError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():
