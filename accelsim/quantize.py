@@ -30,7 +30,7 @@ shares nothing with the event-driven kernels but the definitions above.
 
 :class:`Quantization` is the one description of the widths: the scenario's
 ``simulation.quantization`` section is this model, and :func:`check_tile` refuses widths that a
-tile cannot store.
+tile cannot store and a leak rounding other than the tile's.
 """
 
 from __future__ import annotations
@@ -66,19 +66,6 @@ class Quantization(BaseModel):
         return self.leak_rounding == "truncate"
 
 
-def for_hardware(quantization: Quantization | None, rounding: str) -> Quantization:
-    """``quantization`` with the chip's leak rounding (``tile.leak_rounding``) where it names
-    none; one that names a different rounding is an error."""
-    q = quantization or Quantization()
-    if q.leak_rounding is None:
-        return q.model_copy(update={"leak_rounding": rounding})
-    if q.leak_rounding != rounding:
-        raise ValueError(f"quantization.leak_rounding is {q.leak_rounding!r} but the chip "
-                         f"rounds {rounding!r} (hardware tile.leak_rounding); remove one or "
-                         "make them agree")
-    return q
-
-
 def as_quantization(value: Quantization | Mapping | None) -> Quantization:
     """``value`` as a :class:`Quantization` (None: the defaults; a mapping: its fields)."""
     if value is None:
@@ -92,15 +79,30 @@ def as_quantization(value: Quantization | Mapping | None) -> Quantization:
 
 
 def check_tile(quantization: Quantization, tile) -> None:
-    """Refuse widths the tile (:class:`accelsim.hardware.TileConfig`) cannot store: its weight
-    SRAM holds ``tile.weight_bits`` per weight and its membrane store ``tile.membrane_bits`` per
-    neuron, and the chip's traffic and energy are counted at those widths."""
+    """Refuse what the tile (:class:`accelsim.hardware.TileConfig`) cannot do: widths its weight
+    SRAM (``tile.weight_bits`` per weight) and membrane store (``tile.membrane_bits`` per neuron)
+    cannot hold, at which the chip's traffic and energy are counted, and a leak rounding other
+    than its ``tile.leak_rounding``."""
     for name in ("weight_bits", "membrane_bits"):
         want, have = getattr(quantization, name), getattr(tile, name)
         if want > have:
             raise ValueError(f"quantization.{name} = {want} does not fit the tile's {name} = "
                              f"{have}; set hardware.overrides.tile.{name}: {want} or lower "
                              f"quantization.{name} to at most {have}")
+    if quantization.leak_rounding not in (None, tile.leak_rounding):
+        raise ValueError(f"quantization.leak_rounding = {quantization.leak_rounding} but the "
+                         f"tile rounds the leak by {tile.leak_rounding}; set hardware.overrides."
+                         f"tile.leak_rounding: {quantization.leak_rounding} or remove "
+                         "quantization.leak_rounding")
+
+
+def for_tile(quantization: Quantization, tile) -> Quantization:
+    """``quantization`` checked against the tile (:func:`check_tile`), rounding the leak as the
+    tile does where it names no rounding."""
+    check_tile(quantization, tile)
+    if quantization.leak_rounding is None:
+        return quantization.model_copy(update={"leak_rounding": tile.leak_rounding})
+    return quantization
 
 
 @dataclass(frozen=True)

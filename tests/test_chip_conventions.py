@@ -164,3 +164,26 @@ def test_fixed_arithmetic_rounds_as_the_hardware():
     with pytest.raises(ValueError, match="leak_rounding"):
         simulate(net, x, hardware=load_hardware("loihi-like", chip), arithmetic="fixed",
                  quantization=Quantization(leak_rounding="floor"))
+
+
+def test_a_scenario_rounding_unlike_its_chip_is_refused_before_simulating(tmp_path, monkeypatch):
+    """The scenario names floor on a truncating (Loihi-like) chip: validation refuses it at the
+    quantization line; without the field the point rounds as its chip."""
+    from scenario_support import save_tiny_model, write_scenario
+
+    import accelsim
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trained_models").mkdir()
+    save_tiny_model(tmp_path / "trained_models")
+    text = ("name: q\nmodel: tiny\ndata: {images: 2}\nhardware: {preset: loihi-like}\n"
+            "simulation:\n  arithmetic: fixed\n  timesteps: 2\n"
+            "  quantization: {leak_rounding: floor}\n")
+    path = write_scenario(tmp_path, text)
+    with pytest.raises(ValueError) as info:
+        accelsim.run_scenario(path, out=tmp_path / "out", scheduler="serial", progress=False)
+    assert str(info.value) == (
+        f"{path}:8: simulation.quantization: quantization.leak_rounding = floor but the tile "
+        "rounds the leak by truncate; set hardware.overrides.tile.leak_rounding: floor or "
+        "remove quantization.leak_rounding")
+    assert not (tmp_path / "out").exists()

@@ -157,17 +157,15 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
     ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
-    ``quantization`` widths against the tile's (:func:`accelsim.quantize.check_tile`) and rounds
-    the leak as the tile does (``tile.leak_rounding``).
+    ``quantization`` against the tile (:func:`accelsim.quantize.check_tile`: widths, leak
+    rounding) and rounds the leak as the tile does unless it names a rounding.
     """
     from accelsim import functional, quantize
 
     hw = _hardware(hardware)
     T = functional.check_timesteps(timesteps, network.timesteps)
     if arithmetic == "fixed":
-        quantization = quantize.for_hardware(quantize.as_quantization(quantization),
-                                             hw.tile.leak_rounding)
-        quantize.check_tile(quantization, hw.tile)
+        quantization = quantize.for_tile(quantize.as_quantization(quantization), hw.tile)
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)
     assert result.spikes is not None
