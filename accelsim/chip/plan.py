@@ -150,6 +150,18 @@ def synapse_kind(p: Projection) -> int:
     return SYNAPSE_KINDS.index({"conv": "conv", "linear": "dense"}.get(p.op, "sparse"))
 
 
+def _split_by_kind(syn: np.ndarray, column_kind: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """(kinds, classes, D) synaptic events: a destination column fed through one synapse kind
+    (``column_kind``) holds all of ``syn`` there; the columns fed through several (-1) take
+    their split from ``mix`` (classes, kinds x mixed columns)."""
+    kinds = len(SYNAPSE_KINDS)
+    out = np.stack([np.where(column_kind == k, syn, 0) for k in range(kinds)])
+    mixed = column_kind < 0
+    if mixed.any():
+        out[:, :, mixed] = mix.reshape(len(syn), kinds, -1).transpose(1, 0, 2)
+    return out
+
+
 def accumulate_cycles(synops_by_kind: np.ndarray, hardware: Hardware) -> np.ndarray:
     """Cycles of the accumulate unit for (kinds, ...) synaptic events: each kind's events in
     groups of ``accumulate_units`` at that kind's latency."""
@@ -238,25 +250,32 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         if not consumers[si]:
             fanouts.append(None)
             continue
-        cols = []
+        cols, mixed = [], []
         for mi in consumers[si]:
             place = mapping.layers[mi]
             syn = sram = dbits = None
-            kinds = np.zeros((len(SYNAPSE_KINDS), layer.neurons, len(place.tiles)),
-                             dtype=np.int64)
+            per_kind: dict[int, np.ndarray] = {}
             for pi, p in enumerate(place.layer.inputs):
                 if p.source != layer.name:
                     continue
                 a, b, c = _projection_fanout(network, p, place, pi, tile_cfg.weight_bits)
                 syn, sram, dbits = (a, b, c) if syn is None else (syn + a, sram + b, dbits + c)
-                kinds[synapse_kind(p)] += a
-            cols.append((mi, place.tiles, syn, sram, dbits, *kinds))
+                k = synapse_kind(p)
+                per_kind[k] = per_kind[k] + a if k in per_kind else a
+            kind = next(iter(per_kind)) if len(per_kind) == 1 else -1
+            if kind < 0:
+                mixed.append(np.stack([per_kind.get(k, np.zeros_like(syn))
+                                       for k in range(len(SYNAPSE_KINDS))], axis=1))
+            cols.append((mi, place.tiles, syn, sram, dbits, kind))
         dest = np.concatenate([c[1] for c in cols])
         dest_layer = np.concatenate([np.full(len(c[1]), c[0], dtype=np.int64) for c in cols])
-        cls, (syn, sram, dbits, *kinds) = _classes(*(
-            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64)
-            for k in range(2, 5 + len(SYNAPSE_KINDS))))
-        by_kind = np.stack(kinds)
+        column_kind = np.concatenate([np.full(len(c[1]), c[5], dtype=np.int64) for c in cols])
+        mix = (np.concatenate(mixed, axis=2).reshape(layer.neurons, -1) if mixed else
+               np.zeros((layer.neurons, 0), dtype=np.int64))
+        cls, (syn, sram, dbits, mix) = _classes(*(
+            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)),
+            mix.astype(np.int64))
+        by_kind = _split_by_kind(syn, column_kind, mix)
         acc = accumulate_cycles(by_kind, hw)
         svc = np.maximum(np.maximum(acc, 1), ceil_div(ceil_div(
             sram, tile_cfg.weight_sram_word_bits), tile_cfg.weight_sram_banks))
