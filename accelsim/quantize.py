@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from accelsim import kernels as k
+from accelsim import prepared
 from accelsim.core import CoreTables, FunctionalResult, build_tables, run_tables
 from accelsim.network import INPUT, Network
 
@@ -208,8 +209,13 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
 def run_fixed(network: Network, x: np.ndarray, timesteps: int,
               quantization: Quantization | None, record_spikes: bool) -> FunctionalResult:
     """:func:`accelsim.functional.run` in fixed arithmetic (``x``: float64 flat image rows)."""
-    qnet = quantise_network(network, quantization)
-    tables = fixed_tables(qnet, timesteps)
+    def build() -> tuple[QuantisedNetwork, CoreTables]:
+        qnet = quantise_network(network, quantization)
+        return qnet, fixed_tables(qnet, timesteps)
+
+    qnet, tables = prepared.cached(
+        "fixed", (prepared.fingerprint(network), quantization or Quantization(), timesteps),
+        build)
     result = run_tables(tables, qnet.quantise_input(x), timesteps, record_spikes)
     unit = qnet.units[network.layers[-1].name]
     return dataclasses.replace(result, output=result.output.astype(np.float64) * unit)

@@ -95,7 +95,7 @@ import numpy as np
 import pandas as pd
 
 from accelsim import columns as col
-from accelsim import pricing
+from accelsim import prepared, pricing
 from accelsim.chip.plan import Plan, build_plan
 from accelsim.chip.timeline import Timeline
 from accelsim.hardware import SYNAPSE_KINDS, Hardware, load_hardware
@@ -192,8 +192,12 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     schedule = hw.schedule.kind if schedule is None else schedule
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    mapping = map_network(network, hw) if mapping is None else mapping
-    plan = build_plan(network, hw, mapping)
+    if mapping is None:
+        mapping, plan = prepared.cached("plan", (prepared.fingerprint(network),
+                                                 hw.model_dump_json()),
+                                        lambda: _mapped_plan(network, hw))
+    else:
+        plan = build_plan(network, hw, mapping)
     if mode == "fast":
         from accelsim.chip.fast import run_images
     else:
@@ -213,6 +217,11 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
                        ignore_index=True) if per_tile and simulated else
              pd.DataFrame(columns=_TILE_COLUMNS))
     return SimulationResult(layers=layers, images=images, mapping=mapping.table(), tiles=tiles)
+
+
+def _mapped_plan(network: Network, hw: Hardware) -> tuple[Mapping, Plan]:
+    mapping = map_network(network, hw)
+    return mapping, build_plan(network, hw, mapping)
 
 
 def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], schedule: str,
