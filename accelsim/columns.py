@@ -87,9 +87,23 @@ SPIKES = "spikes_per_inference"
 DRAM_BYTES = "dram_bytes_per_inference"
 COMPONENT_UJ = tuple(f"energy_{c}_uj" for c in ENERGY_COMPONENTS)
 
+# -- the ANN on the same chip (accelsim.ann), beside the SNN ---------------------------------
+ANN_ENERGY = "ann_energy_pj"  # per-layer table, on the timestep-1 row (0 on the others)
+ANN_CYCLES = "ann_cycles"  # per-layer table, on the timestep-1 row (0 on the others)
+ANN_PREDICTION = "ann_prediction"  # per-image table; -1 when the model ships no ANN weights
+ANN_CORRECT = "ann_correct"
+ANN_TOTAL_CYCLES = "ann_total_cycles"
+ANN_LATENCY_US = "ann_latency_us"
+ANN_ENERGY_UJ = "ann_energy_uj"
+ANN_ACCURACY = "ann_accuracy"  # summary; NaN when the model ships no ANN weights
+SNN_TO_ANN_ENERGY = "snn_to_ann_energy"  # full-system energy, SNN / ANN
+SNN_TO_ANN_COMPUTE_ONLY = "snn_to_ann_compute_only"  # compute-only estimate, SNN / ANN
+SNN_TO_ANN_LATENCY = "snn_to_ann_latency"
+
 SUMMARY_COLUMNS = (ACCURACY, NUM_IMAGES, TIMESTEPS, LATENCY_CYCLES, LATENCY_US, ENERGY_UJ, EDP,
                    COMPUTE_ONLY_SNN_UJ, COMPUTE_ONLY_ANN_UJ, FULL_TO_COMPUTE_ONLY, SPIKES,
-                   DRAM_BYTES, *COMPONENT_UJ)
+                   DRAM_BYTES, *COMPONENT_UJ, ANN_ACCURACY, ANN_LATENCY_US, ANN_ENERGY_UJ,
+                   SNN_TO_ANN_ENERGY, SNN_TO_ANN_COMPUTE_ONLY, SNN_TO_ANN_LATENCY)
 """Columns of ``summary.parquet``, per inference (mean over the images of a run)."""
 
 

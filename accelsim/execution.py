@@ -159,10 +159,11 @@ def connect(scheduler: str | None, client: Any = None, *, workers: int = 1,
     if scheduler is None:
         # silence_logs: a nanny that waits for a worker to exit logs a warning at close;
         # the run is already complete then, and the warning only confuses the reader.
-        # Each worker's numba kernels get their share of the cores, not all of them.
+        # Each worker's numba kernels get their share of the cores, not all of them. The
+        # scheduler's HTTP server takes any free port (the default 8787 may be taken).
         share = max(1, (os.cpu_count() or 1) // workers)
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=logging.ERROR,
+                          dashboard_address=":0", silence_logs=logging.ERROR,
                           env={"NUMBA_NUM_THREADS": str(share)}) as cluster, \
                 Client(cluster) as own:
             own.run(_ignore_interrupts)
@@ -218,9 +219,16 @@ def execute(client: Any, fn: Callable[..., Any], tasks: Sequence[Task],
                 done, remaining = wait(remaining, timeout=1.0, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
+            got = 0
             for fut in done:
-                finished(futures[fut], fut.result())
-            if done or client.scheduler_info().get("workers"):
+                try:  # bounded: a result held by a worker that left cannot be fetched
+                    result = fut.result(timeout=no_workers_timeout)
+                except TimeoutError:
+                    remaining.add(fut)
+                    continue
+                finished(futures[fut], result)
+                got += 1
+            if got or client.scheduler_info().get("workers"):
                 no_workers_since = None
                 continue
             no_workers_since = no_workers_since or time.monotonic()

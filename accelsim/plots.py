@@ -315,6 +315,37 @@ def _heatmap_pair(results: R.Results, swept: Sequence[str]) -> tuple[str, str] |
     return None
 
 
+def plot_ann_ratios(results: R.Results, point: int | None = None,
+                    ax: Axes | None = None) -> Figure:
+    """Per layer, SNN / ANN energy as the compute-only estimate has it (x) against the full
+    chip model (y), both on log axes; the diagonal is where the two agree, the horizontal line
+    where the SNN and the ANN cost the same on the chip."""
+    from accelsim.ann import by_layer
+
+    fig, ax = _axes(ax, (6.4, 5.0))
+    table = by_layer(R._one_point(results, point).layers)
+    layers = table.drop(index="total").dropna()
+    ax.scatter(layers[C.SNN_TO_ANN_COMPUTE_ONLY], layers[C.SNN_TO_ANN_ENERGY], color="#4c72b0",
+               label="layer")
+    for name, row in layers.iterrows():
+        ax.annotate(str(name), (row[C.SNN_TO_ANN_COMPUTE_ONLY], row[C.SNN_TO_ANN_ENERGY]),
+                    textcoords="offset points", xytext=(4, 3), fontsize=8)
+    total = table.loc["total"]
+    ax.scatter([total[C.SNN_TO_ANN_COMPUTE_ONLY]], [total[C.SNN_TO_ANN_ENERGY]], marker="*",
+               s=160, color="#c44e52", label="whole network")
+    values = pd.concat([table[C.SNN_TO_ANN_COMPUTE_ONLY], table[C.SNN_TO_ANN_ENERGY]]).dropna()
+    lo, hi = float(values.min()) / 2, float(values.max()) * 2
+    ax.plot([lo, hi], [lo, hi], ls=":", color="grey", label="full-system = compute-only")
+    ax.axhline(1.0, ls="--", color="black", lw=0.8, label="SNN = ANN on the chip")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("SNN / ANN energy, compute-only estimate")
+    ax.set_ylabel("SNN / ANN energy, full chip model")
+    ax.set_title(_title(results, point), fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def figures(results: R.Results) -> dict[str, Callable[[], Figure]]:
     """Every figure that fits the results, by file name (each drawn when called): breakdowns
     of a run (or of the sweep point :func:`best_point` picks), and for a sweep the Pareto plot,
@@ -325,6 +356,8 @@ def figures(results: R.Results) -> dict[str, Callable[[], Figure]]:
         "energy_breakdown": lambda: plot_energy_breakdown(results, point),
         "spike_rates": lambda: plot_spike_rates(results, point),
         "latency": lambda: plot_latency(results, point)}
+    if C.ANN_ENERGY in results.layers:
+        out["ann_ratios"] = lambda: plot_ann_ratios(results, point)
     if not results.is_sweep:
         return out
     swept = _swept(results)

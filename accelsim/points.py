@@ -184,7 +184,9 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
             except ValueError as exc:
                 problems.append(where("simulation.quantization", str(exc)))
                 continue
-        key = cache_key(resolved, sha256(model_path))
+        from accelsim.ann import fingerprint
+
+        key = cache_key(resolved, sha256(model_path) + fingerprint(model_path))
         points.append(Point(index, params, resolved, model_path, key))
     if problems:
         raise ScenarioError(list(dict.fromkeys(problems)))  # one line per distinct problem

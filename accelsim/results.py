@@ -99,6 +99,9 @@ def summarise(layers: pd.DataFrame, images: pd.DataFrame, timesteps: int) -> pd.
     }
     for col, uj in zip(C.ENERGY_COLUMNS, C.COMPONENT_UJ, strict=True):
         row[uj] = float(layers[col].sum()) / n / PJ_PER_UJ
+    from accelsim.ann import summary_columns
+
+    row.update(summary_columns(images, row))
     return pd.DataFrame([row], columns=list(C.SUMMARY_COLUMNS))
 
 
@@ -611,6 +614,19 @@ def _describe_scenario(scenario: Mapping[str, Any], images: int) -> str:
             f"{data.get('set')}/{data.get('split')} images")
 
 
+def _ann_lines(row: pd.Series) -> list[str]:
+    """The ANN on the same chip, beside the SNN (absent from results written before it)."""
+    if not pd.notna(row.get(C.SNN_TO_ANN_ENERGY)):
+        return []
+    acc = row[C.ANN_ACCURACY]
+    return [f"  ANN on the same chip        {row[C.ANN_ENERGY_UJ]:.4g} µJ, "
+            f"{row[C.ANN_LATENCY_US]:.4g} µs, accuracy "
+            + (f"{100 * acc:.2f} %" if pd.notna(acc) else "n/a (no ANN weights shipped)"),
+            f"  SNN / ANN energy            full-system {row[C.SNN_TO_ANN_ENERGY]:.3g}x, "
+            f"compute-only {row[C.SNN_TO_ANN_COMPUTE_ONLY]:.3g}x "
+            f"(latency {row[C.SNN_TO_ANN_LATENCY]:.3g}x)"]
+
+
 def format_summary(results: Results) -> str:
     """The summary as a person reads it: a labelled block for one run, a table with units in
     the headers for a sweep (one row per point)."""
@@ -637,6 +653,7 @@ def format_summary(results: Results) -> str:
             f"  compute-only estimate       SNN {row[C.COMPUTE_ONLY_SNN_UJ]:.4g} µJ, "
             f"ANN {row[C.COMPUTE_ONLY_ANN_UJ]:.4g} µJ",
             f"  full / compute-only (SNN)   {row[C.FULL_TO_COMPUTE_ONLY]:.3g}x",
+            *_ann_lines(row),
             f"  spikes per inference        {row[C.SPIKES]:,.0f}",
             f"  weights from DRAM           {row[C.DRAM_BYTES]:,.0f} bytes per inference",
         ]
@@ -645,6 +662,9 @@ def format_summary(results: Results) -> str:
                C.LATENCY_US: "latency µs", C.ENERGY_UJ: "energy µJ", C.EDP: "EDP µJ·µs",
                C.COMPUTE_ONLY_SNN_UJ: "c-only SNN µJ", C.COMPUTE_ONLY_ANN_UJ: "c-only ANN µJ",
                C.FULL_TO_COMPUTE_ONLY: "full/c-only"}
+    if C.SNN_TO_ANN_ENERGY in s and s[C.SNN_TO_ANN_ENERGY].notna().any():
+        headers.update({C.ANN_ENERGY_UJ: "ANN µJ", C.SNN_TO_ANN_ENERGY: "SNN/ANN full",
+                        C.SNN_TO_ANN_COMPUTE_ONLY: "SNN/ANN c-only"})
     if (s[C.DRAM_BYTES] > 0).any():
         headers[C.DRAM_BYTES] = "DRAM bytes"
     table = s.set_index(C.POINT)[[*results.parameters, *headers]].copy()

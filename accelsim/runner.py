@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accelsim import ann as A
 from accelsim import columns as C
 from accelsim import execution as E
 from accelsim import points as P
@@ -70,11 +71,15 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
     network = P.cached_network(str(point.model_path), P.sha256(point.model_path))
     images, labels, order = select_images(point, network)
     hardware = P.hardware_of(point.scenario)
+    ann_network, ann_weights = A.network_for(point.model_path, network, hardware)
     parts = []
     for first in range(start, stop, PROGRESS_IMAGES):
         last = min(first + PROGRESS_IMAGES, stop)
         result = _simulate(network, images[first:last], labels[first:last], hardware,
                            point.scenario.simulation)
+        result = A.beside(result, A.simulate_ann(
+            ann_network, images[first:last], labels[first:last], hardware,
+            schedule=point.scenario.simulation.schedule), weights=ann_weights)
         parts.append((first, last, result))
         E.report_progress(topic, last - first)
 

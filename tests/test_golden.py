@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from golden_results import SCENARIOS, compare, path, summary
 
-SLOW = {"timesteps", "design-space"}  # 10 and 18 points
+SLOW = {"timesteps", "design-space", "ann-baseline"}  # 10, 18 and 15 points
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n

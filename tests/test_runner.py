@@ -136,7 +136,7 @@ def test_dask_local_cluster_gives_the_serial_tables(workdir):
     path = write_scenario(tmp, SWEEP)
     runner.run(path, out=tmp / "serial", scheduler=runner.SERIAL, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         report = runner.run(path, out=tmp / "dask", client=client, progress=False)
     assert report.simulated == 4
     _assert_same(_tables(tmp / "serial"), _tables(tmp / "dask"))
@@ -163,7 +163,7 @@ def test_real_chip_sweep_on_dask_matches_serial(tmp_path, monkeypatch):
                           + "simulation: {per_tile: true}\n")
     runner.run(path, out=tmp_path / "serial", scheduler=runner.SERIAL, progress=False)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         runner.run(path, out=tmp_path / "dask", client=client, progress=False)
     a, b = R.load(tmp_path / "serial"), R.load(tmp_path / "dask")
     _assert_same(_tables(tmp_path / "serial"), _tables(tmp_path / "dask"))

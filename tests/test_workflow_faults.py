@@ -225,7 +225,7 @@ def test_a_scheduler_without_workers_fails_in_bounded_time(workdir):
     from dask.distributed import LocalCluster
 
     path = write_scenario(workdir, ONE)
-    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
         start = time.monotonic()
         result = _cli("run", path, "--out", workdir / "res", "--scheduler", address, "--quiet",
@@ -359,7 +359,7 @@ def test_dask_workers_report_progress_within_a_batch(workdir, monkeypatch):
     path = write_scenario(workdir, ONE.replace("images: 4", "images: 20")
                           + "execution: {batch_images: 20}\n")
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         runner.run(path, client=client, progress=False)
         deadline = time.monotonic() + 5
         while sum(steps) < 20 and time.monotonic() < deadline:  # events arrive asynchronously
@@ -499,3 +499,29 @@ def test_ctrl_c_on_a_local_dask_cluster_is_one_line(tmp_path):
     assert len(lines) == 1, err
     assert lines[0].startswith("interrupted after ") and lines[0].endswith(
         "of 4 points; re-run the same command to resume")
+
+
+def test_a_run_whose_workers_all_leave_stops_in_bounded_time(workdir):
+    from dask.distributed import LocalCluster
+
+    path = write_scenario(workdir, SWEEP)
+    out = workdir / "res"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        stopped = []
+
+        def stop_workers(point) -> None:
+            if not stopped:
+                cluster.scale(0)
+                stopped.append(point.index)
+
+        start = time.monotonic()
+        with pytest.raises(E.SchedulerError, match="every worker") as err:
+            runner.run(path, out=out, scheduler=address, progress=False, on_point=stop_workers,
+                       settings={"execution.no_workers_timeout_s": 1})
+        assert time.monotonic() - start < 30
+    assert address in str(err.value) and f"dask worker {address}" in str(err.value)
+    finished = [p for p in (out / R.POINTS_DIR).iterdir() if not p.name.startswith(".")]
+    assert 1 <= len(finished) < 4  # the points done before are kept
+    assert R.read_meta(out)["status"] == R.RUNNING

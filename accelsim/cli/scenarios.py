@@ -139,6 +139,13 @@ def report(
             typer.echo(R.spike_rates(res).to_string())
             typer.echo(f"\n== full / compute-only energy{label} ==")
             typer.echo(R.compute_only_ratio(res).to_string())
+            if C.ANN_ENERGY in res.layers:
+                from accelsim.ann import by_layer
+
+                typer.echo(f"\n== SNN vs the ANN on the same chip, per inference{label} ==\n"
+                           "(energy µJ; SNN/ANN ratios full-system and compute-only; when each "
+                           f"layer finished the image, {R.time_unit(res)})")
+                typer.echo(by_layer(res.layers).to_string())
 
 
 @app.command()

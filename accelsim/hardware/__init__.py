@@ -97,6 +97,13 @@ class TileConfig(_Section):
     leak_rounding: Literal["floor", "truncate"] = Field(
         "floor", description="fixed-point leak product: floor (arithmetic shift) or truncate "
                              "toward zero (Loihi)")
+    activation_bits: int = Field(
+        8, ge=1, le=32, description="one ANN activation (accelsim.ann): 8 = int8, the width "
+        "whose multiply the presets price (Horowitz 2014: int8 mult 0.2 pJ) and the usual "
+        "inference width of quantised ANN accelerators (Jouppi et al., ISCA 2017: TPU v1)")
+    zero_skipping: bool = Field(
+        False, description="ANN only: skip multiplications, operand reads and packets of "
+        "zero activations (ReLU zeros), as sparse ANN accelerators do")
 
     @property
     def membrane_storage_bits(self) -> int:
