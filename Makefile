@@ -32,6 +32,7 @@ benchmark: setup
 	$(BIN)/python analysis/bench_core.py --images 128 --repeats 3
 	$(BIN)/python analysis/bench_chip.py
 	$(BIN)/python analysis/bench_sweep.py
+	$(BIN)/python analysis/bench_call.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache results

@@ -96,6 +96,20 @@ _COUNTERS = ("macs", "steps", "adds", "pool_adds", "sram", "dram", "act_read", "
              "packets_out", "packets_in", "hops_x", "hops_y")
 
 
+
+def _layer_kinds(network: Network) -> dict[str, str]:
+    """Each layer's synapse kind (accelsim.hardware.SYNAPSE_KINDS) for pricing and timing its
+    additions: that of its first projection (conv, or dense for linear)."""
+    return {layer.name: "conv" if layer.inputs[0].op == "conv" else "dense"
+            for layer in network.layers}
+
+
+def _additions_by_kind(network: Network, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The ``synaptic_ops_<kind>`` columns pricing reads: a layer's additions at its kind."""
+    of_row = table[col.LAYER].map(_layer_kinds(network)).to_numpy()
+    ops = table[col.SYNAPTIC_OPS].to_numpy()
+    return {name: np.where(of_row == k, ops, 0) for k, name in col.SYNAPTIC_OPS_BY_KIND.items()}
+
 @dataclass(frozen=True)
 class AnnResult:
     """What :func:`simulate_ann` returns."""
@@ -314,14 +328,17 @@ def _phases(network: Network, hw: Hardware, mapping: Mapping, c: dict[str, np.nd
     """(mac, fire, inject, eject) cycles per image x tile."""
     t = hw.tile
     spilling = int(sum((p.spilled_bits > 0).sum() for p in mapping.layers))
-    mac = c["steps"] * t.accumulate_latency_cycles
+    kinds = _layer_kinds(network)
+    latency = np.concatenate([np.full(len(p.tiles), hw.synapse_cycles[kinds[p.layer.name]])
+                              for p in mapping.layers])[None, :]
+    mac = c["steps"] * latency
     mac = np.maximum(mac, _ceil(_ceil(c["sram"], t.weight_sram_word_bits), t.weight_sram_banks))
     if hw.dram is not None:
         mac = np.maximum(mac, np.where(c["dram"] > 0, hw.dram.latency_cycles + _ceil(
             c["dram"] * spilling, hw.dram.bandwidth_bits_per_cycle), 0))
     neurons = np.concatenate([p.neurons for p in mapping.layers])[None, :]
     fire = (_ceil(neurons, t.neuron_update_units) * t.neuron_update_latency_cycles
-            + _ceil(c["pool_adds"], t.accumulate_units) * t.accumulate_latency_cycles)
+            + _ceil(c["pool_adds"], t.accumulate_units) * latency)
     pc = hw.noc.packet_cycles
     return mac, np.broadcast_to(fire, mac.shape), c["packets_out"] * pc, c["packets_in"] * pc
 
@@ -435,8 +452,9 @@ def simulate_ann(network: Network, images: np.ndarray, labels: np.ndarray | None
         col.STATIC_CYCLES: (n_tiles[None, :] * total[:, None]).ravel(),
     })
     priced = pricing.price(table.assign(**{col.MEMBRANE_READ_BITS: table[ACTIVATION_READ_BITS],
-                                           col.MEMBRANE_WRITE_BITS: table[ACTIVATION_WRITE_BITS]}),
-                           hw)
+                                           col.MEMBRANE_WRITE_BITS: table[ACTIVATION_WRITE_BITS],
+                                           col.SPIKES_OUT: 0},
+                                        **_additions_by_kind(network, table)), hw)
     layers = priced.drop(columns=[col.MEMBRANE_READ_BITS, col.MEMBRANE_WRITE_BITS])
     logits = acts[network.layers[-1].name].reshape(n, -1)
     pred = logits.argmax(axis=1).astype(np.int64)

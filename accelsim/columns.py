@@ -31,8 +31,8 @@ BUSY_CYCLES = "busy_cycles"
 STALL_CYCLES = "stall_cycles"
 
 # -- energy (accelsim.pricing), picojoules -------------------------------------------------
-ENERGY_COMPONENTS = ("accumulate", "mac", "weight_sram", "membrane", "neuron_update", "mesh",
-                     "dram", "static")
+ENERGY_COMPONENTS = ("accumulate", "mac", "weight_sram", "membrane", "neuron_update",
+                     "spike_out", "mesh", "dram", "static")
 ENERGY_COLUMNS = tuple(f"energy_{c}_pj" for c in ENERGY_COMPONENTS)
 ENERGY = "energy_pj"
 COMPUTE_ONLY_SNN = "compute_only_snn_pj"
@@ -59,14 +59,17 @@ NOC_HOPS_X = "noc_hops_x"
 NOC_HOPS_Y = "noc_hops_y"
 DRAM_READ_BITS = "dram_read_bits"
 STATIC_CYCLES = "static_cycles"  # powered tiles x wall cycles charged to this row
+SYNAPTIC_OPS_BY_KIND = {"conv": "synaptic_ops_conv", "dense": "synaptic_ops_dense",
+                        "sparse": "synaptic_ops_sparse"}
+"""synaptic_ops split by projection kind (accelsim.hardware.SYNAPSE_KINDS)."""
 NOC_PACKETS_IN = "noc_packets_in"
 END_CYCLE = "end_cycle"
 
-CHIP_COUNTERS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTIC_OPS, MACS,
-                 NEURON_UPDATES, ACTIVE_NEURON_UPDATES, WEIGHT_SRAM_READ_BITS,
-                 MEMBRANE_READ_BITS, MEMBRANE_WRITE_BITS, QUEUE_PEAK, NOC_PACKETS, NOC_HOPS,
-                 NOC_HOPS_X, NOC_HOPS_Y, DRAM_READ_BITS, DRAM_READ_BYTES, CYCLES, BUSY_CYCLES,
-                 STALL_CYCLES, STATIC_CYCLES)
+CHIP_COUNTERS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTIC_OPS,
+                 *SYNAPTIC_OPS_BY_KIND.values(), MACS, NEURON_UPDATES, ACTIVE_NEURON_UPDATES,
+                 WEIGHT_SRAM_READ_BITS, MEMBRANE_READ_BITS, MEMBRANE_WRITE_BITS, QUEUE_PEAK,
+                 NOC_PACKETS, NOC_HOPS, NOC_HOPS_X, NOC_HOPS_Y, DRAM_READ_BITS, DRAM_READ_BYTES,
+                 CYCLES, BUSY_CYCLES, STALL_CYCLES, STATIC_CYCLES)
 """Integer counter columns of the chip's per-layer table, before pricing."""
 
 # -- summary (one row per run; accelsim.results) --------------------------------------------

@@ -68,6 +68,7 @@ class CoreTables:
     spiking: tuple[bool, ...]
     rec_size: int            # spike-record slots per image (T * spiking neurons)
     leak_shift: int = 0      # fixed point: leak(u) = (u * leak) >> leak_shift
+    leak_truncate: bool = False  # fixed point: round that quotient toward zero, not down
     lo: float | int = -np.inf  # membrane saturation bounds (none in float)
     hi: float | int = np.inf
 
@@ -191,7 +192,8 @@ def _call(tables: CoreTables, x: np.ndarray, T: int, record: bool, counts: np.nd
           output: np.ndarray, rec: np.ndarray, rec_n: np.ndarray) -> None:
     k.run_images(x, T, tables.layers, tables.leaks, tables.leak_shift, tables.thresholds,
                  tables.lo, tables.hi, tables.projs, tables.proj_start, tables.weights,
-                 k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n)
+                 k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n,
+                 tables.leak_truncate)
 
 
 def run_tables(tables: CoreTables, x: np.ndarray, T: int,

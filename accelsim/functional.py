@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from accelsim import quantize
+from accelsim import prepared, quantize
 from accelsim.core import FunctionalResult, SpikeTrain, build_tables, run_tables
 from accelsim.network import Network
 
@@ -83,5 +83,6 @@ def run(network: Network, images: np.ndarray, *, timesteps: int | None = None,
     x = check_images(network, images)
     if q is not None:
         return quantize.run_fixed(network, x, T, q, record_spikes)
-    tables = build_tables(network, T)
+    tables = prepared.cached("tables", (prepared.fingerprint(network), T),
+                             lambda: build_tables(network, T))
     return run_tables(tables, x, T, record_spikes)

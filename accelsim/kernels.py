@@ -179,25 +179,33 @@ def identity_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarr
     return n_spikes
 
 
-def leak_of(membrane, leak, shift):
-    """The leak term: ``leak * u`` in float; ``(u * leak) >> shift`` (floor) for integers."""
+def leak_of(membrane, leak, shift, truncate=False):
+    """The leak term: ``leak * u`` in float; ``(u * leak) / 2**shift`` for integers, floored
+    (arithmetic shift) or, with ``truncate``, rounded toward zero (Loihi)."""
     if isinstance(membrane, (float, np.floating)):
         return leak * membrane
-    return (membrane * leak) >> shift
+    return _fixed_leak(membrane, leak, shift, truncate)
+
+
+def _fixed_leak(membrane, leak, shift, truncate=False):
+    product = membrane * leak
+    if truncate and product < 0:
+        return -((-product) >> shift)
+    return product >> shift
 
 
 @overload(leak_of, jit_options={"cache": True})
-def _leak_of_jit(membrane, leak, shift):
+def _leak_of_jit(membrane, leak, shift, truncate=False):
     if isinstance(membrane, types.Float):
-        return lambda membrane, leak, shift: leak * membrane
-    return lambda membrane, leak, shift: (membrane * leak) >> shift
+        return lambda membrane, leak, shift, truncate=False: leak * membrane
+    return _fixed_leak
 
 
 @njit(cache=True)
 def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
              touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
              fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
-             out_x: np.ndarray) -> tuple[int, int]:
+             out_x: np.ndarray, truncate: bool = False) -> tuple[int, int]:
     """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
 
     Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
@@ -220,7 +228,7 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
         tch = touched[base:base + c_]
         out = fired[base:base + c_]
         for c in range(c_):
-            u = leak_of(mem[c], leak, shift) + cur[c]
+            u = leak_of(mem[c], leak, shift, truncate) + cur[c]
             u = min(max(u, lo), hi)
             f = u > threshold
             if f:
@@ -338,7 +346,7 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
               fired: np.ndarray, spikes: np.ndarray, spike_c: np.ndarray,
               spike_y: np.ndarray, spike_x: np.ndarray,
               n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
-              rec: np.ndarray, rec_n: np.ndarray) -> None:
+              rec: np.ndarray, rec_n: np.ndarray, truncate: bool = False) -> None:
     """One image through all layers and timesteps; state arrays are reset here.
 
     The membrane dtype picks the arithmetic: float64 or int64 (fixed point, see ``lif_step``).
@@ -413,7 +421,7 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
                 k, active = lif_step(cur, mem, rch, tch, layers[li, L_C], layers[li, L_H],
                                      layers[li, L_W], leaks[li], shift, thresholds[li], lo, hi,
                                      fired[off:off + n], spikes[off:off + n], spike_c[off:off + n],
-                                     spike_y[off:off + n], spike_x[off:off + n])
+                                     spike_y[off:off + n], spike_x[off:off + n], truncate)
                 n_spikes[li] = k
                 row[C_SPIKES_OUT] = k
                 row[C_ACTIVE] = active
@@ -429,7 +437,7 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
                shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
                proj_start: np.ndarray, weights: np.ndarray, n_blocks: int, record: bool,
                counts: np.ndarray, output: np.ndarray, rec: np.ndarray,
-               rec_n: np.ndarray) -> None:
+               rec_n: np.ndarray, truncate: bool = False) -> None:
     """Run every image (rows of ``images``, flat CHW); parallel over ``n_blocks`` image blocks.
 
     float64 ``images``/``weights``/``output`` run the float arithmetic, int64 ones the fixed.
@@ -461,7 +469,7 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
             run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
                       proj_start, weights, membrane, current, reached, touched, const, fired,
                       spikes, spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record,
-                      rec[ri], rec_n[ri])
+                      rec[ri], rec_n[ri], truncate)
             off = layers[last, L_OFF]
             output[i, :] = membrane[off:off + layers[last, L_N]]
 

@@ -22,7 +22,8 @@ from accelsim import results as R
 from accelsim.columns import ENERGY_COMPONENTS, component_label, short_param
 
 COMPONENT_COLOURS = dict(zip(ENERGY_COMPONENTS, ("#4c72b0", "#8172b2", "#dd8452", "#ccb974",
-                                                 "#55a868", "#64b5cd", "#c44e52", "#8c8c8c"),
+                                                 "#55a868", "#937860", "#64b5cd", "#c44e52",
+                                                 "#8c8c8c"),
                              strict=True))
 
 

@@ -1,8 +1,11 @@
 """Count, then price: energy columns from counters x an energy table.
 
 :func:`price` applies a chip's energy table (:class:`accelsim.hardware.EnergyTable`) to the
-counters of a per-layer table; :func:`compute_only` is a second pricing of the same counts with
-the paper's fixed figures (docs/design.md §3): E_MAC = 4.6 pJ, E_AC = 0.9 pJ. It is the one
+counters of a per-layer table: synaptic events at the energy of their projection kind (conv,
+dense, sparse), MACs, SRAM and membrane bits, neuron updates (active: received input), spikes
+out (per fired neuron, whatever its fan-out), mesh packets and hops per direction, DRAM bits and
+static power x time. :func:`compute_only` is a second pricing of the same counts with the
+paper's fixed figures (docs/design.md §3): E_MAC = 4.6 pJ, E_AC = 0.9 pJ. It is the one
 implementation of the compute-only estimate: :func:`compute_only_energy` (the training report,
 the model manifest, ``accelsim evaluate``) applies it to spike rates.
 
@@ -43,13 +46,14 @@ def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
     updates = f(col.NEURON_UPDATES)
     active = f(col.ACTIVE_NEURON_UPDATES)
     components = {
-        "accumulate": f(col.SYNAPTIC_OPS) * e.accumulate_pj,
+        "accumulate": synapse_energy(layers, hardware),
         "mac": f(col.MACS) * e.mac_pj,
         "weight_sram": f(col.WEIGHT_SRAM_READ_BITS) * hardware.weight_sram_pj_per_bit,
         "membrane": (f(col.MEMBRANE_READ_BITS) * hardware.membrane_read_pj_per_bit
                      + f(col.MEMBRANE_WRITE_BITS) * hardware.membrane_write_pj_per_bit),
         "neuron_update": (active * e.neuron_update_active_pj
                           + (updates - active) * e.neuron_update_inactive_pj),
+        "spike_out": f(col.SPIKES_OUT) * e.spike_out_pj,
         "mesh": (f(col.NOC_PACKETS) * e.packet_pj + f(col.NOC_HOPS_X) * e.hop_x_pj
                  + f(col.NOC_HOPS_Y) * e.hop_y_pj),
         "dram": f(col.DRAM_READ_BITS) * e.dram_pj_per_bit,
@@ -62,6 +66,23 @@ def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
     energy[col.ENERGY] = sum(components.values(), np.zeros(len(layers)))
     new = [c for c in layers.columns if c not in energy]
     return pd.concat([layers[new], pd.DataFrame(energy, index=layers.index)], axis=1)
+
+
+def synapse_energy(layers: pd.DataFrame, hardware: Hardware) -> np.ndarray:
+    """Synaptic events priced by projection kind: ``sum_k synaptic_ops_k * E_k``.
+
+    The per-kind counts must add up to ``synaptic_ops`` (the chip counts both)."""
+    kinds = col.SYNAPTIC_OPS_BY_KIND
+    missing = [c for c in kinds.values() if c not in layers.columns]
+    if missing:
+        raise ValueError(f"pricing needs the per-kind synaptic counts {missing}, which "
+                         "accelsim.chip writes; price a chip table")
+    by_kind = layers[list(kinds.values())].to_numpy(dtype=np.int64)
+    if (by_kind.sum(axis=1) != layers[col.SYNAPTIC_OPS].to_numpy(dtype=np.int64)).any():
+        raise ValueError(f"{' + '.join(kinds.values())} differs from {col.SYNAPTIC_OPS} in "
+                         "some rows; the per-kind counts must split the total")
+    pj = hardware.synapse_pj
+    return by_kind.astype(np.float64) @ np.array([pj[k] for k in kinds], dtype=np.float64)
 
 
 def projection_flops(architecture: Architecture, layer_name: str, p: Projection) -> int:

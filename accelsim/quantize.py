@@ -17,8 +17,10 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
 - Threshold ``V_l = max(1, round(v_l / U_l))``; leak multiplier ``L_l = round(lambda_l *
   2**leak_bits)``; membrane bounds ``lo, hi = -2**(membrane_bits-1), 2**(membrane_bits-1) - 1``.
 - Each timestep, layer by layer: the current ``I`` of all input spikes accumulates in a wide
-  (int64) accumulator; then ``u = sat(floor(u * L / 2**leak_bits) + I)`` (floor = arithmetic
-  shift right), ``o = u > V``, ``u -= V * o``. The output layer: ``u = sat(u + I)``.
+  (int64) accumulator; then ``u = sat(round(u * L / 2**leak_bits) + I)``, ``o = u > V``,
+  ``u -= V * o``. The output layer: ``u = sat(u + I)``. ``round`` is ``leak_rounding``: floor
+  (arithmetic shift right; the default without a chip) or truncate (toward zero, as Loihi);
+  they differ on negative membranes whenever the leak is below 1.
 - Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
   the prediction is its argmax.
 
@@ -28,7 +30,7 @@ shares nothing with the event-driven kernels but the definitions above.
 
 :class:`Quantization` is the one description of the widths: the scenario's
 ``simulation.quantization`` section is this model, and :func:`check_tile` refuses widths that a
-tile cannot store.
+tile cannot store and a leak rounding other than the tile's.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from accelsim import kernels as k
+from accelsim import prepared
 from accelsim.core import CoreTables, FunctionalResult, build_tables, run_tables
 from accelsim.network import INPUT, Network
 
@@ -54,6 +58,13 @@ class Quantization(BaseModel):
     membrane_bits: int = Field(24, ge=8, le=48, description="signed membrane width (saturating)")
     leak_bits: int = Field(12, ge=1, le=24, description="fractional bits of the leak multiplier")
     input_bits: int = Field(8, ge=2, le=16, description="signed width of the analog input")
+    leak_rounding: Literal["floor", "truncate"] | None = Field(
+        None, description="rounding of the leak product: floor, or truncate toward zero; "
+                          "default: the chip's tile.leak_rounding (floor without a chip)")
+
+    @property
+    def truncates(self) -> bool:
+        return self.leak_rounding == "truncate"
 
 
 def as_quantization(value: Quantization | Mapping | None) -> Quantization:
@@ -69,15 +80,30 @@ def as_quantization(value: Quantization | Mapping | None) -> Quantization:
 
 
 def check_tile(quantization: Quantization, tile) -> None:
-    """Refuse widths the tile (:class:`accelsim.hardware.TileConfig`) cannot store: its weight
-    SRAM holds ``tile.weight_bits`` per weight and its membrane store ``tile.membrane_bits`` per
-    neuron, and the chip's traffic and energy are counted at those widths."""
+    """Refuse what the tile (:class:`accelsim.hardware.TileConfig`) cannot do: widths its weight
+    SRAM (``tile.weight_bits`` per weight) and membrane store (``tile.membrane_bits`` per neuron)
+    cannot hold, at which the chip's traffic and energy are counted, and a leak rounding other
+    than its ``tile.leak_rounding``."""
     for name in ("weight_bits", "membrane_bits"):
         want, have = getattr(quantization, name), getattr(tile, name)
         if want > have:
             raise ValueError(f"quantization.{name} = {want} does not fit the tile's {name} = "
                              f"{have}; set hardware.overrides.tile.{name}: {want} or lower "
                              f"quantization.{name} to at most {have}")
+    if quantization.leak_rounding not in (None, tile.leak_rounding):
+        raise ValueError(f"quantization.leak_rounding = {quantization.leak_rounding} but the "
+                         f"tile rounds the leak by {tile.leak_rounding}; set hardware.overrides."
+                         f"tile.leak_rounding: {quantization.leak_rounding} or remove "
+                         "quantization.leak_rounding")
+
+
+def for_tile(quantization: Quantization, tile) -> Quantization:
+    """``quantization`` checked against the tile (:func:`check_tile`), rounding the leak as the
+    tile does where it names no rounding."""
+    check_tile(quantization, tile)
+    if quantization.leak_rounding is None:
+        return quantization.model_copy(update={"leak_rounding": tile.leak_rounding})
+    return quantization
 
 
 @dataclass(frozen=True)
@@ -176,14 +202,20 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
     leaks = np.array([qnet.leaks.get(la.name, 0) for la in net.layers], dtype=np.int64)
     thresholds = np.array([qnet.thresholds.get(la.name, 1) for la in net.layers], dtype=np.int64)
     return dataclasses.replace(tables, weights=weights, leaks=leaks, thresholds=thresholds,
-                               leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi)
+                               leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi,
+                               leak_truncate=qnet.quantization.truncates)
 
 
 def run_fixed(network: Network, x: np.ndarray, timesteps: int,
               quantization: Quantization | None, record_spikes: bool) -> FunctionalResult:
     """:func:`accelsim.functional.run` in fixed arithmetic (``x``: float64 flat image rows)."""
-    qnet = quantise_network(network, quantization)
-    tables = fixed_tables(qnet, timesteps)
+    def build() -> tuple[QuantisedNetwork, CoreTables]:
+        qnet = quantise_network(network, quantization)
+        return qnet, fixed_tables(qnet, timesteps)
+
+    qnet, tables = prepared.cached(
+        "fixed", (prepared.fingerprint(network), quantization or Quantization(), timesteps),
+        build)
     result = run_tables(tables, qnet.quantise_input(x), timesteps, record_spikes)
     unit = qnet.units[network.layers[-1].name]
     return dataclasses.replace(result, output=result.output.astype(np.float64) * unit)

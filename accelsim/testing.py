@@ -35,6 +35,7 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
     w = {name: torch.from_numpy(v.astype(np.float64)) for name, v in qnet.weights.items()}
     lo, hi = float(qnet.lo), float(qnet.hi)
     scale = float(2 ** qnet.quantization.leak_bits)
+    rounding = torch.trunc if qnet.quantization.truncates else torch.floor
     membranes: dict[str, torch.Tensor | float] = {la.name: 0.0 for la in net.layers}
     spikes: dict[str, list[np.ndarray]] = {la.name: [] for la in net.layers
                                            if la.kind == "spiking"}
@@ -58,7 +59,7 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
                     membranes[layer.name] = torch.clamp(membranes[layer.name] + current, lo, hi)
                     continue
                 u = membranes[layer.name]
-                leaked = (torch.floor(u * float(qnet.leaks[layer.name]) / scale)
+                leaked = (rounding(u * float(qnet.leaks[layer.name]) / scale)
                           if isinstance(u, torch.Tensor) else 0.0)
                 u = leaked + current
                 u = torch.clamp(u, lo, hi)

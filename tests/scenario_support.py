@@ -21,7 +21,7 @@ from accelsim.network import Network
 from accelsim.torch_snn import SpikingNetwork
 
 PRICE_PJ = {"accumulate": 0.9, "mac": 4.6, "weight_sram": 2.0, "membrane": 1.0,
-            "neuron_update": 0.5, "mesh": 3.0, "dram": 0.0, "static": 0.1}
+            "neuron_update": 0.5, "spike_out": 0.2, "mesh": 3.0, "dram": 0.0, "static": 0.1}
 
 
 def save_tiny_model(folder: Path, name: str = "tiny", *, dataset: str = "digits",
@@ -51,7 +51,8 @@ def fake_simulate(network: Network, images: np.ndarray, labels: np.ndarray,
         layers[col] = 0
     ops = {"accumulate": layers[C.SYNAPTIC_OPS], "mac": layers[C.MACS],
            "weight_sram": layers[C.SYNAPTIC_OPS], "membrane": layers[C.NEURON_UPDATES],
-           "neuron_update": layers[C.NEURON_UPDATES], "mesh": layers[C.SPIKES_OUT],
+           "neuron_update": layers[C.NEURON_UPDATES], "spike_out": layers[C.SPIKES_OUT],
+           "mesh": layers[C.SPIKES_OUT],
            "dram": layers[C.SPIKES_OUT], "static": layers[C.CYCLES]}
     for comp, col in zip(C.ENERGY_COMPONENTS, C.ENERGY_COLUMNS, strict=True):
         layers[col] = ops[comp].astype(float) * PRICE_PJ[comp]

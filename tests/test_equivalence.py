@@ -1,7 +1,8 @@
 """Every shipped model in ``trained_models/``: the numba core against PyTorch.
 
 - float: predictions and spikes per layer per timestep equal the float64 PyTorch forward;
-- fixed: spike trains equal the quantised PyTorch reference (:mod:`accelsim.quantize`).
+- fixed: spike trains equal the quantised PyTorch reference (:mod:`accelsim.quantize`), with the
+  leak floored and truncated toward zero.
 
 The default run takes a subset of each model's test images; the ``slow`` run takes >= 500 (or the
 whole test split when it is smaller, e.g. the 359 digits test images) for float and >= 100 for
@@ -57,12 +58,12 @@ def _check_float(path: Path, count: int) -> None:
     np.testing.assert_array_equal(mine, counts)
 
 
-def _check_fixed(path: Path, count: int) -> None:
+def _check_fixed(path: Path, count: int, rounding: str = "floor") -> None:
     from accelsim.quantize import Quantization, quantise_network
     from accelsim.testing import reference_forward
 
     net, images, _ = _model_and_images(path, count)
-    q = Quantization()
+    q = Quantization(leak_rounding=rounding)
     result = run(net, images, arithmetic="fixed", quantization=q, record_spikes=True)
     ref = reference_forward(quantise_network(net, q), images, net.timesteps)
     np.testing.assert_array_equal(result.output, ref.output)
@@ -78,9 +79,10 @@ def test_float_matches_torch_float64_subset(path):
     _check_float(path, QUICK_IMAGES.get(path.stem, QUICK_DEFAULT))
 
 
+@pytest.mark.parametrize("rounding", ["floor", "truncate"])
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
-def test_fixed_matches_quantised_reference_subset(path):
-    _check_fixed(path, QUICK_IMAGES.get(path.stem, QUICK_DEFAULT) // 2)
+def test_fixed_matches_quantised_reference_subset(path, rounding):
+    _check_fixed(path, QUICK_IMAGES.get(path.stem, QUICK_DEFAULT) // 2, rounding)
 
 
 @pytest.mark.slow
@@ -90,6 +92,7 @@ def test_float_matches_torch_float64_full(path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rounding", ["floor", "truncate"])
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
-def test_fixed_matches_quantised_reference_full(path):
-    _check_fixed(path, 100)
+def test_fixed_matches_quantised_reference_full(path, rounding):
+    _check_fixed(path, 100, rounding)

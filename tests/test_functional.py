@@ -223,15 +223,16 @@ def test_no_images_gives_empty_result():
     assert result.spikes == [] and len(result.counts) == 0
 
 
+@pytest.mark.parametrize("rounding", ["floor", "truncate"])
 @pytest.mark.parametrize("bits", [dict(), dict(weight_bits=4, leak_bits=3, membrane_bits=14)])
-def test_fixed_matches_quantised_torch_reference(small, bits):
+def test_fixed_matches_quantised_torch_reference(small, bits, rounding):
     """Spike trains and output bit-exact against the dense integer reference (leaks < 1, and
-    with narrow membranes that saturate)."""
+    with narrow membranes that saturate), in both leak roundings."""
     from accelsim.quantize import Quantization, quantise_network
     from accelsim.testing import reference_forward
 
     net, images, _ = small
-    q = Quantization(**bits)
+    q = Quantization(**bits, leak_rounding=rounding)
     qnet = quantise_network(net, q)
     if bits:
         assert min(qnet.thresholds.values()) > 0 and qnet.hi == 2**13 - 1
@@ -272,6 +273,21 @@ def test_fixed_leak_floors_and_saturates_by_hand():
         expected.append(int(fired))
     assert result.spikes[0]["h"].counts().tolist() == expected
     assert 0 < sum(expected) < 5
+
+
+def test_fixed_floor_and_truncate_give_different_spikes(small):
+    """The two leak roundings differ on negative membranes (leaks < 1 here), enough to move
+    spikes; each still equals its own reference above."""
+    from accelsim.quantize import Quantization
+
+    net, images, _ = small
+    assert min(layer.leak for layer in net.layers if layer.kind == "spiking") < 1
+    floor, trunc = (run(net, images, arithmetic="fixed", record_spikes=True,
+                        quantization=Quantization(leak_rounding=r))
+                    for r in ("floor", "truncate"))
+    differ = [not np.array_equal(a[name].indices, b[name].indices)
+              for a, b in zip(floor.spikes, trunc.spikes, strict=True) for name in a]
+    assert any(differ)
 
 
 def test_core_modules_import_without_a_cycle_and_without_torch():

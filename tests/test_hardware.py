@@ -29,12 +29,36 @@ def test_published_figures():
         81.0, 52.0)
     assert loihi.dram is None and loihi.clock.asynchronous
     assert loihi.noc.hop_latency_x_cycles * loihi.clock.time_unit_ns == pytest.approx(4.1)
+    assert loihi.energy.spike_out_pj == 0.0 and loihi.synapse_cycles == dict.fromkeys(
+        ("conv", "dense", "sparse"), 35)
     silicon = load_hardware("loihi-like-silicon")
     assert silicon.energy.packet_pj == 111.0
+    assert silicon.energy.neuron_update_active_pj == pytest.approx(51.2 + 21.6)
     assert silicon.energy.neuron_update_inactive_pj == pytest.approx(51.2 + 21.6)
+    assert silicon.energy.spike_out_pj == 69.3
+    assert (silicon.energy.hop_x_pj, silicon.energy.hop_y_pj) == (3.0, 4.2)
+    assert silicon.synapse_pj == {"conv": 24.0, "dense": 35.5, "sparse": 33.6}
+    assert silicon.synapse_cycles == {"conv": 31, "dense": 38, "sparse": 47}  # 0.1 ns units
+    for hw in (loihi, silicon):
+        assert hw.tile.leak_rounding == "truncate" and hw.first_layer == "mac"
     generic = load_hardware("45nm-generic")
     assert generic.clock.mhz == 500 and generic.clock.cycle_ns == 2.0
     assert generic.energy.dram_pj_per_bit == pytest.approx(1300 / 64, rel=0.01)
+    assert generic.energy.spike_out_pj == 0.4 and generic.tile.leak_rounding == "floor"
+    assert generic.energy.neuron_update_active_pj == generic.energy.neuron_update_inactive_pj
+
+
+def test_per_kind_fields_take_one_number_or_one_per_kind():
+    kinds = {"conv": 1.0, "dense": 2.0, "sparse": 3.0}
+    hw = load_hardware("45nm-generic", {"energy.accumulate_pj": kinds,
+                                        "tile.accumulate_latency_cycles": 4})
+    assert hw.synapse_pj == kinds and hw.synapse_cycles == dict.fromkeys(kinds, 4)
+    silicon = load_hardware("loihi-like-silicon", {"energy.accumulate_pj.dense": 30.0})
+    assert silicon.synapse_pj["dense"] == 30.0 and silicon.synapse_pj["conv"] == 24.0
+    with pytest.raises(HardwareError, match="accumulate_pj"):
+        load_hardware("45nm-generic", {"energy.accumulate_pj": {"conv": 1.0, "dense": 2.0}})
+    with pytest.raises(HardwareError, match="first_layer"):
+        load_hardware("45nm-generic", {"first_layer": "analog"})
 
 
 def test_sram_energy_is_log_linear_in_capacity():

@@ -72,13 +72,16 @@ def _counters(**values) -> pd.DataFrame:
 def test_price_each_component():
     hw = load_hardware("loihi-like")
     e = hw.energy
-    priced = price(_counters(**{col.SYNAPTIC_OPS: 10, col.MACS: 3, col.NEURON_UPDATES: 7,
-                                col.ACTIVE_NEURON_UPDATES: 2, col.NOC_PACKETS: 4,
-                                col.NOC_HOPS_X: 5, col.NOC_HOPS_Y: 6}), hw)
+    priced = price(_counters(**{col.SYNAPTIC_OPS: 10, col.SYNAPTIC_OPS_BY_KIND["conv"]: 6,
+                                col.SYNAPTIC_OPS_BY_KIND["dense"]: 4, col.MACS: 3,
+                                col.NEURON_UPDATES: 7, col.ACTIVE_NEURON_UPDATES: 2,
+                                col.SPIKES_OUT: 2, col.NOC_PACKETS: 4, col.NOC_HOPS_X: 5,
+                                col.NOC_HOPS_Y: 6}), hw)
     row = priced.iloc[0]
     assert row["energy_accumulate_pj"] == pytest.approx(10 * 23.6)
     assert row["energy_mac_pj"] == pytest.approx(3 * e.mac_pj)
     assert row["energy_neuron_update_pj"] == pytest.approx(2 * 81 + 5 * 52)
+    assert row["energy_spike_out_pj"] == 0.0  # Davies 2018 Table 2 has no such figure
     assert row["energy_mesh_pj"] == pytest.approx(4 * 1.7 + 5 * 3.0 + 6 * 4.0)
     assert row[col.ENERGY] == pytest.approx(sum(row[c] for c in col.ENERGY_COLUMNS))
     g = load_hardware("45nm-generic")
@@ -101,6 +104,76 @@ def test_compute_only_needs_spikes_of_sources():
     frame[col.LAYER] = "conv1"
     out = compute_only(frame, net.architecture)
     assert out[col.COMPUTE_ONLY_SNN][0] == pytest.approx(9 * 16 * 2 * E_MAC_PJ)
+
+
+def test_silicon_preset_prices_each_component_as_its_source():
+    """SANA-FE loihi.yaml, component by component: synapse by kind (conv 24.0, dense 35.5,
+    sparse 33.6 pJ), neuron access + update 72.8 pJ per updated neuron, 69.3 pJ per fired
+    neuron, 111 pJ per message, 3.0 / 4.2 pJ per east-west / north-south hop."""
+    hw = load_hardware("loihi-like-silicon")
+    kinds = col.SYNAPTIC_OPS_BY_KIND
+    priced = price(_counters(**{col.SYNAPTIC_OPS: 60, kinds["conv"]: 10, kinds["dense"]: 20,
+                                kinds["sparse"]: 30, col.NEURON_UPDATES: 9,
+                                col.ACTIVE_NEURON_UPDATES: 4, col.SPIKES_OUT: 3,
+                                col.NOC_PACKETS: 5, col.NOC_HOPS_X: 7, col.NOC_HOPS_Y: 11}), hw)
+    row = priced.iloc[0]
+    assert row["energy_accumulate_pj"] == pytest.approx(10 * 24.0 + 20 * 35.5 + 30 * 33.6)
+    assert row["energy_neuron_update_pj"] == pytest.approx(9 * (51.2 + 21.6))
+    assert row["energy_spike_out_pj"] == pytest.approx(3 * 69.3)
+    assert row["energy_mesh_pj"] == pytest.approx(5 * 111.0 + 7 * 3.0 + 11 * 4.2)
+    assert row[col.ENERGY] == pytest.approx(sum(row[c] for c in col.ENERGY_COLUMNS))
+
+
+def test_reset_is_charged_per_fired_neuron():
+    """45nm-generic: a neuron update costs 1.5 pJ with or without input; the 0.4 pJ reset
+    subtraction is paid by the neurons that fired."""
+    hw = load_hardware("45nm-generic")
+    for active, fired in ((0, 0), (5, 0), (5, 3)):
+        row = price(_counters(**{col.NEURON_UPDATES: 8, col.ACTIVE_NEURON_UPDATES: active,
+                                 col.SPIKES_OUT: fired}), hw).iloc[0]
+        assert row["energy_neuron_update_pj"] == pytest.approx(8 * 1.5)
+        assert row["energy_spike_out_pj"] == pytest.approx(fired * 0.4)
+
+
+def test_per_kind_counts_must_split_the_total():
+    bad = _counters(**{col.SYNAPTIC_OPS: 5, col.SYNAPTIC_OPS_BY_KIND["dense"]: 4})
+    with pytest.raises(ValueError, match="must split the total"):
+        price(bad, load_hardware("45nm-generic"))
+    with pytest.raises(ValueError, match="per-kind synaptic counts"):
+        price(bad.drop(columns=[col.SYNAPTIC_OPS_BY_KIND["conv"]]),
+              load_hardware("45nm-generic"))
+
+
+def test_conv_and_dense_synapses_priced_by_kind_on_a_chip_run():
+    """The chip splits synaptic events by projection kind; with hand spike trains on the conv
+    net: each conv1 spike reaches 2x2 positions x 3 channels of conv2 (12 conv events), each
+    conv2 spike the 4 fc units (4 dense), each fc spike the 2 outputs (2 dense)."""
+    net = _conv_net()
+    spikes = [{"conv1": train([list(range(8)), list(range(0, 32, 2))]),
+               "conv2": train([[0, 5, 11], []]),
+               "fc": train([[1], [0, 1, 2, 3]])}]
+    hw = load_hardware("loihi-like-silicon", {"mesh.rows": 1, "mesh.cols": 4})
+    result, _ = run_mode(net, spikes, hw, 2)
+    layers = result.layers.set_index([col.LAYER, col.TIMESTEP])
+    kinds = col.SYNAPTIC_OPS_BY_KIND
+    expected = {("conv2", 1): (96, 0), ("conv2", 2): (192, 0), ("fc", 1): (0, 12),
+                ("fc", 2): (0, 0), ("output", 1): (0, 2), ("output", 2): (0, 8),
+                ("conv1", 1): (0, 0), ("conv1", 2): (0, 0)}
+    for key, (conv, dense) in expected.items():
+        row = layers.loc[key]
+        assert (row[kinds["conv"]], row[kinds["dense"]], row[kinds["sparse"]]) == (conv, dense, 0)
+        assert row[col.SYNAPTIC_OPS] == conv + dense
+        assert row["energy_accumulate_pj"] == pytest.approx(conv * 24.0 + dense * 35.5)
+    # spike-out energy: spikes x 69.3 pJ on every row
+    np.testing.assert_allclose(result.layers["energy_spike_out_pj"],
+                               result.layers[col.SPIKES_OUT] * 69.3)
+    # hop energy: hops_x x 3.0 + hops_y x 4.2 on top of 111 pJ per packet
+    np.testing.assert_allclose(result.layers["energy_mesh_pj"],
+                               result.layers[col.NOC_PACKETS] * 111.0
+                               + result.layers[col.NOC_HOPS_X] * 3.0
+                               + result.layers[col.NOC_HOPS_Y] * 4.2)
+    np.testing.assert_allclose(result.layers[col.ENERGY],
+                               result.layers[list(col.ENERGY_COLUMNS)].sum(axis=1))
 
 
 def test_compute_only_energy_closed_form():

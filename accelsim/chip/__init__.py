@@ -10,16 +10,21 @@ Every tile holds one block of one layer (see :mod:`accelsim.mapping`). Per times
 tile d:
 
 1. **MAC** (t = 1, layers fed by the analog input): ``ceil(MACs_d / accumulate_units) *
-   accumulate_latency`` cycles (at least the cycles to read the tile's weights from its SRAM
-   banks, and the DRAM time of spilled weights); the current is kept for every timestep.
+   accumulate_latency`` cycles (the latency of the projection's synapse kind; at least the
+   cycles to read the tile's weights from its SRAM banks, and the DRAM time of spilled
+   weights); the current is kept for every timestep. With ``first_layer: bias`` there is no
+   MAC phase: a host computes the current and the chip holds it as each neuron's bias (no
+   MACs, no weight reads; the bias is read from membrane storage at every update).
 2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
    time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
    first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
    for the barrier); ``finish_k = start_k + service_k`` with ``service = max(1,
-   ceil(synops / accumulate_units) * accumulate_latency, ceil(ceil(SRAM bits / word bits) /
-   banks))``; a packet whose weight rows spilled to DRAM also waits ``dram latency +
-   ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared by time division
-   among the n tiles that spill. Each synaptic op reads and writes the membrane once.
+   sum over synapse kinds of ceil(synops_kind / accumulate_units) * accumulate_latency_kind,
+   ceil(ceil(SRAM bits / word bits) / banks))`` (kinds: conv, dense for linear projections,
+   sparse for identity shortcuts); a packet whose weight rows spilled to DRAM also waits
+   ``dram latency + ceil(bits * n / bandwidth) + accumulate cycles``, the channel being shared
+   by time division among the n tiles that spill. Each synaptic op reads and writes the
+   membrane once.
 3. **Fire**: starts at ``max(last finish, inputs done)``, where *inputs done* is the arrival of
    every source tile's end-of-timestep signal (sent when the source finished firing and its
    port injected every packet it held, including any of an earlier timestep still draining;
@@ -90,10 +95,10 @@ import numpy as np
 import pandas as pd
 
 from accelsim import columns as col
-from accelsim import pricing
+from accelsim import prepared, pricing
 from accelsim.chip.plan import Plan, build_plan
 from accelsim.chip.timeline import Timeline
-from accelsim.hardware import Hardware, load_hardware
+from accelsim.hardware import SYNAPSE_KINDS, Hardware, load_hardware
 from accelsim.mapping import Mapping, map_network
 from accelsim.network import INPUT, Network
 
@@ -152,15 +157,15 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
     ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
-    ``quantization`` widths against the tile's (:func:`accelsim.quantize.check_tile`).
+    ``quantization`` against the tile (:func:`accelsim.quantize.check_tile`: widths, leak
+    rounding) and rounds the leak as the tile does unless it names a rounding.
     """
     from accelsim import functional, quantize
 
     hw = _hardware(hardware)
     T = functional.check_timesteps(timesteps, network.timesteps)
     if arithmetic == "fixed":
-        quantization = quantize.as_quantization(quantization)
-        quantize.check_tile(quantization, hw.tile)
+        quantization = quantize.for_tile(quantize.as_quantization(quantization), hw.tile)
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)
     assert result.spikes is not None
@@ -187,8 +192,12 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     schedule = hw.schedule.kind if schedule is None else schedule
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    mapping = map_network(network, hw) if mapping is None else mapping
-    plan = build_plan(network, hw, mapping)
+    if mapping is None:
+        mapping, plan = prepared.cached("plan", (prepared.fingerprint(network),
+                                                 hw.model_dump_json()),
+                                        lambda: _mapped_plan(network, hw))
+    else:
+        plan = build_plan(network, hw, mapping)
     if mode == "fast":
         from accelsim.chip.fast import run_images
     else:
@@ -198,13 +207,21 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
     if record:
         timelines.extend(simulated)
     chip, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
+    chip.update(_synops_by_kind(plan, spikes, timesteps))
     layers = _merge_counts(chip, counts, network, len(spikes), timesteps)
+    if hw.first_layer == "bias":
+        layers[col.MACS] = 0  # the host computes the analog layer; the chip loads biases
     layers = pricing.compute_only(pricing.price(layers, hw), network.architecture)
     images = _image_table(layers, predictions, labels, totals, hw)
     tiles = (pd.concat([_tile_rows(plan, tl, i) for i, tl in enumerate(simulated)],
                        ignore_index=True) if per_tile and simulated else
              pd.DataFrame(columns=_TILE_COLUMNS))
     return SimulationResult(layers=layers, images=images, mapping=mapping.table(), tiles=tiles)
+
+
+def _mapped_plan(network: Network, hw: Hardware) -> tuple[Mapping, Plan]:
+    mapping = map_network(network, hw)
+    return mapping, build_plan(network, hw, mapping)
 
 
 def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], schedule: str,
@@ -275,6 +292,29 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
     }
     return ({k: np.asarray(v).reshape(-1) for k, v in columns.items()},
             step_end[:, -1].astype(np.int64))
+
+
+def _synops_by_kind(plan: Plan, spikes: list[dict], T: int) -> dict[str, np.ndarray]:
+    """The ``synaptic_ops_<kind>`` columns (rows image-major, then layer, then timestep): each
+    spike's events per destination layer and synapse kind, from the plan's fan-out classes."""
+    layers = plan.network.layers
+    B, L, K = len(spikes), len(layers), len(SYNAPSE_KINDS)
+    out = np.zeros((B, L, T, K), dtype=np.int64)
+    for layer, fo in zip(layers, plan.fanout, strict=True):
+        if fo is None:
+            continue
+        classes = fo.synops_by_kind.shape[1]
+        to_layer = np.zeros((K, classes, L), dtype=np.int64)
+        for m in np.unique(fo.dest_layer):
+            to_layer[:, :, m] = fo.synops_by_kind[:, :, fo.dest_layer == m].sum(axis=2)
+        for b, trains in enumerate(spikes):
+            train = trains[layer.name]
+            t = np.repeat(np.arange(T), train.counts())
+            hist = np.bincount(t * classes + fo.neuron_class[train.indices],
+                               minlength=T * classes).reshape(T, classes)
+            out[b] += np.einsum("tc,kcl->ltk", hist, to_layer)
+    return {col.SYNAPTIC_OPS_BY_KIND[kind]: out[..., k].reshape(-1)
+            for k, kind in enumerate(SYNAPSE_KINDS)}
 
 
 def _merge_counts(chip: dict[str, np.ndarray], counts: pd.DataFrame, network: Network,

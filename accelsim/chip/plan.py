@@ -2,8 +2,10 @@
 
 Built once per (network, hardware, mapping): for every spiking layer with consumers, a fan-out
 table over (source neuron class, destination tile) giving the synaptic operations the spike causes
-on that tile, the weight bits it fetches from SRAM and from DRAM, and the tile's service cycles
-for it; for every tile its coordinates, neurons and neuron-update cycles.
+on that tile (in total and per synapse kind), the weight bits it fetches from SRAM and from DRAM,
+and the tile's service cycles for it (each synapse kind at its own accumulate latency); for
+every tile its coordinates, neurons and neuron-update cycles. With ``first_layer: bias`` the
+analog input needs no MAC phase: a host computes it and loads it as the neurons' bias.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.hardware import Hardware
+from accelsim.hardware import SYNAPSE_KINDS, Hardware
 from accelsim.mapping import LayerPlacement, Mapping
 from accelsim.network import INPUT, Network, Projection, pooled_shape
 
@@ -41,6 +43,7 @@ class FanOut:
     hop_cycles: np.ndarray   # int64 (S, D) head latency from source tile to destination
     hops_x: np.ndarray       # int64 (S, D)
     hops_y: np.ndarray       # int64 (S, D)
+    synops_by_kind: np.ndarray  # int64 (kinds, classes, D): ``synops`` split by SYNAPSE_KINDS
 
 
 def _classes(*tables: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -141,6 +144,33 @@ def _projection_fanout(network: Network, p: Projection, place: LayerPlacement,
     return syn, np.where(spilled, 0, bits), np.where(spilled, bits, 0)
 
 
+def synapse_kind(p: Projection) -> int:
+    """Index in :data:`~accelsim.hardware.SYNAPSE_KINDS` of a projection's synapses: conv,
+    linear (dense), identity shortcut (sparse: one listed synapse per source neuron)."""
+    return SYNAPSE_KINDS.index({"conv": "conv", "linear": "dense"}.get(p.op, "sparse"))
+
+
+def _split_by_kind(syn: np.ndarray, column_kind: np.ndarray, mix: np.ndarray) -> np.ndarray:
+    """(kinds, classes, D) synaptic events: a destination column fed through one synapse kind
+    (``column_kind``) holds all of ``syn`` there; the columns fed through several (-1) take
+    their split from ``mix`` (classes, kinds x mixed columns)."""
+    kinds = len(SYNAPSE_KINDS)
+    out = np.stack([np.where(column_kind == k, syn, 0) for k in range(kinds)])
+    mixed = column_kind < 0
+    if mixed.any():
+        out[:, :, mixed] = mix.reshape(len(syn), kinds, -1).transpose(1, 0, 2)
+    return out
+
+
+def accumulate_cycles(synops_by_kind: np.ndarray, hardware: Hardware) -> np.ndarray:
+    """Cycles of the accumulate unit for (kinds, ...) synaptic events: each kind's events in
+    groups of ``accumulate_units`` at that kind's latency."""
+    units = hardware.tile.accumulate_units
+    cycles = hardware.synapse_cycles
+    return sum(ceil_div(synops_by_kind[k], units) * cycles[kind]
+               for k, kind in enumerate(SYNAPSE_KINDS))
+
+
 def _coords(tiles: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles // cols, tiles % cols
 
@@ -183,7 +213,7 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         tile_first[t] = place.block_start[:-1] * place.neurons_per_channel
         channels = np.diff(place.block_start)
         for pi, p in enumerate(place.layer.inputs):
-            if p.source != INPUT:
+            if p.source != INPUT or hw.first_layer == "bias":
                 continue
             src = network.architecture.input_shape
             if p.op == "conv":
@@ -197,7 +227,8 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             rows = place.projections[pi]
             sram = rows.rows_in_sram * rows.row_bits
             spill = rows.rows * rows.row_bits - sram
-            cyc = ceil_div(macs, tile_cfg.accumulate_units) * tile_cfg.accumulate_latency_cycles
+            cyc = (ceil_div(macs, tile_cfg.accumulate_units)
+                   * hw.synapse_cycles[SYNAPSE_KINDS[synapse_kind(p)]])
             cyc = np.maximum(cyc, ceil_div(ceil_div(sram, tile_cfg.weight_sram_word_bits),
                                            tile_cfg.weight_sram_banks))
             if dram is not None:
@@ -219,21 +250,33 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         if not consumers[si]:
             fanouts.append(None)
             continue
-        cols = []
+        cols, mixed = [], []
         for mi in consumers[si]:
             place = mapping.layers[mi]
             syn = sram = dbits = None
+            per_kind: dict[int, np.ndarray] = {}
             for pi, p in enumerate(place.layer.inputs):
                 if p.source != layer.name:
                     continue
                 a, b, c = _projection_fanout(network, p, place, pi, tile_cfg.weight_bits)
                 syn, sram, dbits = (a, b, c) if syn is None else (syn + a, sram + b, dbits + c)
-            cols.append((mi, place.tiles, syn, sram, dbits))
+                k = synapse_kind(p)
+                per_kind[k] = per_kind[k] + a if k in per_kind else a
+            kind = next(iter(per_kind)) if len(per_kind) == 1 else -1
+            if kind < 0:
+                mixed.append(np.stack([per_kind.get(k, np.zeros_like(syn))
+                                       for k in range(len(SYNAPSE_KINDS))], axis=1))
+            cols.append((mi, place.tiles, syn, sram, dbits, kind))
         dest = np.concatenate([c[1] for c in cols])
         dest_layer = np.concatenate([np.full(len(c[1]), c[0], dtype=np.int64) for c in cols])
-        cls, (syn, sram, dbits) = _classes(*(
-            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)))
-        acc = ceil_div(syn, tile_cfg.accumulate_units) * tile_cfg.accumulate_latency_cycles
+        column_kind = np.concatenate([np.full(len(c[1]), c[5], dtype=np.int64) for c in cols])
+        mix = (np.concatenate(mixed, axis=2).reshape(layer.neurons, -1) if mixed else
+               np.zeros((layer.neurons, 0), dtype=np.int64))
+        cls, (syn, sram, dbits, mix) = _classes(*(
+            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)),
+            mix.astype(np.int64))
+        by_kind = _split_by_kind(syn, column_kind, mix)
+        acc = accumulate_cycles(by_kind, hw)
         svc = np.maximum(np.maximum(acc, 1), ceil_div(ceil_div(
             sram, tile_cfg.weight_sram_word_bits), tile_cfg.weight_sram_banks))
         if dram is not None:
@@ -246,7 +289,8 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
             hop_cycles=np.ascontiguousarray(hop[np.ix_(src_tiles, dest)]),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
-            hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)])))
+            hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)]),
+            synops_by_kind=by_kind))
     return Plan(
         network=network, hardware=hw, mapping=mapping, tile_layer=tile_layer,
         tile_neurons=tile_neurons, tile_first_neuron=tile_first, fire_cycles=fire,

@@ -35,6 +35,38 @@ class _Section(BaseModel):
     source: str | None = Field(None, description="where the published figures come from")
 
 
+SYNAPSE_KINDS = ("conv", "dense", "sparse")
+"""Projection kinds a synapse is priced and timed by: conv (shared kernel), dense (linear: a
+weight per source-target pair), sparse (a listed synapse; identity shortcuts are one each)."""
+
+
+class _PerKind(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SynapseCycles(_PerKind):
+    """Accumulate latency per projection kind (cycles per accumulate step)."""
+
+    conv: int = Field(ge=1)
+    dense: int = Field(ge=1)
+    sparse: int = Field(ge=1)
+
+
+class SynapsePj(_PerKind):
+    """Energy of one synaptic event per projection kind (pJ)."""
+
+    conv: float = Field(ge=0)
+    dense: float = Field(ge=0)
+    sparse: float = Field(ge=0)
+
+
+def per_kind(value: float | _PerKind) -> dict[str, Any]:
+    """A per-kind field as {kind: value}: one number applies to every kind."""
+    if isinstance(value, _PerKind):
+        return value.model_dump()
+    return dict.fromkeys(SYNAPSE_KINDS, value)
+
+
 class MeshConfig(_Section):
     """The 2-D mesh of tiles; tile ``i`` sits at row ``i // cols``, column ``i % cols``."""
 
@@ -55,12 +87,16 @@ class TileConfig(_Section):
     weight_sram_word_bits: int = Field(ge=1)
     weight_bits: int = Field(ge=1, le=64)
     accumulate_units: int = Field(ge=1, description="synaptic additions (or MACs) per step")
-    accumulate_latency_cycles: int = Field(ge=1, description="cycles per accumulate step")
+    accumulate_latency_cycles: int | SynapseCycles = Field(
+        description="cycles per accumulate step: one number, or one per synapse kind")
     membrane_bits: int = Field(ge=1, le=64)
     neuron_update_units: int = Field(ge=1, description="neurons updated per step")
     neuron_update_latency_cycles: int = Field(ge=1, description="cycles per update step")
     max_neurons: int = Field(ge=1, description="neurons one tile can hold")
     static_power_mw: float = Field(ge=0, description="leakage power of one powered tile")
+    leak_rounding: Literal["floor", "truncate"] = Field(
+        "floor", description="fixed-point leak product: floor (arithmetic shift) or truncate "
+                             "toward zero (Loihi)")
     activation_bits: int = Field(
         8, ge=1, le=32, description="one ANN activation (accelsim.ann): 8 = int8, the width "
         "whose multiply the presets price (Horowitz 2014: int8 mult 0.2 pJ) and the usual "
@@ -126,7 +162,8 @@ class ScheduleConfig(_Section):
 class EnergyTable(_Section):
     """Energy per counted action, picojoules (static power is in the tile section)."""
 
-    accumulate_pj: float = Field(ge=0, description="one synaptic addition")
+    accumulate_pj: float | SynapsePj = Field(
+        description="one synaptic event: one number, or one per synapse kind")
     mac_pj: float = Field(ge=0, description="one multiply-accumulate (analog first layer)")
     weight_sram_read_pj_per_bit: float | None = Field(None, ge=0)
     sram_read_pj_per_64bit_by_kib: dict[float, float] | None = Field(
@@ -136,6 +173,8 @@ class EnergyTable(_Section):
     membrane_write_pj_per_bit: float | None = Field(None, ge=0)
     neuron_update_active_pj: float = Field(ge=0)
     neuron_update_inactive_pj: float = Field(ge=0)
+    spike_out_pj: float = Field(0.0, ge=0, description="one fired neuron (spike generation, "
+                                                      "reset), whatever its fan-out")
     packet_pj: float = Field(0.0, ge=0, description="sending one spike packet")
     hop_x_pj: float = Field(ge=0, description="one packet, one east-west hop")
     hop_y_pj: float = Field(ge=0, description="one packet, one north-south hop")
@@ -179,6 +218,20 @@ class Hardware(_Section):
     clock: ClockConfig
     schedule: ScheduleConfig = ScheduleConfig()
     energy: EnergyTable
+    first_layer: Literal["mac", "bias"] = Field(
+        "mac", description="analog input: 'mac', the chip multiply-accumulates it once per "
+                           "image; 'bias', a host computes it and loads it as each neuron's "
+                           "bias (no chip MACs, no first-layer weight reads)")
+
+    @property
+    def synapse_cycles(self) -> dict[str, int]:
+        """Accumulate latency per synapse kind."""
+        return per_kind(self.tile.accumulate_latency_cycles)
+
+    @property
+    def synapse_pj(self) -> dict[str, float]:
+        """Energy of one synaptic event per synapse kind."""
+        return per_kind(self.energy.accumulate_pj)
 
     @property
     def weight_sram_pj_per_bit(self) -> float:
