@@ -2,20 +2,27 @@
 
 Policy (deterministic, stated once here):
 
-1. Each layer's neurons are partitioned by *output channel* (conv) or *unit* (linear) into
-   contiguous blocks whose sizes differ by at most one; a tile holds one block of one layer.
-2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons``. The remaining
-   tiles go, one at a time, to the layer with the most weight bits per tile (ties: the earlier
-   layer), until every tile is used or no layer can be split further (one channel per tile).
-   This minimises the largest per-tile weight footprint.
+1. A tile holds one block of one layer: a contiguous range of its neurons in flat (C, H, W)
+   order. On ``n`` tiles a layer of ``C`` output channels (conv) or units (linear) is split
+   - by channel when ``n <= C``: blocks of whole channels whose sizes differ by at most one;
+   - spatially when ``n > C``: every channel is cut into ``n // C`` or ``n // C + 1`` *row
+     bands* (the first ``n % C`` channels get one band more), whose row counts differ by at
+     most one. A band holds one channel's rows ``y0:y1``, all columns, and needs the weights
+     of that one channel only.
+2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons`` (row bands
+   when one channel exceeds a tile). The remaining tiles go, one at a time, to the layer with
+   the most weight bits per tile (ties: the earlier layer) while splitting it further by
+   channel lowers that; this minimises the largest per-tile weight footprint. Tiles still left
+   go, one at a time, to the layer with the most neurons per tile (its work per timestep),
+   split into more row bands, until every tile is used or every band is one row.
 3. Layers occupy consecutive tile numbers in layer order; tile ``i`` sits at mesh row
    ``i // cols``, column ``i % cols``.
 4. A tile's weights are laid out row by row: one row per presynaptic source channel (conv) or
    source unit (linear), projections in the layer's order. Rows are kept in SRAM while they fit;
    the remaining rows are *spilled*: they stay in DRAM and are streamed on every use.
 
-A network that cannot be mapped raises :class:`MappingError` naming the layer, what it needs and
-what the chip has.
+A network that cannot be mapped raises :class:`MappingError` naming the layer, what it needs,
+what the chip has and what would fit (tiles, neurons per tile, SRAM per tile).
 """
 
 from __future__ import annotations
@@ -57,9 +64,11 @@ class LayerPlacement:
     layer: Layer
     tiles: np.ndarray
     """int64 (n,): global tile ids."""
-    block_start: np.ndarray
-    """int64 (n + 1,): the tile k holds channels/units ``block_start[k]:block_start[k+1]``."""
-    neurons_per_channel: int
+    neuron_start: np.ndarray
+    """int64 (n + 1,): tile k holds the neurons ``neuron_start[k]:neuron_start[k+1]`` (flat
+    (C, H, W) order; whole rows of a conv layer)."""
+    channels: np.ndarray
+    """int64 (n,): output channels (units) tile k holds neurons of, whose weights it needs."""
     projections: tuple[ProjectionRows, ...]
     weight_bits: np.ndarray
     """int64 (n,): weight bits each tile needs."""
@@ -72,7 +81,7 @@ class LayerPlacement:
 
     @property
     def neurons(self) -> np.ndarray:
-        return np.diff(self.block_start) * self.neurons_per_channel
+        return np.diff(self.neuron_start)
 
     def neuron_tile(self) -> np.ndarray:
         """int64 (neurons,): local tile index of every neuron (CHW flat order)."""
@@ -113,11 +122,47 @@ class Mapping:
         })
 
 
-def _channels(layer: Layer) -> tuple[int, int]:
-    """(channels or units, neurons per channel)."""
+def _chw(layer: Layer) -> tuple[int, int, int]:
+    """(channels or units, rows, columns); a linear layer is (units, 1, 1)."""
     if len(layer.shape) == 3:
-        return int(layer.shape[0]), int(layer.shape[1] * layer.shape[2])
-    return int(layer.shape[0]), 1
+        return int(layer.shape[0]), int(layer.shape[1]), int(layer.shape[2])
+    return int(layer.shape[0]), 1, 1
+
+
+def max_tiles(layer: Layer) -> int:
+    """The most tiles a layer can use: one row of one channel (one unit) per tile."""
+    c, h, _ = _chw(layer)
+    return c * h
+
+
+def min_tiles(layer: Layer, max_neurons: int) -> int:
+    """The fewest tiles that hold ``layer`` with at most ``max_neurons`` neurons per tile; 0
+    when one row (one unit) is already too many."""
+    c, h, w = _chw(layer)
+    if h * w <= max_neurons:
+        return -(-c // (max_neurons // (h * w)))
+    rows = max_neurons // w
+    return c * -(-h // rows) if rows else 0
+
+
+def _even(total: int, parts: int) -> np.ndarray:
+    """Starts of ``parts`` contiguous pieces of ``total`` whose sizes differ by at most one."""
+    sizes = np.full(parts, total // parts, dtype=np.int64)
+    sizes[:total % parts] += 1
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def partition(layer: Layer, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(neuron_start, channels) of ``layer`` on ``n`` tiles (policy 1 of the module)."""
+    c, h, w = _chw(layer)
+    if n <= c:
+        blocks = _even(c, n)
+        return blocks * h * w, np.diff(blocks)
+    bands = np.full(c, n // c, dtype=np.int64)
+    bands[:n % c] += 1
+    starts = [ch * h * w + _even(h, k)[:-1] * w for ch, k in enumerate(bands.tolist())]
+    return (np.concatenate(starts + [np.array([c * h * w])]).astype(np.int64),
+            np.ones(n, dtype=np.int64))
 
 
 def _row_shape(network: Network, layer: Layer, p: Projection, weight_bits: int
@@ -132,46 +177,83 @@ def _row_shape(network: Network, layer: Layer, p: Projection, weight_bits: int
 
 
 def _layer_weight_bits(network: Network, layer: Layer, weight_bits: int) -> int:
-    channels, _ = _channels(layer)
+    channels = _chw(layer)[0]
     return sum(rows * bits * channels for rows, bits in
                (_row_shape(network, layer, p, weight_bits) for p in layer.inputs))
+
+
+
+
+def _fitting_neurons(layers, available: int, fixed: dict[int, int]) -> int | None:
+    """The smallest ``tile.max_neurons`` with which ``layers`` fit on ``available`` tiles."""
+    free = available - sum(fixed.values())
+    todo = [layer for i, layer in enumerate(layers) if i not in fixed]
+    if free < len(todo):
+        return None
+    lo, hi = 1, max(layer.neurons for layer in todo) if todo else 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        need = [min_tiles(layer, mid) for layer in todo]
+        if all(need) and sum(need) <= free:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int]:
     """Tiles per layer: the neuron-limit minimum, ``fixed`` counts, then spare tiles greedily."""
     layers = network.layers
     available = hw.mesh.tiles
+    cap = hw.tile.max_neurons
     if len(layers) > available:
         raise MappingError(f"network {network.name!r} has {len(layers)} layers; the chip "
                            f"{hw.name!r} has {available} tiles ({hw.mesh.rows}x{hw.mesh.cols}) "
                            "and a tile holds one layer: use a larger mesh (mesh.rows, mesh.cols)")
     counts = []
-    for layer in layers:
-        channels, per_channel = _channels(layer)
-        if per_channel > hw.tile.max_neurons:
-            raise MappingError(f"layer {layer.name!r}: one channel has {per_channel} neurons; a "
-                               f"tile of {hw.name!r} holds at most tile.max_neurons="
-                               f"{hw.tile.max_neurons}")
-        fit = hw.tile.max_neurons // per_channel
-        counts.append(fixed.get(len(counts), -(-channels // fit)))
+    for i, layer in enumerate(layers):
+        need = min_tiles(layer, cap)
+        if need == 0:
+            w = _chw(layer)[2]
+            raise MappingError(f"layer {layer.name!r}: one row of a channel has {w} neurons; a "
+                               f"tile of {hw.name!r} holds at most tile.max_neurons={cap} and "
+                               f"holds whole rows: set tile.max_neurons >= {w}")
+        counts.append(fixed.get(i, need))
     if sum(counts) > available:
         worst = int(np.argmax(counts))
         why = "tiles_per_layer and " if fixed else ""
+        fits = _fitting_neurons(layers, available, fixed)
+        hint = (f"; it fits with tile.max_neurons >= {fits}" if fits is not None else "")
         raise MappingError(f"network {network.name!r} needs {sum(counts)} tiles ({why}"
-                           f"tile.max_neurons={hw.tile.max_neurons}; layer "
-                           f"{layers[worst].name!r} alone needs {counts[worst]}); the chip "
-                           f"{hw.name!r} has {available}")
+                           f"tile.max_neurons={cap}; layer {layers[worst].name!r} alone needs "
+                           f"{counts[worst]}); the chip {hw.name!r} has {available}: use a "
+                           f"mesh of at least {sum(counts)} tiles{hint}")
+    spare = available - sum(counts)
+    # 1. split by channel where that lowers the largest per-tile weight footprint
     bits = [_layer_weight_bits(network, layer, hw.tile.weight_bits) for layer in layers]
     heap = [(-bits[i] / counts[i], i) for i in range(len(layers))
-            if counts[i] < _channels(layers[i])[0] and i not in fixed]
+            if counts[i] < _chw(layers[i])[0] and i not in fixed]
     heapq.heapify(heap)
-    spare = available - sum(counts)
     while spare > 0 and heap:
         _, i = heapq.heappop(heap)
         counts[i] += 1
         spare -= 1
-        if counts[i] < _channels(layers[i])[0]:
+        if counts[i] < _chw(layers[i])[0]:
             heapq.heappush(heap, (-bits[i] / counts[i], i))
+
+    # 2. row bands where that lowers the most neurons on one tile
+    def load(i: int) -> int:
+        return int(np.diff(partition(layers[i], counts[i])[0]).max())
+
+    heap = [(-load(i), i) for i in range(len(layers))
+            if counts[i] < max_tiles(layers[i]) and i not in fixed]
+    heapq.heapify(heap)
+    while spare > 0 and heap:
+        _, i = heapq.heappop(heap)
+        counts[i] += 1
+        spare -= 1
+        if counts[i] < max_tiles(layers[i]):
+            heapq.heappush(heap, (-load(i), i))
     return counts
 
 
@@ -179,8 +261,9 @@ def map_network(network: Network, hardware: Hardware,
                 tiles_per_layer: MappingABC[str, int] | None = None) -> Mapping:
     """Place ``network`` on ``hardware`` (policy in the module docstring).
 
-    ``tiles_per_layer`` fixes the tile count of the layers it names; the other layers follow the
-    policy with the tiles that remain.
+    ``tiles_per_layer`` fixes the tile count of the layers it names (more tiles than channels
+    split the layer into row bands); the other layers follow the policy with the tiles that
+    remain.
     """
     hw = hardware
     fixed: dict[int, int] = {}
@@ -190,30 +273,30 @@ def map_network(network: Network, hardware: Hardware,
             if name not in names:
                 raise MappingError(f"tiles_per_layer names layer {name!r}; the network has "
                                    f"{names}")
-            channels, _ = _channels(network.architecture.layer(name))
-            if not 1 <= int(n) <= channels:
+            layer = network.architecture.layer(name)
+            c, h, _ = _chw(layer)
+            if not 1 <= int(n) <= max_tiles(layer):
                 raise MappingError(f"tiles_per_layer[{name!r}] = {n}: must be between 1 and "
-                                   f"the layer's {channels} channels/units")
+                                   f"{max_tiles(layer)}: the layer's {c} channels/units x {h} "
+                                   "rows, one row per tile at most")
             fixed[names.index(name)] = int(n)
     counts = _allocate(network, hw, fixed)
     placements = []
     next_tile = 0
     cap = hw.tile.weight_sram_capacity_bits
     for layer, n in zip(network.layers, counts, strict=True):
-        channels, per_channel = _channels(layer)
-        sizes = np.full(n, channels // n, dtype=np.int64)
-        sizes[:channels % n] += 1
-        block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        if sizes.max() * per_channel > hw.tile.max_neurons:
-            raise MappingError(f"layer {layer.name!r}: {int(sizes.max()) * per_channel} neurons "
-                               f"per tile on {n} tiles; a tile holds tile.max_neurons="
-                               f"{hw.tile.max_neurons}: give the layer more tiles")
+        neuron_start, channels = partition(layer, n)
+        most = int(np.diff(neuron_start).max())
+        if most > hw.tile.max_neurons:
+            raise MappingError(f"layer {layer.name!r}: {most} neurons per tile on {n} tiles; a "
+                               f"tile holds tile.max_neurons={hw.tile.max_neurons}: give the "
+                               f"layer at least {min_tiles(layer, hw.tile.max_neurons)} tiles")
         free = np.full(n, cap, dtype=np.int64)
         rows_info = []
         total = np.zeros(n, dtype=np.int64)
         for p in layer.inputs:
             rows, bits = _row_shape(network, layer, p, hw.tile.weight_bits)
-            row_bits = sizes * bits
+            row_bits = channels * bits
             in_sram = (np.minimum(rows, free // np.maximum(row_bits, 1)) if rows
                        else np.zeros(n, dtype=np.int64))
             free -= in_sram * row_bits
@@ -223,13 +306,14 @@ def map_network(network: Network, hardware: Hardware,
         sram = cap - free
         if (total > sram).any() and hw.dram is None:
             k = int(np.argmax(total))
-            raise MappingError(f"layer {layer.name!r}: a tile needs {int(total[k])} weight bits, "
-                               f"tile.weight_sram_capacity_bits={cap} on {hw.name!r}, which has "
-                               "no DRAM to spill to: give the layer more tiles or the tiles "
-                               "more SRAM")
+            raise MappingError(f"layer {layer.name!r}: a tile needs {int(total[k])} weight bits "
+                               f"on {n} tiles, tile.weight_sram_capacity_bits={cap} on "
+                               f"{hw.name!r}, which has no DRAM to spill to: it fits with "
+                               f"tile.weight_sram_capacity_bits >= {int(total.max())}, or give "
+                               "the layer more tiles, or add DRAM")
         placements.append(LayerPlacement(
             layer=layer, tiles=np.arange(next_tile, next_tile + n, dtype=np.int64),
-            block_start=block_start, neurons_per_channel=per_channel,
-            projections=tuple(rows_info), weight_bits=total, sram_bits=sram))
+            neuron_start=neuron_start, channels=channels, projections=tuple(rows_info),
+            weight_bits=total, sram_bits=sram))
         next_tile += n
     return Mapping(hardware=hw, layers=tuple(placements))

@@ -13,7 +13,7 @@ from accelsim import columns as col
 from accelsim import functional
 from accelsim.architectures import build
 from accelsim.chip import SimulationResult, fast, simulate
-from accelsim.chip.plan import _classes
+from accelsim.chip.plan import _join
 from accelsim.chip.timeline import Phase
 from accelsim.functional import SpikeTrain
 from accelsim.hardware import load_hardware
@@ -292,11 +292,20 @@ def test_ready_kernel_orders_by_ready_then_neuron(case):
 @settings(max_examples=50, deadline=None, derandomize=True)
 @given(rows=st.lists(st.lists(st.integers(-3, 3), min_size=4, max_size=4), min_size=1,
                      max_size=30))
-def test_neuron_classes_group_equal_rows(rows):
+def test_joined_neuron_classes_reproduce_every_part(rows):
+    """Classes of two tables at once: summed (projections into the same tiles) or side by side
+    (two consumers), every neuron's joint row is its rows in the parts."""
     table = np.array(rows, dtype=np.int64)
-    cls, (a, b) = _classes(table[:, :3], table[:, 3:])
-    np.testing.assert_array_equal(np.concatenate([a, b], axis=1)[cls], table)
-    assert len(np.unique(np.concatenate([a, b], axis=1), axis=0)) == len(a)  # one row, one class
+    parts = []
+    for cols in (table[:, :2], table[:, 2:]):
+        distinct, cls = np.unique(cols, axis=0, return_inverse=True)
+        parts.append((cls.reshape(-1), (distinct, 2 * distinct)))
+    cls, (a, b) = _join(parts, add=False)
+    np.testing.assert_array_equal(a[cls], table)
+    np.testing.assert_array_equal(b[cls], 2 * table)
+    cls, (a, _) = _join(parts, add=True)
+    np.testing.assert_array_equal(a[cls], table[:, :2] + table[:, 2:])
+    assert len(a) == len(np.unique(table, axis=0))  # one class per distinct combination
 
 
 def test_fast_mode_refuses_parallel_senders():

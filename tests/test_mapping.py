@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from accelsim import columns as col
 from accelsim.architectures import build
 from accelsim.hardware import load_hardware
-from accelsim.mapping import MappingError, map_network
-from accelsim.network import Network
+from accelsim.mapping import MappingError, map_network, max_tiles, partition
+from accelsim.network import Layer, Network, Projection
 from accelsim.torch_snn import SpikingNetwork
 
 
@@ -40,9 +40,12 @@ def test_table_and_policy():
     assert table.set_index(col.LAYER)[col.TILES].idxmax() == max(bits, key=bits.get)
     # neurons are partitioned exactly, blocks differ by at most one channel
     for p in m.layers:
-        sizes = np.diff(p.block_start)
-        assert sizes.sum() == (p.layer.shape[0]) and sizes.max() - sizes.min() <= 1
+        assert len(p.tiles) <= p.layer.shape[0]
+        assert p.channels.sum() == p.layer.shape[0]
+        assert p.channels.max() - p.channels.min() <= 1
         assert p.neurons.sum() == p.layer.neurons
+        np.testing.assert_array_equal(p.neurons, p.channels * p.layer.neurons
+                                      // p.layer.shape[0])
 
 
 def test_explicit_tiles_per_layer():
@@ -50,7 +53,8 @@ def test_explicit_tiles_per_layer():
     assert m.table()[col.TILES].tolist() == [2, 1, 1]
     with pytest.raises(MappingError, match="'nope'"):
         map_network(chain([4]), tiny_hw(), {"nope": 1})
-    with pytest.raises(MappingError, match=r"tiles_per_layer\['l0'\] = 5.*4 channels"):
+    with pytest.raises(MappingError, match=r"tiles_per_layer\['l0'\] = 5.*between 1 and 4.*4 "
+                       "channels"):
         map_network(chain([4]), tiny_hw(), {"l0": 5})
 
 
@@ -59,10 +63,61 @@ def test_more_layers_than_tiles():
         map_network(chain([2, 2, 2]), tiny_hw(mesh__cols=2))
 
 
-def test_neurons_over_the_limit():
-    with pytest.raises(MappingError, match="conv1.*1024 neurons.*max_neurons=100"):
-        map_network(_net(shape=(1, 32, 32)), load_hardware(
-            "45nm-generic", {"tile.max_neurons": 100}))
+def test_a_channel_over_the_limit_is_split_in_row_bands():
+    """conv1 has 16 channels of 32x32: at most 100 neurons per tile is 3 rows of 32, so 11 row
+    bands (of 3 or 2 rows) per channel."""
+    net = _net(shape=(1, 32, 32))
+    hw = load_hardware("45nm-generic", {"tile.max_neurons": 100, "mesh.rows": 20,
+                                        "mesh.cols": 20})
+    m = map_network(net, hw)
+    p = m.placement("conv1")
+    assert len(p.tiles) >= 16 * 11
+    assert p.neurons.max() <= 100 and p.neurons.sum() == p.layer.neurons
+    assert (p.neurons % 32 == 0).all() and (p.channels == 1).all()  # whole rows of one channel
+    assert (p.weight_bits == 9 * hw.tile.weight_bits).all()  # one channel's 3x3 kernel, 1 input
+    assert all(q.neurons.max() <= 100 for q in m.layers)
+    assert m.tiles_used == hw.mesh.tiles
+
+
+def test_too_few_tiles_says_what_would_fit():
+    net = _net(shape=(1, 32, 32))
+    small = {"tile.max_neurons": 100}
+    with pytest.raises(MappingError, match=r"needs (\d+) tiles.*'conv1' alone needs 176.*has 64: "
+                       r"use a mesh of at least \1 tiles; it fits with tile.max_neurons >= "
+                       r"(\d+)") as err:
+        map_network(net, load_hardware("45nm-generic", small))
+    fits = int(str(err.value).rsplit(">= ", 1)[1])
+    map_network(net, load_hardware("45nm-generic", {"tile.max_neurons": fits}))
+    with pytest.raises(MappingError):
+        map_network(net, load_hardware("45nm-generic", {"tile.max_neurons": fits - 1}))
+    # a tile holds whole rows: a row wider than a tile cannot be mapped at all
+    with pytest.raises(MappingError, match="'conv1'.*row.*32 neurons.*max_neurons >= 32"):
+        map_network(net, load_hardware("45nm-generic", {"tile.max_neurons": 31,
+                                                        "mesh.rows": 64, "mesh.cols": 64}))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(c=st.integers(1, 5), h=st.integers(1, 7), w=st.integers(1, 4), data=st.data())
+def test_partition_is_whole_rows_balanced(c, h, w, data):
+    """Any tile count from 1 to one row per tile: contiguous whole-row blocks that cover the
+    layer once; by channel up to C tiles, else bands of one channel differing by <= 1 row."""
+    layer = Layer(name="x", kind="spiking", shape=(c, h, w), inputs=(
+        Projection(source="input", op="conv", weight="x", kernel=1),))
+    n = data.draw(st.integers(1, max_tiles(layer)))
+    start, channels = partition(layer, n)
+    assert start[0] == 0 and start[-1] == c * h * w and (np.diff(start) > 0).all()
+    assert (start % w == 0).all() and len(channels) == n
+    first, last = start[:-1] // (h * w), (start[1:] - 1) // (h * w)
+    np.testing.assert_array_equal(channels, last - first + 1)
+    rows = np.diff(start) // w
+    if n <= c:
+        assert (rows % h == 0).all() and np.ptp(channels) <= 1
+    else:
+        assert (channels == 1).all()
+        for ch in range(c):
+            mine = rows[first == ch]
+            assert mine.sum() == h and np.ptp(mine) <= 1
+        assert np.ptp(np.bincount(first)) <= 1  # bands per channel differ by <= 1
 
 
 def test_spill_without_dram_is_an_error():

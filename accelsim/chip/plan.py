@@ -27,8 +27,11 @@ class FanOut:
     """Packets of one source layer: per source neuron, one column per destination tile.
 
     Source neurons whose spikes cost the same on every destination (in a conv layer, those
-    whose kernel window is clipped alike and whose weight rows spill alike) share a *class*, so
-    the per-connection tables are (classes, destinations): a handful of rows that stay in cache.
+    whose kernel window is clipped alike, reaches the same rows of every row band, and whose
+    weight rows spill alike) share a *class*, so the per-connection tables are (classes,
+    destinations): a handful of rows that stay in cache. Classes are built from the factors
+    (window rows, window columns, spill) without a (neurons, destinations) table, so a
+    224x224 layer costs memory in its neurons only.
     """
 
     dest_tiles: np.ndarray   # int64 (D,) global tile ids, consumer layers in network order
@@ -43,18 +46,21 @@ class FanOut:
     hops_y: np.ndarray       # int64 (S, D)
 
 
-def _classes(*tables: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(class of each row, each table's rows per class): rows equal in every table share one.
-
-    Rows are grouped by a hash (a fast 1-D unique); the grouping is then checked exactly, and
-    on a collision the rows are grouped by value.
-    """
-    rows = np.concatenate(tables, axis=1)
-    weights = np.random.default_rng(0).integers(1, 2**61, rows.shape[1], dtype=np.int64)
-    _, first, cls = np.unique(rows @ weights, return_index=True, return_inverse=True)
-    if not (rows[first][cls] == rows).all():
-        _, first, cls = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    return cls.reshape(-1).astype(np.int64), [np.ascontiguousarray(t[first]) for t in tables]
+def _join(parts: list[tuple[np.ndarray, tuple[np.ndarray, ...]]], add: bool
+          ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Neuron classes of several tables at once: a class per distinct combination of the parts'
+    classes; each part's rows are summed (``add``: projections into the same tiles) or put
+    side by side (the columns of different consumers)."""
+    if len(parts) == 1:
+        return parts[0]
+    key = np.zeros(len(parts[0][0]), dtype=np.int64)
+    for cls, tables in parts:
+        key = key * len(tables[0]) + cls
+    _, first, joint = np.unique(key, return_index=True, return_inverse=True)
+    rows = [tuple(t[cls[first]] for t in tables) for cls, tables in parts]
+    combine = sum if add else (lambda ts: np.concatenate(list(ts), axis=1))
+    return joint.reshape(-1).astype(np.int64), tuple(
+        np.ascontiguousarray(combine(r[k] for r in rows)) for k in range(len(rows[0])))
 
 
 @dataclass(frozen=True)
@@ -85,70 +91,89 @@ class Plan:
         return len(self.tile_layer)
 
 
-def _axis_counts(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """For each input position, how many output positions its value reaches along one axis."""
-    i = np.arange(size)[:, None]
-    o = np.arange(out)[None, :]
-    d = i + padding - o * stride
-    return ((d >= 0) & (d < kernel)).sum(axis=1).astype(np.int64)
-
-
-def _pooled_index(shape: tuple[int, ...], pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled channel, pooled flat CHW index) of every source neuron."""
-    n = int(np.prod(shape))
-    idx = np.arange(n, dtype=np.int64)
+def _pooled_index(shape: tuple[int, ...], pool: int) -> np.ndarray:
+    """Pooled flat CHW index of every source neuron."""
+    idx = np.arange(int(np.prod(shape)), dtype=np.int64)
     if len(shape) != 3:
-        return idx, idx
+        return idx
     c, h, w = shape
-    ch = idx // (h * w)
-    r = idx % (h * w)
+    ch, r = idx // (h * w), idx % (h * w)
     ph, pw = h // pool, w // pool
-    y, x = (r // w) // pool, (r % w) // pool
-    return ch, ch * ph * pw + y * pw + x
+    return ch * ph * pw + ((r // w) // pool) * pw + (r % w) // pool
+
+
+def _reach(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """bool (size, out): does input position i reach output position o along one axis."""
+    d = np.arange(size)[:, None] + padding - np.arange(out)[None, :] * stride
+    return (d >= 0) & (d < kernel)
+
+
+def _band_rows(place: LayerPlacement) -> tuple[np.ndarray, np.ndarray]:
+    """(first, end) global output row (channel * H + y) of every tile of a conv layer."""
+    w = place.layer.shape[2]
+    return place.neuron_start[:-1] // w, place.neuron_start[1:] // w
 
 
 def _projection_fanout(network: Network, p: Projection, place: LayerPlacement,
                        proj_index: int, weight_bits: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(synops, weight bits in SRAM, weight bits in DRAM), each (source neurons, tiles)."""
-    arch = network.architecture
-    src_shape = arch.source_shape(p.source)
-    channels = np.diff(place.block_start)
+                       ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(class of each source neuron, (synops, SRAM bits, DRAM bits) per class and tile).
+
+    Exact at block boundaries: a spike's synops on a tile count the tile's neurons its kernel
+    window (after the folded pool) reaches, so a tile it does not reach gets none.
+    """
+    src_shape = network.architecture.source_shape(p.source)
     rows = place.projections[proj_index]
-    ch, flat = _pooled_index(src_shape, p.pool)
+    flat = _pooled_index(src_shape, p.pool)
+    tiles = len(place.tiles)
     if p.op == "identity":
-        on = (ch[:, None] >= place.block_start[None, :-1]) & (ch[:, None] < place.block_start[
-            None, 1:])
-        syn = on.astype(np.int64)
-        zero = np.zeros_like(syn)
-        return syn, zero, zero
+        local = np.searchsorted(place.neuron_start, flat, side="right") - 1
+        eye = np.eye(tiles, dtype=np.int64)
+        return local, (eye, np.zeros_like(eye), np.zeros_like(eye))
     if p.op == "conv":
-        _, h, w = pooled_shape(src_shape, p.pool)
-        _, ho, wo = place.layer.shape
-        cy = _axis_counts(h, ho, p.kernel, p.stride, p.padding)
-        cx = _axis_counts(w, wo, p.kernel, p.stride, p.padding)
-        c, hh, ww = src_shape
-        idx = np.arange(c * hh * ww)
-        r = idx % (hh * ww)
-        pos = cy[(r // ww) // p.pool] * cx[(r % ww) // p.pool]
-        syn = pos[:, None] * channels[None, :]
-        row = ch
+        c, h, w = pooled_shape(src_shape, p.pool)
+        c_out, ho, wo = place.layer.shape
+        # output rows of each tile a source row reaches: cumulative counts over global rows
+        ry = np.tile(_reach(h, ho, p.kernel, p.stride, p.padding), (1, c_out))
+        cum = np.concatenate([np.zeros((h, 1), dtype=np.int64), ry.cumsum(axis=1)], axis=1)
+        first, end = _band_rows(place)
+        y_id, y_rows = _unique_rows(cum[:, end] - cum[:, first])
+        x_id, x_cols = _unique_rows(_reach(w, wo, p.kernel, p.stride, p.padding).sum(
+            axis=1, keepdims=True))
+        syn = (y_rows[:, None, :] * x_cols[None, :, :]).reshape(-1, tiles)
+        _, hh, ww = src_shape
+        pos = np.arange(hh * ww)
+        pos_cls = y_id[(pos // ww) // p.pool] * len(x_cols) + x_id[(pos % ww) // p.pool]
+        row = np.arange(c)
+        spill_id, spilled = _unique_rows(row[:, None] >= rows.rows_in_sram[None, :])
+        cls = (spill_id[:, None] * len(syn) + pos_cls[None, :]).reshape(-1)
     else:
-        syn = np.broadcast_to(channels[None, :], (len(flat), len(channels))).astype(np.int64)
-        row = flat
+        syn = place.neurons[None, :]
+        thresholds = np.unique(rows.rows_in_sram)
+        cls = np.searchsorted(thresholds, flat, side="right")
+        rep = np.concatenate([[0], thresholds])  # a source row of each class
+        spilled = rep[:, None] >= rows.rows_in_sram[None, :]
+    syn = np.broadcast_to(syn[None], (len(spilled),) + syn.shape).reshape(-1, tiles)
+    spill = np.repeat(spilled, len(syn) // len(spilled), axis=0)
     bits = syn * weight_bits
-    spilled = row[:, None] >= rows.rows_in_sram[None, :]
-    return syn, np.where(spilled, 0, bits), np.where(spilled, bits, 0)
+    return cls.astype(np.int64), (syn.astype(np.int64), np.where(spill, 0, bits),
+                                  np.where(spill, bits, 0))
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row class of each row, the distinct rows)."""
+    rows, inverse = np.unique(a, axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), rows.astype(np.int64)
 
 
 def _coords(tiles: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles // cols, tiles % cols
 
 
-def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
-    """Kernel taps that land inside the input, summed over the output positions of one axis."""
+def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """For each output position of one axis, the kernel taps that land inside the input."""
     o = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]
-    return int(((o >= 0) & (o < size)).sum())
+    return ((o >= 0) & (o < size)).sum(axis=1).astype(np.int64)
 
 
 def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
@@ -180,20 +205,21 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         t = place.tiles
         tile_layer[t] = li
         tile_neurons[t] = place.neurons
-        tile_first[t] = place.block_start[:-1] * place.neurons_per_channel
-        channels = np.diff(place.block_start)
+        tile_first[t] = place.neuron_start[:-1]
         for pi, p in enumerate(place.layer.inputs):
             if p.source != INPUT:
                 continue
             src = network.architecture.input_shape
             if p.op == "conv":
-                _, ho, wo = place.layer.shape
-                taps = (_real_taps(src[1], ho, p.kernel, p.stride, p.padding)
-                        * _real_taps(src[2], wo, p.kernel, p.stride, p.padding))
-                per_channel = taps * src[0]
+                c_out, ho, wo = place.layer.shape
+                per_row = src[0] * int(_real_taps(src[2], wo, p.kernel, p.stride,
+                                                  p.padding).sum())
+                ty = np.tile(_real_taps(src[1], ho, p.kernel, p.stride, p.padding), c_out)
+                cum = np.concatenate([[0], ty.cumsum()])
+                first, end = _band_rows(place)
+                macs = per_row * (cum[end] - cum[first])
             else:
-                per_channel = int(np.prod(src))
-            macs = per_channel * channels
+                macs = int(np.prod(src)) * place.neurons
             rows = place.projections[pi]
             sram = rows.rows_in_sram * rows.row_bits
             spill = rows.rows * rows.row_bits - sram
@@ -219,20 +245,16 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         if not consumers[si]:
             fanouts.append(None)
             continue
-        cols = []
+        parts = []
         for mi in consumers[si]:
             place = mapping.layers[mi]
-            syn = sram = dbits = None
-            for pi, p in enumerate(place.layer.inputs):
-                if p.source != layer.name:
-                    continue
-                a, b, c = _projection_fanout(network, p, place, pi, tile_cfg.weight_bits)
-                syn, sram, dbits = (a, b, c) if syn is None else (syn + a, sram + b, dbits + c)
-            cols.append((mi, place.tiles, syn, sram, dbits))
-        dest = np.concatenate([c[1] for c in cols])
-        dest_layer = np.concatenate([np.full(len(c[1]), c[0], dtype=np.int64) for c in cols])
-        cls, (syn, sram, dbits) = _classes(*(
-            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)))
+            parts.append(_join([_projection_fanout(network, p, place, pi, tile_cfg.weight_bits)
+                                for pi, p in enumerate(place.layer.inputs)
+                                if p.source == layer.name], add=True))
+        dest = np.concatenate([mapping.layers[mi].tiles for mi in consumers[si]])
+        dest_layer = np.concatenate([np.full(len(mapping.layers[mi].tiles), mi, dtype=np.int64)
+                                     for mi in consumers[si]])
+        cls, (syn, sram, dbits) = _join(parts, add=False)
         acc = ceil_div(syn, tile_cfg.accumulate_units) * tile_cfg.accumulate_latency_cycles
         svc = np.maximum(np.maximum(acc, 1), ceil_div(ceil_div(
             sram, tile_cfg.weight_sram_word_bits), tile_cfg.weight_sram_banks))
