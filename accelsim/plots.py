@@ -54,7 +54,7 @@ def value_text(param: str, value: object) -> str:
 def _title(results: R.Results, point: int | None) -> str:
     scenario = results.scenarios[0] if point is None else \
         results.scenarios[list(results.summary[R.POINT]).index(point)]
-    text = f"{scenario['model']} on {scenario['hardware']['preset']}, " \
+    text = f"{R.describe_model(scenario)} on {scenario['hardware']['preset']}, " \
            f"T={scenario['simulation']['timesteps']}, {scenario['data']['images']} images"
     if point is not None and results.is_sweep:
         row = results.summary[results.summary[R.POINT] == point].iloc[0]
@@ -280,7 +280,7 @@ def plot_accuracy_vs_energy(results: R.Results, by: str | None = None,
     where = ""
     if results.scenarios:
         sc = results.scenarios[0]
-        where = f"\n{sc['model']} on {sc['hardware']['preset']}"
+        where = f"\n{R.describe_model(sc)} on {sc['hardware']['preset']}"
     ax.set_title(f"Accuracy vs energy per inference{where}", fontsize=10)
     if by is not None:
         ax.legend(fontsize=8, frameon=False)
@@ -304,8 +304,9 @@ def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
     ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
            label="compute-only\nestimate (SNN)")
     for i, (_, row) in enumerate(s.iterrows()):
-        ax.annotate(f"{row[R.ENERGY_UJ]:.3g} µJ\n{_number(row[R.LATENCY_US])} µs\n"
-                    f"{100 * row[R.ACCURACY]:.1f} %", (x[i] - width / 2, bottom[i]),
+        accuracy = f"\n{100 * row[R.ACCURACY]:.1f} %" if pd.notna(row[R.ACCURACY]) else ""
+        ax.annotate(f"{row[R.ENERGY_UJ]:.3g} µJ\n{_number(row[R.LATENCY_US])} µs{accuracy}",
+                    (x[i] - width / 2, bottom[i]),
                     textcoords="offset points", xytext=(0, 2), ha="center", va="bottom",
                     fontsize=7)
     ax.set_ylim(0, 1.25 * max(float(bottom.max(initial=0)), 1e-12))
@@ -341,7 +342,9 @@ def best_point(results: R.Results, tolerance: float = 0.01) -> int:
     points within ``tolerance`` (a fraction) of the best accuracy, so that a cheap point that
     no longer classifies (e.g. too few timesteps) is not the one shown."""
     s = results.summary
-    good = s[s[R.ACCURACY] >= s[R.ACCURACY].max() - tolerance - 1e-12]
+    if s[R.ACCURACY].notna().any():  # a calibrated workload has no accuracy: EDP alone
+        s = s[s[R.ACCURACY] >= s[R.ACCURACY].max() - tolerance - 1e-12]
+    good = s
     return int(good.loc[good[R.EDP].idxmin(), R.POINT])
 
 

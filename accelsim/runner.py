@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from accelsim import columns as C
 from accelsim import results as R
+from accelsim import workloads as W
 from accelsim.scenario import (
     DEFAULT_RESULTS,
     Problem,
@@ -165,7 +166,12 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
     points: list[Point] = []
     for index, (params, sc) in enumerate(scenario.points()):
         where = _Locator(path, params)
-        model_path = find_model(sc.model, scenario_dir)
+        try:
+            model_path = (W.model_file(sc.workload) if sc.workload is not None
+                          else find_model(sc.model, scenario_dir))
+        except W.WorkloadError as exc:
+            problems.append(where("workload", str(exc)))
+            continue
         if model_path is None:
             tried = ", ".join(str(p) for p in model_candidates(sc.model, scenario_dir))
             problems.append(where("model", f"no model file {sc.model!r} (looked for {tried}); "
@@ -176,17 +182,17 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
         except ModelFileError as exc:
             problems.append(where("model", str(exc)))
             continue
-        dataset = sc.data.set or network.dataset
+        dataset = W.SYNTHETIC if sc.workload is not None else sc.data.set or network.dataset
         if dataset is None:
             problems.append(where("data.set", f"model {sc.model!r} does not name its data set; "
                                   f"set data.set to one of {', '.join(D.DATASETS)}"))
             continue
-        if dataset not in D.DATASETS:
+        if dataset not in (*D.DATASETS, W.SYNTHETIC):
             problems.append(where("data.set", f"unknown data set {dataset!r}; choose one of "
                                   f"{', '.join(D.DATASETS)}"))
             continue
         shape = tuple(network.architecture.input_shape)
-        native = D.NATIVE_SHAPE[dataset]
+        native = D.NATIVE_SHAPE.get(dataset, shape)
         if len(shape) != 3 or shape[0] != native[0] or shape[1] != shape[2]:
             problems.append(where(
                 "data.set", f"model {network.name!r} takes input of shape {shape} but data set "
@@ -238,7 +244,7 @@ def check(path: str | Path, settings: Mapping[str, Any] | None = None) -> list[P
     points = resolve(scenario, path)
     problems = []
     where = _Locator(Path(path))
-    for point in points:
+    for point in (p for p in points if p.scenario.workload is None):  # workloads: no data set
         d = point.scenario.data
         try:
             available = len(_cached_split(d.set, d.split, d.root, None, _split_seed(point)))
@@ -289,6 +295,8 @@ def select_images(point: Point, network: Any) -> tuple[np.ndarray, np.ndarray, n
     from accelsim.data import normalise
 
     d = point.scenario.data
+    if point.scenario.workload is not None:
+        return W.scenario_images(network, d.images, d.seed)
     size = int(network.architecture.input_shape[1])
     imageset = _cached_split(d.set, d.split, d.root, size, _split_seed(point))
     available = len(imageset)
@@ -358,9 +366,11 @@ def assemble(point: Point, batches: Sequence[dict[str, pd.DataFrame | None]]
 
     layers, images = cat("layers"), cat("images")
     assert layers is not None and images is not None
+    summary = R.summarise(layers, images, point.scenario.simulation.timesteps or 0)
+    if point.scenario.workload is not None:
+        summary[R.ACCURACY] = float("nan")  # a calibrated workload has no labels
     return {"layers": layers, "images": images, "mapping": batches[0]["mapping"],
-            "tiles": cat("tiles"),
-            "summary": R.summarise(layers, images, point.scenario.simulation.timesteps or 0)}
+            "tiles": cat("tiles"), "summary": summary}
 
 
 # -- driving -------------------------------------------------------------------------------
@@ -381,6 +391,7 @@ def _is_done(folder: Path, key: str) -> bool:
 
 def _meta(point: Point, wall_s: float) -> dict[str, Any]:
     return {"key": point.key, "point": point.index, "params": point.params,
+            "model_source": W.SOURCE if point.scenario.workload is not None else "trained model",
             "model_path": str(point.model_path), "model_manifest_sha256": _sha256(
                 point.model_path), "wall_s": round(wall_s, 3), "versions": versions()}
 
