@@ -2,19 +2,23 @@
 
 Policy (deterministic, stated once here):
 
-1. A tile holds one block of one layer: a contiguous range of its neurons in flat (C, H, W)
-   order. On ``n`` tiles a layer of ``C`` output channels (conv) or units (linear) is split
-   - by channel when ``n <= C``: blocks of whole channels whose sizes differ by at most one;
-   - spatially when ``n > C``: every channel is cut into ``n // C`` or ``n // C + 1`` *row
-     bands* (the first ``n % C`` channels get one band more), whose row counts differ by at
-     most one. A band holds one channel's rows ``y0:y1``, all columns, and needs the weights
-     of that one channel only.
+1. A tile holds one block of one layer: a range of output channels (units) times a range of
+   rows, all columns. On ``n`` tiles a layer of ``C`` channels is cut into ``g`` *channel
+   groups* (sizes differ by at most one), and each group into ``n // g`` or ``n // g + 1`` *row
+   bands* (the first ``n % g`` groups get one more; row counts differ by at most one). A
+   spike's packets go to the tiles its kernel window reaches, so few groups means little
+   traffic (``g = 1``: a spike reaches the one or two bands under its window), and many groups
+   means few weights per tile (every tile of a group stores that group's weights). ``g`` is
+   the smallest number of groups with which a tile's weights fit its SRAM, its neurons fit
+   ``tile.max_neurons`` and no band is thinner than a row; when no ``g`` keeps the weights in
+   SRAM, ``g = min(n, C)`` (fewest weights per tile; the rest spill). Linear layers have one
+   row: ``g = n``.
 2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons`` (row bands
    when one channel exceeds a tile). The remaining tiles go, one at a time, to the layer with
    the most weight bits per tile (ties: the earlier layer) while splitting it further by
    channel lowers that; this minimises the largest per-tile weight footprint. Tiles still left
    go, one at a time, to the layer with the most neurons per tile (its work per timestep),
-   split into more row bands, until every tile is used or every band is one row.
+   until every tile is used or every band is one row.
 3. Layers occupy consecutive tile numbers in layer order; tile ``i`` sits at mesh row
    ``i // cols``, column ``i % cols``.
 4. A tile's weights are laid out row by row: one row per presynaptic source channel (conv) or
@@ -64,11 +68,12 @@ class LayerPlacement:
     layer: Layer
     tiles: np.ndarray
     """int64 (n,): global tile ids."""
-    neuron_start: np.ndarray
-    """int64 (n + 1,): tile k holds the neurons ``neuron_start[k]:neuron_start[k+1]`` (flat
-    (C, H, W) order; whole rows of a conv layer)."""
-    channels: np.ndarray
-    """int64 (n,): output channels (units) tile k holds neurons of, whose weights it needs."""
+    channel_start: np.ndarray
+    """int64 (n,) per tile k: it holds channels (units) ``channel_start[k]:channel_end[k]``"""
+    channel_end: np.ndarray
+    row_start: np.ndarray
+    """int64 (n,): and rows ``row_start[k]:row_end[k]`` of them (0:1 for a linear layer)."""
+    row_end: np.ndarray
     projections: tuple[ProjectionRows, ...]
     weight_bits: np.ndarray
     """int64 (n,): weight bits each tile needs."""
@@ -80,12 +85,27 @@ class LayerPlacement:
         return self.weight_bits - self.sram_bits
 
     @property
-    def neurons(self) -> np.ndarray:
-        return np.diff(self.neuron_start)
+    def channels(self) -> np.ndarray:
+        """int64 (n,): output channels (units) per tile, whose weights it needs."""
+        return self.channel_end - self.channel_start
 
-    def neuron_tile(self) -> np.ndarray:
-        """int64 (neurons,): local tile index of every neuron (CHW flat order)."""
-        return np.repeat(np.arange(len(self.tiles)), self.neurons)
+    @property
+    def neurons(self) -> np.ndarray:
+        return self.channels * (self.row_end - self.row_start) * _chw(self.layer)[2]
+
+    def neuron_tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """int32 (neurons,) twice, in flat (C, H, W) order: every neuron's local tile index, and
+        its index among that tile's neurons (which the tile updates in flat order)."""
+        c, h, w = _chw(self.layer)
+        tile = np.empty((c, h), dtype=np.int32)
+        local = np.empty((c, h), dtype=np.int64)
+        for k in range(len(self.tiles)):
+            c0, c1 = self.channel_start[k], self.channel_end[k]
+            y0, y1 = self.row_start[k], self.row_end[k]
+            tile[c0:c1, y0:y1] = k
+            local[c0:c1, y0:y1] = np.arange((c1 - c0) * (y1 - y0)).reshape(c1 - c0, y1 - y0)
+        local = (local[:, :, None] * w + np.arange(w)[None, None, :]).astype(np.int32)
+        return np.repeat(tile.reshape(-1), w), local.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -152,17 +172,45 @@ def _even(total: int, parts: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-def partition(layer: Layer, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(neuron_start, channels) of ``layer`` on ``n`` tiles (policy 1 of the module)."""
+Blocks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def partition(layer: Layer, n: int, groups: int | None = None) -> Blocks:
+    """(channel_start, channel_end, row_start, row_end) per tile of ``layer`` on ``n`` tiles in
+    ``groups`` channel groups (default ``min(n, C)``), each cut into row bands (policy 1)."""
+    c, h, _ = _chw(layer)
+    g = min(n, c) if groups is None else groups
+    ch = _even(c, g)
+    bands = np.diff(_even(n, g))
+    cs, ce, rs, re = [], [], [], []
+    for j, k in enumerate(bands.tolist()):
+        rows = _even(h, k)
+        cs += [ch[j]] * k
+        ce += [ch[j + 1]] * k
+        rs += rows[:-1].tolist()
+        re += rows[1:].tolist()
+    return tuple(np.array(a, dtype=np.int64) for a in (cs, ce, rs, re))  # type: ignore[return-value]
+
+
+def _groups(network: Network, layer: Layer, n: int, hw: Hardware) -> int:
+    """The fewest channel groups with which ``n`` tiles hold the layer's neurons and keep each
+    tile's weights in SRAM (policy 1); ``min(n, C)`` when no number of groups keeps them."""
     c, h, w = _chw(layer)
-    if n <= c:
-        blocks = _even(c, n)
-        return blocks * h * w, np.diff(blocks)
-    bands = np.full(c, n // c, dtype=np.int64)
-    bands[:n % c] += 1
-    starts = [ch * h * w + _even(h, k)[:-1] * w for ch, k in enumerate(bands.tolist())]
-    return (np.concatenate(starts + [np.array([c * h * w])]).astype(np.int64),
-            np.ones(n, dtype=np.int64))
+    per_channel = _layer_weight_bits(network, layer, hw.tile.weight_bits) // c
+    for g in range(1, min(n, c) + 1):
+        if -(-n // g) > h:  # a band is at least one row
+            continue
+        most_channels = -(-c // g)
+        rows = -(-h // (n // g))
+        if (most_channels * per_channel <= hw.tile.weight_sram_capacity_bits
+                and most_channels * rows * w <= hw.tile.max_neurons):
+            return g
+    return min(n, c)
+
+
+def blocks(network: Network, layer: Layer, n: int, hw: Hardware) -> Blocks:
+    """The blocks of ``layer`` on ``n`` tiles under the policy."""
+    return partition(layer, n, _groups(network, layer, n, hw))
 
 
 def _row_shape(network: Network, layer: Layer, p: Projection, weight_bits: int
@@ -243,7 +291,8 @@ def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int
 
     # 2. row bands where that lowers the most neurons on one tile
     def load(i: int) -> int:
-        return int(np.diff(partition(layers[i], counts[i])[0]).max())
+        c0, c1, r0, r1 = blocks(network, layers[i], counts[i], hw)
+        return int(((c1 - c0) * (r1 - r0)).max())
 
     heap = [(-load(i), i) for i in range(len(layers))
             if counts[i] < max_tiles(layers[i]) and i not in fixed]
@@ -285,8 +334,9 @@ def map_network(network: Network, hardware: Hardware,
     next_tile = 0
     cap = hw.tile.weight_sram_capacity_bits
     for layer, n in zip(network.layers, counts, strict=True):
-        neuron_start, channels = partition(layer, n)
-        most = int(np.diff(neuron_start).max())
+        c0, c1, r0, r1 = blocks(network, layer, n, hw)
+        channels = c1 - c0
+        most = int((channels * (r1 - r0)).max()) * _chw(layer)[2]
         if most > hw.tile.max_neurons:
             raise MappingError(f"layer {layer.name!r}: {most} neurons per tile on {n} tiles; a "
                                f"tile holds tile.max_neurons={hw.tile.max_neurons}: give the "
@@ -313,7 +363,8 @@ def map_network(network: Network, hardware: Hardware,
                                "the layer more tiles, or add DRAM")
         placements.append(LayerPlacement(
             layer=layer, tiles=np.arange(next_tile, next_tile + n, dtype=np.int64),
-            neuron_start=neuron_start, channels=channels, projections=tuple(rows_info),
+            channel_start=c0, channel_end=c1, row_start=r0, row_end=r1,
+            projections=tuple(rows_info),
             weight_bits=total, sram_bits=sram))
         next_tile += n
     return Mapping(hardware=hw, layers=tuple(placements))

@@ -45,7 +45,6 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from accelsim import columns as col
 from accelsim.architectures import build
@@ -240,7 +239,8 @@ def main() -> None:
             rows.append(r)
             print(f"{case:16s} {r['what']:18s} {r['spikes_per_neuron']:.2f} spikes/neuron, "
                   f"{r['synops_per_image']:.3e} synops/image, {n} images: PyTorch "
-                  f"{r['torch_ms']:8.1f} ms/image, core {r['core_ms']:8.1f} ({r['core_speedup']:.2f}x "
+                  f"{r['torch_ms']:8.1f} ms/image, core {r['core_ms']:8.1f} "
+                  f"({r['core_speedup']:.2f}x "
                   f"the baseline's speed), simulate {r['simulate_ms']:8.1f} "
                   f"({r['simulate_slowdown']:.2f}x its time)", flush=True)
     if args.json:

@@ -264,27 +264,33 @@ def test_fast_batches_equal_one_image_at_a_time(monkeypatch):
 
 @st.composite
 def spike_layers(draw):
-    """A layer's tiles (neurons, fire start) and spikes, ascending or not."""
-    sizes = draw(st.lists(st.integers(1, 12), min_size=1, max_size=4))
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    """A layer's neurons on tiles (any assignment, as channel groups x row bands interleave in
+    flat order), the tiles' fire starts, and spikes, ascending or not."""
+    tiles = draw(st.integers(1, 4))
+    tile_of = np.array(draw(st.lists(st.integers(0, tiles - 1), min_size=1, max_size=40)),
+                       dtype=np.int32)
+    local_of = np.zeros_like(tile_of)
+    for k in range(tiles):
+        local_of[tile_of == k] = np.arange((tile_of == k).sum())
     spread = draw(st.sampled_from([0, 10, 10**6]))
-    fire_start = np.array(draw(st.lists(st.integers(0, spread), min_size=len(sizes),
-                                        max_size=len(sizes))), dtype=np.int64)
-    neurons = draw(st.lists(st.integers(0, sum(sizes) - 1), unique=True, max_size=20))
+    fire_start = np.array(draw(st.lists(st.integers(0, spread), min_size=tiles,
+                                        max_size=tiles)), dtype=np.int64)
+    neurons = draw(st.lists(st.integers(0, len(tile_of) - 1), unique=True, max_size=20))
     if draw(st.booleans()):
         neurons = sorted(neurons)
-    return (np.array(neurons, dtype=np.int32), first, fire_start, draw(st.integers(1, 4)),
-            draw(st.integers(1, 3)))
+    return (np.array(neurons, dtype=np.int32), tile_of, local_of, tiles, fire_start,
+            draw(st.integers(1, 4)), draw(st.integers(1, 3)))
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=spike_layers())
-def test_ready_kernel_orders_by_ready_then_neuron(case):
-    indices, first, fire_start, units, latency = case
-    n, local, ready = fast.ready_kernel(indices, first, fire_start, units, latency)
-    tile = np.searchsorted(first, indices, side="right") - 1
-    expect = fire_start[tile] + ((indices - first[tile]) // units + 1) * latency
-    order = np.lexsort((indices, expect))
+def test_ready_kernel_orders_by_ready_then_tile_then_neuron(case):
+    indices, tile_of, local_of, tiles, fire_start, units, latency = case
+    n, local, ready = fast.ready_kernel(indices, tile_of, local_of, tiles, fire_start, units,
+                                        latency)
+    tile = tile_of[indices]
+    expect = fire_start[tile] + (local_of[indices] // units + 1) * latency
+    order = np.lexsort((indices, tile, expect))
     np.testing.assert_array_equal(n, indices[order])
     np.testing.assert_array_equal(local, tile[order])
     np.testing.assert_array_equal(ready, expect[order])
@@ -344,7 +350,7 @@ def _naive_fanout(net: Network, place, src_name: str, weight_bits: int):
                   if p.source == src_name]
     c, h, w = net.architecture.source_shape(src_name)
     co, ho, wo = layer.shape
-    tile_of = np.searchsorted(place.neuron_start, np.arange(layer.neurons), side="right") - 1
+    tile_of = place.neuron_tiles()[0]
     syn = np.zeros((c * h * w, len(place.tiles)), dtype=np.int64)
     for n in range(c * h * w):
         y, x = (n // w) % h, n % w

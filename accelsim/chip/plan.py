@@ -72,7 +72,6 @@ class Plan:
     mapping: Mapping
     tile_layer: np.ndarray       # int64 (tiles,)
     tile_neurons: np.ndarray     # int64 (tiles,)
-    tile_first_neuron: np.ndarray  # int64 (tiles,) first flat neuron index of the tile's block
     fire_cycles: np.ndarray      # int64 (tiles,) neuron-update phase length
     mac_cycles: np.ndarray       # int64 (tiles,) analog-input MAC phase (timestep 1), 0 if none
     mac_count: np.ndarray        # int64 (tiles,) MACs of that phase
@@ -82,6 +81,10 @@ class Plan:
     sources: tuple[tuple[int, ...], ...]    # spiking source layers per layer
     consumers: tuple[tuple[int, ...], ...]  # consumer layers per layer
     fanout: tuple[FanOut | None, ...]       # per layer (None: no consumers)
+    neuron_tile: tuple[np.ndarray | None, ...]
+    """Per sending layer, int32 (neurons,): each neuron's local tile (None: sends nothing)."""
+    neuron_local: tuple[np.ndarray | None, ...]
+    """Per sending layer, int32 (neurons,): each neuron's index in its tile's update order."""
     done_cycles: np.ndarray      # int64 (tiles, tiles) latency of the end-of-timestep signal
     packet_cycles: int
     spilling_tiles: int
@@ -108,12 +111,6 @@ def _reach(size: int, out: int, kernel: int, stride: int, padding: int) -> np.nd
     return (d >= 0) & (d < kernel)
 
 
-def _band_rows(place: LayerPlacement) -> tuple[np.ndarray, np.ndarray]:
-    """(first, end) global output row (channel * H + y) of every tile of a conv layer."""
-    w = place.layer.shape[2]
-    return place.neuron_start[:-1] // w, place.neuron_start[1:] // w
-
-
 def _projection_fanout(network: Network, p: Projection, place: LayerPlacement,
                        proj_index: int, weight_bits: int
                        ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -127,17 +124,18 @@ def _projection_fanout(network: Network, p: Projection, place: LayerPlacement,
     flat = _pooled_index(src_shape, p.pool)
     tiles = len(place.tiles)
     if p.op == "identity":
-        local = np.searchsorted(place.neuron_start, flat, side="right") - 1
+        local = place.neuron_tiles()[0][flat].astype(np.int64)
         eye = np.eye(tiles, dtype=np.int64)
         return local, (eye, np.zeros_like(eye), np.zeros_like(eye))
     if p.op == "conv":
         c, h, w = pooled_shape(src_shape, p.pool)
-        c_out, ho, wo = place.layer.shape
-        # output rows of each tile a source row reaches: cumulative counts over global rows
-        ry = np.tile(_reach(h, ho, p.kernel, p.stride, p.padding), (1, c_out))
+        _, ho, wo = place.layer.shape
+        # output neurons per column of each tile a source row reaches: the rows of the tile's
+        # band it reaches (cumulative counts over rows) times the tile's channels
+        ry = _reach(h, ho, p.kernel, p.stride, p.padding)
         cum = np.concatenate([np.zeros((h, 1), dtype=np.int64), ry.cumsum(axis=1)], axis=1)
-        first, end = _band_rows(place)
-        y_id, y_rows = _unique_rows(cum[:, end] - cum[:, first])
+        y_id, y_rows = _unique_rows((cum[:, place.row_end] - cum[:, place.row_start])
+                                    * place.channels[None, :])
         x_id, x_cols = _unique_rows(_reach(w, wo, p.kernel, p.stride, p.padding).sum(
             axis=1, keepdims=True))
         syn = (y_rows[:, None, :] * x_cols[None, :, :]).reshape(-1, tiles)
@@ -184,7 +182,6 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
     n_tiles = mapping.tiles_used
     tile_layer = np.zeros(n_tiles, dtype=np.int64)
     tile_neurons = np.zeros(n_tiles, dtype=np.int64)
-    tile_first = np.zeros(n_tiles, dtype=np.int64)
     mac_cycles = np.zeros(n_tiles, dtype=np.int64)
     mac_count = np.zeros(n_tiles, dtype=np.int64)
     mac_sram = np.zeros(n_tiles, dtype=np.int64)
@@ -205,19 +202,17 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         t = place.tiles
         tile_layer[t] = li
         tile_neurons[t] = place.neurons
-        tile_first[t] = place.neuron_start[:-1]
         for pi, p in enumerate(place.layer.inputs):
             if p.source != INPUT:
                 continue
             src = network.architecture.input_shape
             if p.op == "conv":
-                c_out, ho, wo = place.layer.shape
+                _, ho, wo = place.layer.shape
                 per_row = src[0] * int(_real_taps(src[2], wo, p.kernel, p.stride,
                                                   p.padding).sum())
-                ty = np.tile(_real_taps(src[1], ho, p.kernel, p.stride, p.padding), c_out)
-                cum = np.concatenate([[0], ty.cumsum()])
-                first, end = _band_rows(place)
-                macs = per_row * (cum[end] - cum[first])
+                cum = np.concatenate([[0], _real_taps(src[1], ho, p.kernel, p.stride,
+                                                      p.padding).cumsum()])
+                macs = per_row * place.channels * (cum[place.row_end] - cum[place.row_start])
             else:
                 macs = int(np.prod(src)) * place.neurons
             rows = place.projections[pi]
@@ -241,10 +236,17 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
     dy = np.abs(rr[:, None] - rr[None, :])
     hop = dx * hw.noc.hop_latency_x_cycles + dy * hw.noc.hop_latency_y_cycles
     fanouts: list[FanOut | None] = []
+    neuron_tile: list[np.ndarray | None] = []
+    neuron_local: list[np.ndarray | None] = []
     for si, layer in enumerate(layers):
         if not consumers[si]:
             fanouts.append(None)
+            neuron_tile.append(None)
+            neuron_local.append(None)
             continue
+        tile_of, local_of = mapping.layers[si].neuron_tiles()
+        neuron_tile.append(tile_of)
+        neuron_local.append(local_of)
         parts = []
         for mi in consumers[si]:
             place = mapping.layers[mi]
@@ -271,9 +273,10 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)])))
     return Plan(
         network=network, hardware=hw, mapping=mapping, tile_layer=tile_layer,
-        tile_neurons=tile_neurons, tile_first_neuron=tile_first, fire_cycles=fire,
+        tile_neurons=tile_neurons, fire_cycles=fire,
         mac_cycles=mac_cycles, mac_count=mac_count, mac_sram_bits=mac_sram,
         mac_dram_bits=mac_dram, layer_tiles=tuple(p.tiles for p in mapping.layers),
         sources=tuple(tuple(s) for s in sources), consumers=tuple(tuple(c) for c in consumers),
-        fanout=tuple(fanouts), done_cycles=hop, packet_cycles=hw.noc.packet_cycles,
+        fanout=tuple(fanouts), neuron_tile=tuple(neuron_tile),
+        neuron_local=tuple(neuron_local), done_cycles=hop, packet_cycles=hw.noc.packet_cycles,
         spilling_tiles=spilling)
