@@ -17,7 +17,7 @@ Stated choices (changing any of them changes ``CALIBRATION_VERSION``):
   calibration images.
 - Thresholds: layer by layer in network order (a layer's rate depends only on earlier layers),
   the threshold is bisected geometrically until the layer's rate on the calibration images
-  brackets the target to a relative width of 1e-6. The spike count of a LIF neuron with soft
+  brackets the target to a relative width of 1e-4. The spike count of a LIF neuron with soft
   reset never grows with its threshold, so the bisection converges. On more than
   ``SAMPLE`` (neuron, image) pairs the bisection uses a seeded random sample of them, then the
   whole layer runs once with the found threshold.
@@ -41,7 +41,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from accelsim.architectures import BUILDERS, build
 from accelsim.network import INPUT, Architecture, Network, Shape
@@ -50,9 +57,9 @@ CALIBRATION_VERSION = 1
 """Bumped whenever the weights, inputs or bisection change, so old cache entries are not used."""
 SOURCE = "calibrated workload"
 """What a result made from a workload says about its model."""
-SAMPLE = 1 << 18
+SAMPLE = 1 << 16
 """Most (neuron, image) pairs the bisection evaluates per layer."""
-REL_WIDTH = 1e-6
+REL_WIDTH = 1e-4
 """The bisection stops when the threshold bracket is this narrow (relative)."""
 SYNTHETIC = "synthetic"
 """The data set of a scenario run on a workload: :func:`synthetic_images`."""
@@ -79,7 +86,8 @@ class WorkloadSpec(BaseModel):
 
     architecture: str = Field(description="architecture plan, e.g. vgg16, resnet20, "
                               "vgg16-imagenet")
-    dataset: str | None = Field(None, description="input shape and classes of this data set: "
+    dataset: str | None = Field(None, validate_default=True,
+                                description="input shape and classes of this data set: "
                                 f"{', '.join(INPUTS)}; default imagenet for "
                                 f"{', '.join(IMAGENET_PLANS)}, else cifar10")
     size: int | None = Field(None, ge=1, description="input H = W instead of the data set's")
@@ -102,8 +110,10 @@ class WorkloadSpec(BaseModel):
 
     @field_validator("dataset")
     @classmethod
-    def _known_inputs(cls, name: str | None) -> str | None:
-        if name is not None and name not in INPUTS:
+    def _known_inputs(cls, name: str | None, info: ValidationInfo) -> str:
+        if name is None:  # resolved here, so that leaving it out keys the same cache entry
+            return "imagenet" if info.data.get("architecture") in IMAGENET_PLANS else "cifar10"
+        if name not in INPUTS:
             raise ValueError(f"unknown data set {name!r}; a workload takes the input shape of "
                              f"one of {', '.join(INPUTS)}")
         return name
@@ -119,7 +129,8 @@ class WorkloadSpec(BaseModel):
 
     @property
     def inputs(self) -> str:
-        return self.dataset or ("imagenet" if self.architecture in IMAGENET_PLANS else "cifar10")
+        assert self.dataset is not None  # resolved by the validator
+        return self.dataset
 
     @property
     def input_shape(self) -> Shape:

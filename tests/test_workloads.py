@@ -82,6 +82,9 @@ def test_per_layer_rates_hold_in_the_simulator(architecture, targets):
 def test_cache_hit_reads_the_file_and_new_parameters_miss(cache, monkeypatch):
     spec = W.WorkloadSpec(**TINY, spike_rate=0.5)
     path = W.model_file(spec)
+    default_inputs = W.WorkloadSpec(**{k: v for k, v in TINY.items() if k != "dataset"},
+                                    spike_rate=0.5)
+    assert default_inputs.key() == spec.key()  # cifar10 is the default, resolved before keying
     assert path.parent == cache / "workloads" and path.is_file()
     first = accelsim.load_model(path)
 
