@@ -25,6 +25,11 @@ DRAM); the small model runs on the preset as shipped.
     NUMBA_NUM_THREADS=2 .venv/bin/python analysis/bench_paper_scale.py speed \\
         [--cases cifar-vgg16,...] [--rates 0.4,1.2] [--images 16] [--repeats 2]
     .venv/bin/python analysis/bench_paper_scale.py memory [--cases ...] [--rate 1.2]
+    .venv/bin/python analysis/bench_paper_scale.py plot speed.json [PNG]
+
+``plot`` draws wall time per image against synaptic operations per image (log-log), for the
+core, ``simulate`` and PyTorch, from the rows ``speed --json`` wrote (default PNG:
+docs/figures/paper-scale-speed.png).
 """
 
 from __future__ import annotations
@@ -197,6 +202,34 @@ def _child(kind: str, case: str, rate: float, n: int, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ops = np.array([r["synops_per_image"] for r in rows])
+    for key, label, marker in (("torch_ms", "PyTorch SNN forward (fp32, batched)", "s"),
+                               ("core_ms", "functional core", "o"),
+                               ("simulate_ms", "cycle-level simulate (fast mode)", "^")):
+        ax.scatter(ops, [r[key] for r in rows], marker=marker, label=label)
+    for r in rows:
+        ax.annotate(f"{r['case']} {r['spikes_per_neuron']:.1f}", (r["synops_per_image"],
+                    r["simulate_ms"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("synaptic operations per image")
+    ax.set_ylabel("wall time per image (ms)")
+    threads = rows[0]["threads"] if rows else 0
+    ax.set_title(f"T=5, {threads} threads, seeded calibrated networks (label: spikes/neuron)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,11 +243,18 @@ def main() -> None:
     m = sub.add_parser("memory")
     m.add_argument("--cases", default=",".join(MEMORY_IMAGES))
     m.add_argument("--rate", type=float, default=1.2)
+    pl = sub.add_parser("plot")
+    pl.add_argument("rows", type=Path)
+    pl.add_argument("png", type=Path, nargs="?",
+                    default=ROOT / "docs" / "figures" / "paper-scale-speed.png")
     one = sub.add_parser("one")
     for name in ("kind", "case", "rate", "n", "repeats"):
         one.add_argument(name)
     args = parser.parse_args()
     torch.set_num_threads(numba.get_num_threads())
+    if args.command == "plot":
+        plot(json.loads(args.rows.read_text()), args.png)
+        return
     if args.command == "one":
         fn = speed if args.kind == "speed" else memory
         extra = (int(args.repeats),) if args.kind == "speed" else ()
