@@ -97,3 +97,29 @@ def test_resnet_shapes_of_the_papers_form():
     assert len(spiking) == 3 + 2 * (3 + 4 + 6 + 3)
     assert spiking[-1].shape == (512, 7, 7)
     assert resnet34.weight_shapes()["output.weight"] == (1000, 512)
+
+
+@pytest.mark.parametrize("name", ["vgg16-imagenet", "resnet20", "resnet34"])
+def test_new_plans_run_alike_in_pytorch_and_the_core(name):
+    """At 1/16 width on 32x32 inputs, with thresholds that make every layer spike: the float64
+    PyTorch SNN and the event-driven core give the same spikes per layer and timestep."""
+    import numpy as np
+    import torch
+
+    from accelsim import workloads as W
+    from accelsim.functional import run
+    from accelsim.torch_snn import SpikingNetwork
+
+    spec = W.WorkloadSpec(architecture=name, dataset="cifar10", width=1 / 16, spike_rate=0.5,
+                          calibration_images=2)
+    net, _ = W.build_workload(spec)
+    images = W.synthetic_images(net.architecture.input_shape, 2, seed=5).astype(np.float64)
+    with torch.no_grad():
+        ref = SpikingNetwork.from_network(net).double().forward_snn(
+            torch.from_numpy(images), net.timesteps, record=True)
+    result = run(net, images, record_spikes=True)
+    spiking = [layer.name for layer in net.layers if layer.kind == "spiking"]
+    mine = np.array([[trains[n].counts() for n in spiking] for trains in result.spikes])
+    np.testing.assert_array_equal(mine, ref.spike_counts.numpy().astype(np.int64))
+    np.testing.assert_array_equal(result.predictions, ref.logits.argmax(1).numpy())
+    assert mine.sum() > 0
