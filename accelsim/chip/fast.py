@@ -46,9 +46,10 @@ from accelsim.chip.timeline import Phase, Timeline
 
 
 @njit(cache=True)
-def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class, synops,
-                    sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles,
-                    depth, port_free, last_admit, open_, eject_free, finish, ring, ring_n, head,
+def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class,
+                    reach_start, reach_cols, synops, sram_bits, dram_bits, service, hop_cycles,
+                    hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
+                    eject_free, finish, ring, ring_n, head,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
@@ -73,9 +74,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
         s = src_tiles[sl]
         r = ready[i]
         port = port_free[s]
-        for j in range(width):
-            if synops[c, j] == 0:
-                continue
+        for q in range(reach_start[c], reach_start[c + 1]):  # the columns the spike reaches
+            j = reach_cols[q]
             d = dest_tiles[j]
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
@@ -190,8 +190,8 @@ def ready_kernel(indices, tile_of, local_of, tiles, fire_start, units, latency):
 
 @njit(cache=True, parallel=True)
 def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, latency, src_tiles,
-                dest_tiles,
-                neuron_class, synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
+                dest_tiles, neuron_class, reach_start, reach_cols, synops, sram_bits, dram_bits,
+                service, hop_cycles, hops_x, hops_y,
                 packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
                 ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
                 sram_in, dram_in, record, record_at, neurons, ready_out, events, sent):
@@ -214,7 +214,8 @@ def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, laten
             neurons[at:at + hi - lo] = n
             ready_out[at:at + hi - lo] = ready
         sent[b] = transfer_kernel(
-            n, local, ready, src_tiles, dest_tiles, neuron_class, synops, sram_bits, dram_bits,
+            n, local, ready, src_tiles, dest_tiles, neuron_class, reach_start, reach_cols,
+            synops, sram_bits, dram_bits,
             service, hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b],
             last_admit[b], open_[b], eject_free[b], finish[b], ring[b], ring_n[b], head[b],
             stall[b, t], busy[b, t],
@@ -393,7 +394,8 @@ class _FastChip:
         send_kernel(t, indices, offsets, plan.neuron_tile[li], plan.neuron_local[li],
                     tl.fire_start[:, t, g],
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
-                    plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.synops,
+                    plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.reach_start,
+                    fo.reach_cols, fo.synops,
                     fo.sram_bits, fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x,
                     fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
                     self.last_admit, self.open_, self.eject_free, self.finish, self.ring,

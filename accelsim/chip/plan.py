@@ -38,6 +38,8 @@ class FanOut:
     dest_layer: np.ndarray   # int64 (D,) consumer layer index of each column
     neuron_class: np.ndarray  # int64 (N,) the class of each source neuron
     synops: np.ndarray       # int64 (classes, D)
+    reach_start: np.ndarray  # int64 (classes + 1,) class c reaches columns
+    reach_cols: np.ndarray   # int64 reach_cols[reach_start[c]:reach_start[c + 1]] (synops > 0)
     sram_bits: np.ndarray    # int64 (classes, D)
     dram_bits: np.ndarray    # int64 (classes, D)
     service: np.ndarray      # int64 (classes, D) cycles the destination's unit is busy
@@ -266,7 +268,9 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             svc = np.where(dbits > 0, np.maximum(svc, dcyc), svc)
         src_tiles = mapping.layers[si].tiles
         fanouts.append(FanOut(
-            dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls, synops=syn,
+            dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls,
+            reach_start=np.concatenate([[0], np.cumsum((syn > 0).sum(axis=1))]).astype(np.int64),
+            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64), synops=syn,
             sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
             hop_cycles=np.ascontiguousarray(hop[np.ix_(src_tiles, dest)]),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
