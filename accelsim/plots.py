@@ -317,8 +317,9 @@ def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
     ax.set_xticks(x, ticks, fontsize=8)
     ax.set_xlabel(", ".join(short(p) for p in params) if len(params) == 1 else "sweep point")
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title("Energy per inference by component\n(above each bar: energy, latency, "
-                 f"accuracy on {int(s[R.NUM_IMAGES].iloc[0])} images)", fontsize=10)
+    shown = "energy, latency, accuracy" if s[R.ACCURACY].notna().any() else "energy, latency"
+    ax.set_title(f"Energy per inference by component\n(above each bar: {shown} on "
+                 f"{int(s[R.NUM_IMAGES].iloc[0])} images)", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
