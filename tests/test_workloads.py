@@ -2,6 +2,7 @@
 them (accelsim.run, float64 event-driven), which is not the PyTorch pass that calibrated them."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,14 @@ def test_unreachable_rate_is_a_scenario_problem(tmp_path):
                           "size: 8, width: 0.0625, timesteps: 3, spike_rate: 2.95}\n")
     with pytest.raises(ScenarioError, match="workload: layer 'conv1' reaches at most"):
         runner.check(path)
+
+
+PAPER = sorted((Path(__file__).parents[1] / "scenarios").glob("paper-*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
+def test_paper_scenarios_validate(path):
+    """Calibrates each full-width workload (minutes for ImageNet VGG16) and maps it."""
+    points = runner.check(path)
+    assert points and all(p.scenario.workload is not None for p in points)
