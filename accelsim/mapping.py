@@ -7,7 +7,7 @@ Policy (deterministic, stated once here):
    groups* (sizes differ by at most one), and each group into ``n // g`` or ``n // g + 1`` *row
    bands* (the first ``n % g`` groups get one more; row counts differ by at most one). A
    spike's packets go to the tiles its kernel window reaches, so few groups means little
-   traffic (``g = 1``: a spike reaches the one or two bands under its window), and many groups
+   traffic (``g = 1``: a spike reaches only the bands under its window), and many groups
    means few weights per tile (every tile of a group stores that group's weights). ``g`` is
    the smallest number of groups with which a tile's weights fit its SRAM, its neurons fit
    ``tile.max_neurons`` and no band is thinner than a row; when no ``g`` keeps the weights in
