@@ -27,7 +27,10 @@ The forward pass is the PyTorch SNN's (:class:`accelsim.torch_snn.SpikingNetwork
 batched over images and timesteps; the simulator's own counts agree within the tolerance the
 tests state (``tests/test_workloads.py`` measures them with :func:`accelsim.run`).
 
-A workload is deterministic in its parameters and cached on disk as an ordinary model file
+A workload is deterministic in its parameters: the weights are bit-identical on any machine
+(numpy's generators); the thresholds are bit-identical on one machine, and on another CPU kind,
+whose float32 convolutions may sum in another order, can differ by the last bisection step
+(1e-4 relative). It is cached on disk as an ordinary model file
 (:mod:`accelsim.modelfile`, so loading it never executes code) under ``$ACCELSIM_CACHE/workloads``
 (default ``~/.cache/accelsim/workloads``), named by the sha256 of its parameters.
 """
