@@ -1,8 +1,8 @@
 """Speed and memory at paper scale: the DIET-SNN paper's networks at full width, T = 5.
 
-Networks (seeded Kaiming-uniform weights, leak 1, per-layer thresholds bisected so that every
-spiking layer emits ``--rates`` spikes per neuron over T on the benchmark's own inputs; inputs
-are seeded standard-normal images, i.e. already normalised):
+Networks: the calibrated workloads of :mod:`accelsim.workloads` (seeded weights, leak 1, every
+spiking layer's threshold bisected to ``--rates`` spikes per neuron over T), run on that
+module's synthetic standard-normal images:
 
 - ``cifar-vgg16``: VGG16 (CIFAR plan), width 1.0, 3x32x32;
 - ``cifar-resnet20``: the authors' ResNet20, width 1.0, 3x32x32;
@@ -19,8 +19,8 @@ ratios (targets: core >= 1.0x the baseline's speed, simulate within 2x of its ti
 RSS (targets: imagenet-vgg16 one image < 8 GB, cifar-vgg16 64 images < 4 GB, mnist5k-vgg16 64
 images not above ~720 MiB).
 
-The chip is ``45nm-generic`` with a 36x36 mesh (weights that do not fit its SRAM stream from
-DRAM); the small model runs on the preset as shipped.
+Chips: ``45nm-large`` (CIFAR networks), ``45nm-xl`` (ImageNet VGG16) and ``45nm-generic`` (the
+small model).
 
     NUMBA_NUM_THREADS=2 .venv/bin/python analysis/bench_paper_scale.py speed \\
         [--cases cifar-vgg16,...] [--rates 0.4,1.2] [--images 16] [--repeats 2]
@@ -52,76 +52,24 @@ import numpy as np
 import torch
 
 from accelsim import columns as col
-from accelsim.architectures import build
+from accelsim import workloads
 from accelsim.hardware import Hardware, load_hardware
-from accelsim.network import INPUT, Network
+from accelsim.network import Network
 from accelsim.torch_snn import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 5
 CASES = {
-    "cifar-vgg16": ("vgg16", (3, 32, 32), 10),
-    "cifar-resnet20": ("resnet20", (3, 32, 32), 10),
-    "imagenet-vgg16": ("vgg16-imagenet", (3, 224, 224), 1000),
+    "cifar-vgg16": ("vgg16", "cifar10", "45nm-large"),
+    "cifar-resnet20": ("resnet20", "cifar10", "45nm-large"),
+    "imagenet-vgg16": ("vgg16-imagenet", "imagenet", "45nm-xl"),
 }
 SMALL = "mnist5k-vgg16"
 MEMORY_IMAGES = {"imagenet-vgg16": 1, "cifar-vgg16": 64, "cifar-resnet20": 64, SMALL: 64}
 
 
-def _inputs(shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, *shape))
-
-
-@torch.no_grad()
-def calibrated(case: str, rate: float, images: np.ndarray) -> Network:
-    """Seeded weights; each spiking layer's threshold bisected (in network order, the earlier
-    layers already set) so that it emits ``rate`` spikes per neuron over T on ``images``."""
-    plan, shape, classes = CASES[case]
-    arch = build(plan, shape, classes, width=1.0)
-    sn = SpikingNetwork(arch, seed=0)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    b = len(x)
-    spikes = {INPUT: x}  # per layer: (T * images, ...) spikes, timestep-major
-    layers = []
-    for layer in arch.layers:
-        if all(p.source == INPUT for p in layer.inputs):
-            current = sn.current(layer, spikes).repeat(T, *([1] * (x.dim() - 1)))
-        else:
-            current = sn.current(layer, spikes)
-        if layer.kind == "output":
-            layers.append(layer)
-            break
-        current = current.reshape(T, b, -1)
-        lo, hi = 1e-4, float(current.abs().max()) * T + 1e-3
-        for _ in range(30):
-            v = (lo * hi) ** 0.5
-            if _lif(current, v).sum(dim=0).mean() > rate:
-                lo = v
-            else:
-                hi = v
-        v = (lo * hi) ** 0.5
-        spikes[layer.name] = _lif(current, v).reshape((T * b, *layer.shape))
-        layers.append(layer.model_copy(update={"threshold": v, "leak": 1.0}))
-    arch = arch.model_copy(update={"layers": tuple(layers)})
-    return Network(name=f"{case}-{rate:g}", architecture=arch, weights=sn.weight_arrays(),
-                   timesteps=T, input_mean=(0.0,) * shape[0], input_std=(1.0,) * shape[0])
-
-
-def _lif(current: torch.Tensor, v: float) -> torch.Tensor:
-    """(T, ...) spikes of soft-reset integrate-and-fire neurons (leak 1) under ``current``."""
-    u = torch.zeros_like(current[0])
-    out = torch.empty_like(current)
-    for t in range(len(current)):
-        u = u + current[t]
-        out[t] = (u > v).to(current.dtype)
-        u = u - v * out[t]
-    return out
-
-
 def chip(case: str) -> Hardware:
-    if case == SMALL:
-        return load_hardware("45nm-generic")
-    return load_hardware("45nm-generic", {"mesh.rows": 36, "mesh.cols": 36})
+    return load_hardware("45nm-generic" if case == SMALL else CASES[case][2])
 
 
 def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndarray, str]:
@@ -133,9 +81,10 @@ def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndar
         test = load_images("mnist5k", "test", size=32)
         x = normalise(test.images[:n], net.input_mean, net.input_std)
         return net, np.asarray(x, dtype=np.float64), "trained, own rates"
-    shape = CASES[case][1]
-    calib = _inputs(shape, min(n, 4), seed=1)
-    return calibrated(case, rate, calib), _inputs(shape, n), f"calibrated to {rate:g}"
+    plan, dataset, _ = CASES[case]
+    net = workloads.workload(plan, dataset=dataset, spike_rate=rate)
+    x = workloads.synthetic_images(net.architecture.input_shape, n, seed=0)
+    return net, np.asarray(x, dtype=np.float64), f"workload at {rate:g}"
 
 
 def _best(repeats: int, *calls):
@@ -222,7 +171,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("synaptic operations per image")
     ax.set_ylabel("wall time per image (ms)")
     threads = rows[0]["threads"] if rows else 0
-    ax.set_title(f"T=5, {threads} threads, seeded calibrated networks (label: spikes/neuron)",
+    ax.set_title(f"T=5, {threads} threads, calibrated workloads (label: spikes/neuron)",
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
