@@ -13,7 +13,8 @@ The public API, in the order a researcher meets it::
 
 from accelsim import results
 from accelsim.chip import SimulationResult, simulate
-from accelsim.functional import FunctionalResult, SpikeTrain, run
+from accelsim.core import FunctionalResult, SpikeTrain
+from accelsim.functional import run
 from accelsim.hardware import Hardware, list_presets, load_hardware
 from accelsim.modelfile import load_model, read_manifest
 from accelsim.network import Architecture, Layer, Network, Projection

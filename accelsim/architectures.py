@@ -13,7 +13,7 @@ from accelsim.network import INPUT, Architecture, Layer, Projection, Shape, pool
 
 POOL = "A"
 
-# Authors' channel plans (DESIGN.md section 7); "A" is a 2x2 average pool. vgg16 is the CIFAR
+# Authors' channel plans (docs/design.md §7); "A" is a 2x2 average pool. vgg16 is the CIFAR
 # plan: 4 pools, so the map is 2x2 after conv13 and the classifier reads 512*2*2. vgg16-imagenet
 # adds the fifth pool (14 -> 7) before Linear(512*7*7, 4096). vgg6 is the authors' "VGG6": the
 # VGG5 convolutions and 3 linear layers (classifier from 128*8*8 = 512*4*4 at 32x32). vgg5 and

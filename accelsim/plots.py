@@ -8,7 +8,7 @@ and writes each as PNG and SVG.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from accelsim import columns as C
 from accelsim import results as R
-from accelsim.columns import ENERGY_COMPONENTS
+from accelsim.columns import ENERGY_COMPONENTS, component_label, short_param
 
-FIGURES_DIR = "figures"
 COMPONENT_COLOURS = dict(zip(ENERGY_COMPONENTS, ("#4c72b0", "#8172b2", "#dd8452", "#ccb974",
                                                  "#55a868", "#64b5cd", "#c44e52", "#8c8c8c"),
                              strict=True))
@@ -33,16 +33,6 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (7.0, 4.2)) -> tuple[Figu
     return fig, fig.add_subplot()
 
 
-def short(param: str) -> str:
-    """Short label of a dotted sweep parameter: without the section it lives in
-    (``hardware.overrides.``, ``simulation.``, ``data.``, ``hardware.``), at most two parts."""
-    for prefix in ("hardware.overrides.", "simulation.", "data.", "hardware."):
-        if param.startswith(prefix):
-            param = param.removeprefix(prefix)
-            break
-    return "T" if param == "timesteps" else ".".join(param.split(".")[-2:])
-
-
 def value_text(param: str, value: object) -> str:
     """A swept value as a person reads it: bit capacities of 8 KiB or more in KiB."""
     if param.endswith("capacity_bits") and isinstance(value, int | np.integer) and \
@@ -53,12 +43,12 @@ def value_text(param: str, value: object) -> str:
 
 def _title(results: R.Results, point: int | None) -> str:
     scenario = results.scenarios[0] if point is None else \
-        results.scenarios[list(results.summary[R.POINT]).index(point)]
+        results.scenarios[list(results.summary[C.POINT]).index(point)]
     text = f"{R.describe_model(scenario)} on {scenario['hardware']['preset']}, " \
            f"T={scenario['simulation']['timesteps']}, {scenario['data']['images']} images"
     if point is not None and results.is_sweep:
-        row = results.summary[results.summary[R.POINT] == point].iloc[0]
-        text += " (" + ", ".join(f"{short(p)}={row[p]}" for p in results.parameters) + ")"
+        row = results.summary[results.summary[C.POINT] == point].iloc[0]
+        text += " (" + ", ".join(f"{short_param(p)}={row[p]}" for p in results.parameters) + ")"
     return text
 
 
@@ -72,12 +62,12 @@ def plot_energy_breakdown(results: R.Results, point: int | None = None,
     x = np.arange(len(table))
     width = 0.4
     bottom = np.zeros(len(table))
-    for comp, col in zip(ENERGY_COMPONENTS, R.COMPONENT_UJ, strict=True):
+    for comp, col in zip(ENERGY_COMPONENTS, C.COMPONENT_UJ, strict=True):
         values = table[col].to_numpy()
-        ax.bar(x - width / 2, values, width, bottom=bottom, label=_component_label(comp),
+        ax.bar(x - width / 2, values, width, bottom=bottom, label=component_label(comp),
                color=COMPONENT_COLOURS[comp])
         bottom += values
-    estimate = table[R.COMPUTE_ONLY_SNN_UJ].to_numpy()
+    estimate = table[C.COMPUTE_ONLY_SNN_UJ].to_numpy()
     ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
            label="compute-only\nestimate (SNN)")
     for i, (full, est) in enumerate(zip(bottom, estimate, strict=True)):
@@ -94,11 +84,6 @@ def plot_energy_breakdown(results: R.Results, point: int | None = None,
                  fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
-
-
-def _component_label(component: str) -> str:
-    return {"weight_sram": "weight SRAM", "neuron_update": "neuron update", "dram": "DRAM",
-            "mac": "MAC"}.get(component, component.replace("_", " "))
 
 
 def plot_spike_rates(results: R.Results, point: int | None = None,
@@ -137,7 +122,7 @@ def plot_latency(results: R.Results, point: int | None = None, ax: Axes | None =
     ax.set_yticks(y, list(table.index))
     ax.invert_yaxis()  # network order, top to bottom
     ax.set_xlim(0, 1.12 * max(float(left.max(initial=0)), 1.0))
-    unit = _time_unit(results, point)
+    unit = R.time_unit(results, point)
     ax.set_xlabel(f"{unit} since the image arrived (segment t: timestep t)")
     ax.set_ylabel("layer")
     ax.legend(title="timestep", fontsize=8, title_fontsize=8, frameon=False, loc="upper left",
@@ -154,27 +139,8 @@ def _timestep_colours(n: int) -> list[tuple[float, ...]]:
     return [cmap(0.15 + 0.7 * j / max(n - 1, 1)) for j in range(n)]
 
 
-def _time_unit(results: R.Results, point: int | None) -> str:
-    """'cycles', or the time unit an asynchronous preset counts in (e.g. '1 ns units')."""
-    from accelsim.hardware import load_hardware
-    from accelsim.scenario import flatten
-
-    hw_spec = _scenario(results, point).get("hardware", {})
-    try:
-        clock = load_hardware(hw_spec.get("preset", "45nm-generic"),
-                              flatten(hw_spec.get("overrides") or {}) or None).clock
-    except (ValueError, KeyError, OSError):
-        return "cycles"
-    return f"time units of {clock.time_unit_ns:g} ns" if clock.asynchronous else "cycles"
-
-
-def _scenario(results: R.Results, point: int | None) -> dict:
-    return results.scenarios[0] if point is None else \
-        results.scenarios[list(results.summary[R.POINT]).index(point)]
-
-
 def _point_label(row: pd.Series, parameters: Sequence[str]) -> str:
-    return ", ".join(f"{short(p)}={value_text(p, row[p])}" for p in parameters)
+    return ", ".join(f"{short_param(p)}={value_text(p, row[p])}" for p in parameters)
 
 
 def plot_pareto(results: R.Results, ax: Axes | None = None) -> Figure:
@@ -182,31 +148,31 @@ def plot_pareto(results: R.Results, ax: Axes | None = None) -> Figure:
     is joined and labelled, and so are the dominated points when there are at most 8."""
     fig, ax = _axes(ax, (7.5, 5.0))
     s = results.summary
-    front = R.pareto_front(s[R.ENERGY_UJ].to_numpy(), s[R.LATENCY_US].to_numpy())
-    ax.scatter(s[R.LATENCY_US][~front], s[R.ENERGY_UJ][~front], color="#8c8c8c",
+    front = R.pareto_front(s[C.ENERGY_UJ].to_numpy(), s[C.LATENCY_US].to_numpy())
+    ax.scatter(s[C.LATENCY_US][~front], s[C.ENERGY_UJ][~front], color="#8c8c8c",
                label="dominated", zorder=2)
-    f = s[front].sort_values(R.LATENCY_US)
-    ax.plot(f[R.LATENCY_US], f[R.ENERGY_UJ], "-o", color="#c44e52", label="Pareto front",
+    f = s[front].sort_values(C.LATENCY_US)
+    ax.plot(f[C.LATENCY_US], f[C.ENERGY_UJ], "-o", color="#c44e52", label="Pareto front",
             zorder=3)
-    spills = s[s[R.DRAM_BYTES] > 0] if R.DRAM_BYTES in s else s.iloc[:0]
+    spills = s[s[C.DRAM_BYTES] > 0] if C.DRAM_BYTES in s else s.iloc[:0]
     if len(spills):
-        ax.scatter(spills[R.LATENCY_US], spills[R.ENERGY_UJ], s=140, facecolors="none",
+        ax.scatter(spills[C.LATENCY_US], spills[C.ENERGY_UJ], s=140, facecolors="none",
                    edgecolors="#4c72b0", linewidths=1.2, label="weights spill to DRAM",
                    zorder=4)
-    _log_if_wide(ax, s[R.LATENCY_US], "x")
-    _log_if_wide(ax, s[R.ENERGY_UJ], "y")
+    _log_if_wide(ax, s[C.LATENCY_US], "x")
+    _log_if_wide(ax, s[C.ENERGY_UJ], "y")
     ax.margins(0.12)
     for _, row in f.iterrows():
-        _label(ax, _point_label(row, results.parameters), row[R.LATENCY_US], row[R.ENERGY_UJ],
+        _label(ax, _point_label(row, results.parameters), row[C.LATENCY_US], row[C.ENERGY_UJ],
                5)
     if len(s) <= 8:
         for _, row in s[~front].iterrows():
-            _label(ax, _point_label(row, results.parameters), row[R.LATENCY_US],
-                   row[R.ENERGY_UJ], -10, color="#555555")
+            _label(ax, _point_label(row, results.parameters), row[C.LATENCY_US],
+                   row[C.ENERGY_UJ], -10, color="#555555")
     ax.set_xlabel("latency per inference (µs)")
     ax.set_ylabel("energy per inference (µJ)")
     ax.set_title(f"Energy vs latency across {len(s)} points "
-                 f"({int(s[R.NUM_IMAGES].iloc[0])} images each)", fontsize=10)
+                 f"({int(s[C.NUM_IMAGES].iloc[0])} images each)", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -236,7 +202,7 @@ def _log_if_wide(ax: Axes, values: pd.Series, axis: str) -> None:
 def plot_edp_heatmap(results: R.Results, x: str, y: str, ax: Axes | None = None) -> Figure:
     """Energy-delay product over two swept parameters (minimum over any other parameters)."""
     fig, ax = _axes(ax, (6.5, 4.8))
-    table = results.summary.pivot_table(index=y, columns=x, values=R.EDP, aggfunc="min")
+    table = results.summary.pivot_table(index=y, columns=x, values=C.EDP, aggfunc="min")
     values = table.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
     wide = finite.size and finite.min() > 0 and finite.max() / finite.min() > 20
@@ -244,14 +210,14 @@ def plot_edp_heatmap(results: R.Results, x: str, y: str, ax: Axes | None = None)
                       norm=LogNorm() if wide else None)
     ax.set_xticks(np.arange(values.shape[1]), [value_text(x, v) for v in table.columns])
     ax.set_yticks(np.arange(values.shape[0]), [value_text(y, v) for v in table.index])
-    ax.set_xlabel(short(x))
-    ax.set_ylabel(short(y))
+    ax.set_xlabel(short_param(x))
+    ax.set_ylabel(short_param(y))
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
                 color="white" if np.isfinite(v) and image.norm(v) > 0.5 else "black")
     fig.colorbar(image, ax=ax, label="energy × delay (µJ·µs)" + (", log scale" if wide else ""))
     others = [p for p in results.parameters if p not in (x, y)]
-    note = f"\n(best over {', '.join(short(p) for p in others)})" if others else ""
+    note = f"\n(best over {', '.join(short_param(p) for p in others)})" if others else ""
     ax.set_title(f"Energy-delay product per inference, lower is better{note}", fontsize=10)
     return fig
 
@@ -265,18 +231,18 @@ def plot_accuracy_vs_energy(results: R.Results, by: str | None = None,
     groups = [(None, s)] if by is None else list(s.groupby(by, sort=False))
     labels = [p for p in results.parameters if p != by]
     for value, g in groups:
-        g = g.sort_values(R.ENERGY_UJ)
-        ax.plot(g[R.ENERGY_UJ], 100 * g[R.ACCURACY], "-o",
-                label=None if by is None else f"{short(by)}={value_text(by, value)}")
-    _log_if_wide(ax, s[R.ENERGY_UJ], "x")
+        g = g.sort_values(C.ENERGY_UJ)
+        ax.plot(g[C.ENERGY_UJ], 100 * g[C.ACCURACY], "-o",
+                label=None if by is None else f"{short_param(by)}={value_text(by, value)}")
+    _log_if_wide(ax, s[C.ENERGY_UJ], "x")
     ax.margins(x=0.12, y=0.08)
     for _, g in groups:
-        g = g.sort_values(R.ENERGY_UJ)
+        g = g.sort_values(C.ENERGY_UJ)
         for k, (_, row) in enumerate(g.iterrows()):
-            _label(ax, _point_label(row, labels), row[R.ENERGY_UJ], 100 * row[R.ACCURACY],
+            _label(ax, _point_label(row, labels), row[C.ENERGY_UJ], 100 * row[C.ACCURACY],
                    -11 if k % 2 == 0 else 5)
     ax.set_xlabel("energy per inference (µJ)")
-    ax.set_ylabel(f"accuracy (%), {int(s[R.NUM_IMAGES].iloc[0])} images per point")
+    ax.set_ylabel(f"accuracy (%), {int(s[C.NUM_IMAGES].iloc[0])} images per point")
     where = ""
     if results.scenarios:
         sc = results.scenarios[0]
@@ -295,42 +261,33 @@ def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
     x = np.arange(len(s))
     width = 0.4
     bottom = np.zeros(len(s))
-    for comp, col in zip(ENERGY_COMPONENTS, R.COMPONENT_UJ, strict=True):
+    for comp, col in zip(ENERGY_COMPONENTS, C.COMPONENT_UJ, strict=True):
         values = s[col].to_numpy(dtype=float)
-        ax.bar(x - width / 2, values, width, bottom=bottom, label=_component_label(comp),
+        ax.bar(x - width / 2, values, width, bottom=bottom, label=component_label(comp),
                color=COMPONENT_COLOURS[comp])
         bottom += values
-    estimate = s[R.COMPUTE_ONLY_SNN_UJ].to_numpy(dtype=float)
+    estimate = s[C.COMPUTE_ONLY_SNN_UJ].to_numpy(dtype=float)
     ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
            label="compute-only\nestimate (SNN)")
     for i, (_, row) in enumerate(s.iterrows()):
-        accuracy = f"\n{100 * row[R.ACCURACY]:.1f} %" if pd.notna(row[R.ACCURACY]) else ""
-        ax.annotate(f"{row[R.ENERGY_UJ]:.3g} µJ\n{_number(row[R.LATENCY_US])} µs{accuracy}",
+        accuracy = f"\n{100 * row[C.ACCURACY]:.1f} %" if pd.notna(row[C.ACCURACY]) else ""
+        ax.annotate(f"{row[C.ENERGY_UJ]:.3g} µJ\n{_number(row[C.LATENCY_US])} µs{accuracy}",
                     (x[i] - width / 2, bottom[i]),
                     textcoords="offset points", xytext=(0, 2), ha="center", va="bottom",
                     fontsize=7)
     ax.set_ylim(0, 1.25 * max(float(bottom.max(initial=0)), 1e-12))
     params = list(results.parameters)
     ticks = ["\n".join(value_text(p, row[p]) if len(params) == 1 else
-                       f"{short(p)}={value_text(p, row[p])}" for p in params)
+                       f"{short_param(p)}={value_text(p, row[p])}" for p in params)
              for _, row in s.iterrows()]
     ax.set_xticks(x, ticks, fontsize=8)
-    ax.set_xlabel(", ".join(short(p) for p in params) if len(params) == 1 else "sweep point")
+    ax.set_xlabel(", ".join(short_param(p) for p in params) if len(params) == 1 else "sweep point")
     ax.set_ylabel("energy per inference (µJ)")
-    shown = "energy, latency, accuracy" if s[R.ACCURACY].notna().any() else "energy, latency"
+    shown = "energy, latency, accuracy" if s[C.ACCURACY].notna().any() else "energy, latency"
     ax.set_title(f"Energy per inference by component\n(above each bar: {shown} on "
-                 f"{int(s[R.NUM_IMAGES].iloc[0])} images)", fontsize=10)
+                 f"{int(s[C.NUM_IMAGES].iloc[0])} images)", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
-
-
-def save(fig: Figure, folder: Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.svg``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    return paths
 
 
 def _swept(results: R.Results) -> list[str]:
@@ -343,10 +300,9 @@ def best_point(results: R.Results, tolerance: float = 0.01) -> int:
     points within ``tolerance`` (a fraction) of the best accuracy, so that a cheap point that
     no longer classifies (e.g. too few timesteps) is not the one shown."""
     s = results.summary
-    if s[R.ACCURACY].notna().any():  # a calibrated workload has no accuracy: EDP alone
-        s = s[s[R.ACCURACY] >= s[R.ACCURACY].max() - tolerance - 1e-12]
-    good = s
-    return int(good.loc[good[R.EDP].idxmin(), R.POINT])
+    if s[C.ACCURACY].notna().any():  # a calibrated workload has no accuracy: EDP alone
+        s = s[s[C.ACCURACY] >= s[C.ACCURACY].max() - tolerance - 1e-12]
+    return int(s.loc[s[C.EDP].idxmin(), C.POINT])
 
 
 def _heatmap_pair(results: R.Results, swept: Sequence[str]) -> tuple[str, str] | None:
@@ -361,32 +317,69 @@ def _heatmap_pair(results: R.Results, swept: Sequence[str]) -> tuple[str, str] |
     return None
 
 
-def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
-    """Every figure that fits the results: breakdowns of a run (or of the sweep point
-    :func:`best_point` picks), and for a sweep the Pareto plot, the EDP heatmap over the
-    first two independently swept numeric parameters, for up to 12 points the per-point
-    energy bars, and, when timesteps are swept, accuracy vs energy."""
-    folder = Path(out) if out is not None else results.folder / FIGURES_DIR
-    written: list[Path] = []
-    point = None
-    if results.is_sweep:
-        point = best_point(results)
-    written += save(plot_energy_breakdown(results, point), folder, "energy_breakdown")
-    written += save(plot_spike_rates(results, point), folder, "spike_rates")
-    written += save(plot_latency(results, point), folder, "latency")
+def plot_ann_ratios(results: R.Results, point: int | None = None,
+                    ax: Axes | None = None) -> Figure:
+    """Per layer, SNN / ANN energy as the compute-only estimate has it (x) against the full
+    chip model (y), both on log axes; the diagonal is where the two agree, the horizontal line
+    where the SNN and the ANN cost the same on the chip."""
+    from accelsim.ann import by_layer
+
+    fig, ax = _axes(ax, (6.4, 5.0))
+    table = by_layer(R._one_point(results, point).layers)
+    layers = table.drop(index="total").dropna()
+    ax.scatter(layers[C.SNN_TO_ANN_COMPUTE_ONLY], layers[C.SNN_TO_ANN_ENERGY], color="#4c72b0",
+               label="layer")
+    for name, row in layers.iterrows():
+        ax.annotate(str(name), (row[C.SNN_TO_ANN_COMPUTE_ONLY], row[C.SNN_TO_ANN_ENERGY]),
+                    textcoords="offset points", xytext=(4, 3), fontsize=8)
+    total = table.loc["total"]
+    ax.scatter([total[C.SNN_TO_ANN_COMPUTE_ONLY]], [total[C.SNN_TO_ANN_ENERGY]], marker="*",
+               s=160, color="#c44e52", label="whole network")
+    values = pd.concat([table[C.SNN_TO_ANN_COMPUTE_ONLY], table[C.SNN_TO_ANN_ENERGY]]).dropna()
+    lo, hi = float(values.min()) / 2, float(values.max()) * 2
+    ax.plot([lo, hi], [lo, hi], ls=":", color="grey", label="full-system = compute-only")
+    ax.axhline(1.0, ls="--", color="black", lw=0.8, label="SNN = ANN on the chip")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("SNN / ANN energy, compute-only estimate")
+    ax.set_ylabel("SNN / ANN energy, full chip model")
+    ax.set_title(_title(results, point), fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def figures(results: R.Results) -> dict[str, Callable[[], Figure]]:
+    """Every figure that fits the results, by file name (each drawn when called): breakdowns
+    of a run (or of the sweep point :func:`best_point` picks), and for a sweep the Pareto plot,
+    the EDP heatmap over the first two independently swept numeric parameters, for up to 12
+    points the per-point energy bars, and, when timesteps are swept, accuracy vs energy."""
+    point = best_point(results) if results.is_sweep else None
+    out: dict[str, Callable[[], Figure]] = {
+        "energy_breakdown": lambda: plot_energy_breakdown(results, point),
+        "spike_rates": lambda: plot_spike_rates(results, point),
+        "latency": lambda: plot_latency(results, point)}
+    if C.ANN_ENERGY in results.layers:
+        out["ann_ratios"] = lambda: plot_ann_ratios(results, point)
     if not results.is_sweep:
-        return written
+        return out
     swept = _swept(results)
     if len(results.summary) > 1:
-        written += save(plot_pareto(results), folder, "pareto")
+        out["pareto"] = lambda: plot_pareto(results)
     if 1 < len(results.summary) <= 12:
-        written += save(plot_sweep_energy(results), folder, "sweep_energy")
+        out["sweep_energy"] = lambda: plot_sweep_energy(results)
     pair = _heatmap_pair(results, swept)
     if pair is not None:
-        written += save(plot_edp_heatmap(results, *pair), folder, "edp_heatmap")
+        out["edp_heatmap"] = lambda: plot_edp_heatmap(results, *pair)
     timesteps = [p for p in swept if p.endswith("timesteps")]
     if timesteps:
         others = [p for p in swept if p not in timesteps]
-        written += save(plot_accuracy_vs_energy(results, by=others[0] if others else None),
-                        folder, "accuracy_vs_energy")
-    return written
+        out["accuracy_vs_energy"] = lambda: plot_accuracy_vs_energy(
+            results, by=others[0] if others else None)
+    return out
+
+
+def make_plots(results: R.Results, out: str | Path | None = None) -> list[Path]:
+    """Draw :func:`figures` and write each as PNG and SVG: into ``out``, or into the result
+    folder's ``figures/`` (recorded in its manifest). Returns the files written."""
+    return R.save_figures(figures(results), Path(out) if out is not None else None,
+                          results=results.folder)

@@ -2,7 +2,9 @@
 
 :func:`price` applies a chip's energy table (:class:`accelsim.hardware.EnergyTable`) to the
 counters of a per-layer table; :func:`compute_only` is a second pricing of the same counts with
-the paper's fixed figures (DESIGN.md section 3): E_MAC = 4.6 pJ, E_AC = 0.9 pJ.
+the paper's fixed figures (docs/design.md §3): E_MAC = 4.6 pJ, E_AC = 0.9 pJ. It is the one
+implementation of the compute-only estimate: :func:`compute_only_energy` (the training report,
+the model manifest, ``accelsim evaluate``) applies it to spike rates.
 
 Compute-only estimate, per layer l and timestep t (rows of the per-layer table):
 - ANN: ``FLOPs_l * E_MAC`` on the timestep-1 row (0 on the other rows), so the per-layer sum is
@@ -11,8 +13,12 @@ Compute-only estimate, per layer l and timestep t (rows of the per-layer table):
   constant, computed once). Any other layer: for each projection p from source s,
   ``FLOPs_p * (spikes_out_s[t] / neurons_s) * E_AC``; summed over t this is
   ``FLOPs_p * r_s * E_AC`` with ``r_s`` the spike rate of the layer's input over all T.
-FLOPs: conv ``k^2 * C_in * H_out * W_out * C_out``, linear ``in * out``, identity shortcut one
-addition per target neuron.
+
+FLOPs: conv ``k^2 * C_in * H_out * W_out * C_out``, linear ``in * out`` (the paper's formula).
+An identity shortcut counts 0: it is a wire, not a synaptic operation. The paper's FLOP count
+covers only conv and linear layers (the ANN's residual addition is not in it either), so counting
+it for the SNN alone would tilt the ANN/SNN ratio; a 1x1 conv shortcut has weights and counts
+as a conv. The chip model still charges the shortcut's accumulations (``synaptic_ops``).
 """
 
 from __future__ import annotations
@@ -22,12 +28,12 @@ import pandas as pd
 
 from accelsim import columns as col
 from accelsim.hardware import Hardware
-from accelsim.network import INPUT, Network, Projection, pooled_shape
+from accelsim.network import INPUT, Architecture, Projection, pooled_shape
 
 E_MAC_PJ = 4.6
-"""Horowitz 2014, 45 nm 32-bit float multiply-accumulate (DESIGN.md section 3)."""
+"""Horowitz 2014, 45 nm 32-bit float multiply-accumulate (docs/design.md §3)."""
 E_AC_PJ = 0.9
-"""Horowitz 2014, 45 nm 32-bit float addition (DESIGN.md section 3)."""
+"""Horowitz 2014, 45 nm 32-bit float addition (docs/design.md §3)."""
 
 
 def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
@@ -58,28 +64,22 @@ def price(layers: pd.DataFrame, hardware: Hardware) -> pd.DataFrame:
     return pd.concat([layers[new], pd.DataFrame(energy, index=layers.index)], axis=1)
 
 
-def projection_flops(network: Network, layer_name: str, p: Projection) -> int:
-    """FLOPs of one projection (DESIGN.md section 3)."""
-    arch = network.architecture
-    layer = arch.layer(layer_name)
-    src = pooled_shape(arch.source_shape(p.source), p.pool)
+def projection_flops(architecture: Architecture, layer_name: str, p: Projection) -> int:
+    """FLOPs of one projection (module docstring; an identity shortcut is 0)."""
+    layer = architecture.layer(layer_name)
+    src = pooled_shape(architecture.source_shape(p.source), p.pool)
     if p.op == "conv":
         c_out, h, w = layer.shape
         return p.kernel * p.kernel * int(src[0]) * h * w * c_out
     if p.op == "linear":
         return int(np.prod(src)) * layer.neurons
-    return layer.neurons
+    return 0
 
 
-def layer_flops(network: Network) -> dict[str, int]:
-    return {layer.name: sum(projection_flops(network, layer.name, p) for p in layer.inputs)
-            for layer in network.layers}
-
-
-def compute_only(layers: pd.DataFrame, network: Network) -> pd.DataFrame:
+def compute_only(layers: pd.DataFrame, architecture: Architecture) -> pd.DataFrame:
     """Return ``layers`` with the compute-only SNN and ANN estimates (pJ) per row."""
     out = layers.copy()
-    arch = network.architecture
+    arch = architecture
     names = [layer.name for layer in arch.layers]
     layer_of = pd.Categorical(out[col.LAYER], categories=names).codes  # -1: not in network
     image = pd.factorize(out[col.IMAGE])[0]
@@ -94,7 +94,7 @@ def compute_only(layers: pd.DataFrame, network: Network) -> pd.DataFrame:
     for li, layer in enumerate(arch.layers):
         rows = layer_of == li
         for p in layer.inputs:
-            fp = projection_flops(network, layer.name, p)
+            fp = projection_flops(arch, layer.name, p)
             ann[rows & first] += fp * E_MAC_PJ
             if p.source == INPUT:
                 snn[rows & first] += fp * E_MAC_PJ
@@ -104,3 +104,25 @@ def compute_only(layers: pd.DataFrame, network: Network) -> pd.DataFrame:
     out[col.COMPUTE_ONLY_SNN] = snn
     out[col.COMPUTE_ONLY_ANN] = ann
     return out
+
+
+def compute_only_energy(architecture: Architecture,
+                        spike_rates: dict[str, float]) -> tuple[float, float]:
+    """``(ann_pj, snn_pj)`` per image from each spiking layer's spike rate (spikes over all T /
+    neurons): :func:`compute_only` on one row per layer holding ``rate * neurons`` spikes, which
+    sums to ``FLOPs_1 * E_MAC + sum_p FLOPs_p * r_source * E_AC`` for the SNN."""
+    sources = [(layer.name, p.source) for layer in architecture.layers for p in layer.inputs
+               if p.source != INPUT]
+    for name, source in sources:
+        if source not in spike_rates:
+            raise ValueError(f"compute-only energy: no spike rate for layer {source!r} (input of "
+                             f"{name!r}); give one per spiking layer")
+    table = pd.DataFrame({
+        col.IMAGE: 0,
+        col.LAYER: [layer.name for layer in architecture.layers],
+        col.TIMESTEP: 1,
+        col.SPIKES_OUT: [float(spike_rates.get(layer.name, 0.0)) * layer.neurons
+                         for layer in architecture.layers],
+    })
+    priced = compute_only(table, architecture)
+    return float(priced[col.COMPUTE_ONLY_ANN].sum()), float(priced[col.COMPUTE_ONLY_SNN].sum())

@@ -22,21 +22,26 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
 - Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
   the prediction is its argmax.
 
-:func:`reference_forward` computes the same arithmetic with PyTorch on float64 tensors holding
-integers (exact below 2**53): dense convolutions of sum-pooled spike maps, so it shares nothing
-with the event-driven kernels but the definitions above.
+:func:`accelsim.testing.reference_forward` computes the same arithmetic with PyTorch on float64
+tensors holding integers (exact below 2**53): dense convolutions of sum-pooled spike maps, so it
+shares nothing with the event-driven kernels but the definitions above.
+
+:class:`Quantization` is the one description of the widths: the scenario's
+``simulation.quantization`` section is this model, and :func:`check_tile` refuses widths that a
+tile cannot store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from accelsim import kernels as k
-from accelsim.functional import CoreTables, FunctionalResult, build_tables, run_tables
+from accelsim.core import CoreTables, FunctionalResult, build_tables, run_tables
 from accelsim.network import INPUT, Network
 
 
@@ -49,6 +54,30 @@ class Quantization(BaseModel):
     membrane_bits: int = Field(24, ge=8, le=48, description="signed membrane width (saturating)")
     leak_bits: int = Field(12, ge=1, le=24, description="fractional bits of the leak multiplier")
     input_bits: int = Field(8, ge=2, le=16, description="signed width of the analog input")
+
+
+def as_quantization(value: Quantization | Mapping | None) -> Quantization:
+    """``value`` as a :class:`Quantization` (None: the defaults; a mapping: its fields)."""
+    if value is None:
+        return Quantization()
+    if isinstance(value, Quantization):
+        return value
+    if isinstance(value, Mapping):
+        return Quantization.model_validate(dict(value))
+    raise TypeError(f"quantization must be an accelsim.quantize.Quantization or a mapping of its "
+                    f"fields (weight_bits, membrane_bits, ...), got {type(value).__name__}")
+
+
+def check_tile(quantization: Quantization, tile) -> None:
+    """Refuse widths the tile (:class:`accelsim.hardware.TileConfig`) cannot store: its weight
+    SRAM holds ``tile.weight_bits`` per weight and its membrane store ``tile.membrane_bits`` per
+    neuron, and the chip's traffic and energy are counted at those widths."""
+    for name in ("weight_bits", "membrane_bits"):
+        want, have = getattr(quantization, name), getattr(tile, name)
+        if want > have:
+            raise ValueError(f"quantization.{name} = {want} does not fit the tile's {name} = "
+                             f"{have}; set hardware.overrides.tile.{name}: {want} or lower "
+                             f"quantization.{name} to at most {have}")
 
 
 @dataclass(frozen=True)
@@ -158,69 +187,3 @@ def run_fixed(network: Network, x: np.ndarray, timesteps: int,
     result = run_tables(tables, qnet.quantise_input(x), timesteps, record_spikes)
     unit = qnet.units[network.layers[-1].name]
     return dataclasses.replace(result, output=result.output.astype(np.float64) * unit)
-
-
-@dataclass(frozen=True)
-class ReferenceOutput:
-    """What :func:`reference_forward` yields."""
-
-    output: np.ndarray                    # float64 (images, classes): integer membrane * unit
-    predictions: np.ndarray               # int64 (images,)
-    spike_counts: dict[str, np.ndarray]   # per spiking layer, int64 (images, T)
-    spikes: dict[str, list[np.ndarray]]   # per spiking layer, per t, bool (images, neurons)
-
-    def spike_indices(self, layer: str, image: int, t: int) -> np.ndarray:
-        return np.flatnonzero(self.spikes[layer][t][image]).astype(np.int32)
-
-
-def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
-                      timesteps: int) -> ReferenceOutput:
-    """The fixed arithmetic with dense PyTorch ops on float64 tensors holding integers."""
-    import torch
-    import torch.nn.functional as F
-
-    net = qnet.network
-    x = torch.from_numpy(qnet.quantise_input(images).astype(np.float64))
-    w = {name: torch.from_numpy(v.astype(np.float64)) for name, v in qnet.weights.items()}
-    lo, hi = float(qnet.lo), float(qnet.hi)
-    scale = float(2 ** qnet.quantization.leak_bits)
-    membranes: dict[str, torch.Tensor | float] = {la.name: 0.0 for la in net.layers}
-    spikes: dict[str, list[np.ndarray]] = {la.name: [] for la in net.layers
-                                           if la.kind == "spiking"}
-    with torch.no_grad():
-        for _ in range(timesteps):
-            out = {INPUT: x}
-            for layer in net.layers:
-                current: torch.Tensor | float = 0.0
-                for j, p in enumerate(layer.inputs):
-                    src = out[p.source]
-                    if p.pool > 1:  # sum pool: each spike adds its integer weight once
-                        src = F.avg_pool2d(src, p.pool, divisor_override=1)
-                    if p.op == "identity":
-                        term = src * float(qnet.increments[(layer.name, j)])
-                    elif p.op == "conv":
-                        term = F.conv2d(src, w[p.weight], stride=p.stride, padding=p.padding)
-                    else:
-                        term = F.linear(src.flatten(1), w[p.weight])
-                    current = current + term
-                if layer.kind == "output":
-                    membranes[layer.name] = torch.clamp(membranes[layer.name] + current, lo, hi)
-                    continue
-                u = membranes[layer.name]
-                leaked = (torch.floor(u * float(qnet.leaks[layer.name]) / scale)
-                          if isinstance(u, torch.Tensor) else 0.0)
-                u = leaked + current
-                u = torch.clamp(u, lo, hi)
-                o = (u > qnet.thresholds[layer.name]).to(torch.float64)
-                membranes[layer.name] = u - qnet.thresholds[layer.name] * o
-                out[layer.name] = o
-                spikes[layer.name].append(o.flatten(1).numpy() > 0)
-    last = membranes[net.layers[-1].name]
-    assert isinstance(last, torch.Tensor)
-    integer = last.numpy()
-    return ReferenceOutput(
-        output=integer * qnet.units[net.layers[-1].name],
-        predictions=np.argmax(integer, axis=1).astype(np.int64),
-        spike_counts={n: np.stack([s.sum(1) for s in v], axis=1).astype(np.int64)
-                      for n, v in spikes.items()},
-        spikes=spikes)

@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from accelsim import yamlfile
+from accelsim.quantize import Quantization
 from accelsim.workloads import SYNTHETIC, WorkloadSpec
 
 OVERRIDES = ("hardware", "overrides")
@@ -61,13 +63,6 @@ class HardwareSpec(_Frozen):
         return value
 
 
-class QuantizationSpec(_Frozen):
-    """Fixed-point widths (only with ``arithmetic: fixed``)."""
-
-    weight_bits: int = Field(8, ge=1, le=32, description="bits per stored weight")
-    membrane_bits: int = Field(24, ge=1, le=64, description="bits per membrane potential")
-
-
 class SimulationSpec(_Frozen):
     """How to simulate."""
 
@@ -76,7 +71,7 @@ class SimulationSpec(_Frozen):
     schedule: Literal["barrier", "pipelined"] | None = Field(
         None, description="timestep schedule; default: the preset's")
     arithmetic: Literal["float", "fixed"] = Field("float", description="number format")
-    quantization: QuantizationSpec | None = Field(None, description="widths for fixed arithmetic")
+    quantization: Quantization | None = Field(None, description="widths for fixed arithmetic")
     per_tile: bool = Field(False, description="also record the per-tile table")
 
     @model_validator(mode="after")
@@ -107,12 +102,23 @@ class SweepSpec(_Frozen):
                 if head in ("sweep", "outputs", "execution", "name", "description"):
                     raise ValueError(f"sweep.{group}.{path}: '{head}' cannot be swept; sweep "
                                      "model, workload.*, data.*, hardware.*, or simulation.*")
+                repeated = [v for i, v in enumerate(values) if v in values[:i]]
+                if group == "grid" and repeated:
+                    raise ValueError(f"sweep.grid.{path} lists {repeated[0]!r} more than once; "
+                                     "give each value once")
         both = sorted(set(self.grid) & set(self.zip))
         if both:
             raise ValueError(f"{both} appear in both sweep.grid and sweep.zip; keep one")
         lengths = {path: len(v) for path, v in self.zip.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"sweep.zip lists must have the same length, got {lengths}")
+        rows = list(zip(*self.zip.values(), strict=True))
+        repeated_rows = [r for i, r in enumerate(rows) if r in rows[:i]]
+        if repeated_rows:
+            point = ", ".join(f"{p}={v!r}" for p, v in zip(self.zip, repeated_rows[0],
+                                                           strict=True))
+            raise ValueError(f"sweep.zip gives the point {point} more than once; give each "
+                             "point once")
         return self
 
     @property
@@ -141,6 +147,10 @@ class ExecutionSpec(_Frozen):
     batch_images: int = Field(50, ge=1, description="images per task")
     workers: int = Field(1, ge=1, description="workers of the local Dask cluster (one already "
                          "runs the kernels on every core)")
+    connect_timeout_s: float = Field(10.0, gt=0, description="seconds to wait for a Dask "
+                                     "scheduler (--scheduler ADDRESS) to answer")
+    no_workers_timeout_s: float = Field(60.0, gt=0, description="seconds a Dask scheduler may "
+                                        "have no workers before the run stops")
 
 
 class Scenario(_Frozen):
@@ -277,7 +287,13 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not path.strip():
             raise ValueError(f"--set {item!r}: write it as dotted.path=value, "
                              "e.g. --set simulation.timesteps=3")
-        settings[path.strip()] = yaml.safe_load(text) if text.strip() else None
+        try:
+            value = yamlfile.load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: the value {text.strip()!r} is not valid YAML "
+                             f"({yamlfile.error_message(exc)}); quote it, e.g. "
+                             f"--set '{path.strip()}=\"...\"'") from None
+        settings[path.strip()] = value
     return settings
 
 
@@ -329,7 +345,7 @@ def _explain(error: Mapping[str, Any]) -> str:
         return f"unknown field {loc[-1]!r}; valid fields here: {', '.join(valid)}"
     if kind == "missing":
         return "is required"
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if "input" in error and not isinstance(error["input"], dict | list):
         message += f" (got {error['input']!r})"
     return message
@@ -356,11 +372,14 @@ def parse(text: str, file: str = "<string>",
     settings = dict(settings or {})
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        raw = yamlfile.load(text)
+    except yamlfile.DuplicateKeyError as exc:
+        line = yamlfile.error_line(exc)
+        raise ScenarioError([Problem(file, line, _field_at(root, line),
+                                     yamlfile.error_message(exc))]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ScenarioError([Problem(file, line, "", f"not valid YAML: {exc}")]) from exc
+        raise ScenarioError([Problem(file, yamlfile.error_line(exc), "", "not valid YAML: "
+                                     f"{yamlfile.error_message(exc)}")]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -378,6 +397,24 @@ def parse(text: str, file: str = "<string>",
     if scenario.sweep is not None:
         _check_sweep_points(scenario, file, root)
     return scenario
+
+
+def _field_at(node: yaml.Node | None, line: int | None, prefix: str = "") -> str:
+    """Dotted path of the mapping key written at ``line`` (1-based), or ``""``."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            path = f"{prefix}{k.value}"
+            if k.start_mark.line + 1 == line:
+                return path
+            found = _field_at(v, line, path + ".")
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found = _field_at(v, line, f"{prefix.rstrip('.')}[{i}].")
+            if found:
+                return found
+    return ""
 
 
 def _check_sweep_points(scenario: Scenario, file: str, root: yaml.Node | None) -> None:
@@ -406,15 +443,23 @@ def load(path: str | Path, settings: Mapping[str, Any] | None = None) -> Scenari
     """Read and validate a scenario file (schema only; :func:`accelsim.runner.check` also
     checks the model, data and hardware)."""
     path = Path(path)
+    if path.is_dir():
+        raise ScenarioError([Problem(str(path), None, "", "is a folder; pass a scenario YAML "
+                                     "file")])
     if not path.is_file():
         raise ScenarioError([Problem(str(path), None, "", "no such scenario file")])
-    return parse(path.read_text(), str(path), settings)
+    try:
+        text = yamlfile.read_text(path)
+    except ValueError as exc:
+        raise ScenarioError([Problem(str(path), None, "", str(exc).removeprefix(f"{path}: "))]
+                            ) from None
+    return parse(text, str(path), settings)
 
 
 def field_line(path: str | Path, loc: Sequence[Any]) -> int | None:
     """1-based line of field ``loc`` in scenario file ``path`` (None if unknown)."""
     try:
         root = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):
         return None
     return _line_of(root, loc)

@@ -1,6 +1,6 @@
 """The PyTorch DIET-SNN: one module that runs any layer graph as an ANN or as a spiking network.
 
-This is the training side of the contract in DESIGN.md section 2 and the independent reference
+This is the training side of the contract in docs/design.md §2 and the independent reference
 the event-driven core is proven against. No delay between layers: the spikes a layer emits at
 timestep t are the next layer's input at the same t.
 """

@@ -1,6 +1,6 @@
 """DIET-SNN training: ANN training, threshold-balancing conversion, and DIET-SNN fine-tuning.
 
-The three stages of DESIGN.md section 2 over one :class:`~accelsim.torch_snn.SpikingNetwork`:
+The three stages of docs/design.md §2 over one :class:`~accelsim.torch_snn.SpikingNetwork`:
 
 1. the bias-free ANN (``forward_ann``) is trained with cross-entropy and dropout;
 2. conversion sets, layer by layer in graph order with leak 1 and the earlier layers already
@@ -30,13 +30,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from accelsim.architectures import build
-from accelsim.network import INPUT, Architecture, Network, pooled_shape
+from accelsim.network import Network
+from accelsim.pricing import compute_only_energy
 from accelsim.torch_snn import SpikingNetwork, _key
-
-E_MAC_PJ = 4.6
-"""32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)."""
-E_AC_PJ = 0.9
-"""32-bit float add, 45 nm (Horowitz, ISSCC 2014)."""
 
 Stage = Literal["all", "ann", "convert", "finetune"]
 STAGES = ("ann", "convert", "finetune")
@@ -85,10 +81,27 @@ class TrainingConfig:
             "threshold_scale": self.threshold_scale > 0,
             "optimizer": self.optimizer in ("adam", "sgd"),
         }
+        checks["size"] = self.size is None or self.size >= 1
         for name, ok in checks.items():
             if not ok:
                 raise TrainingError(f"training setting {name}={getattr(self, name)!r} is out of "
                                     "range; see `accelsim train --help` for the allowed values")
+        check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device torch cannot use here (``cpu``, or ``cuda``/``cuda:N`` with a GPU)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise TrainingError(f"device {device!r}: use 'cpu', or 'cuda' / 'cuda:N' on a machine "
+                            "with an NVIDIA GPU")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {device!r}: this machine has no usable CUDA GPU (torch "
+                            f"{torch.__version__}); use --device cpu")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise TrainingError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
+                            "CUDA GPU(s); pick cuda:0 .. cuda:"
+                            f"{torch.cuda.device_count() - 1}")
 
 
 @dataclass
@@ -429,54 +442,6 @@ def evaluate_snn(module: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, times
     )
 
 
-# -- compute-only energy (DESIGN.md section 3) --------------------------------------------------
-
-
-def layer_flops(architecture: Architecture) -> dict[str, list[tuple[str, int]]]:
-    """Per layer, ``(source, FLOPs)`` of each projection; identity shortcuts cost 0.
-
-    conv = k^2 * C_in * H_out * W_out * C_out on the (pooled) source; linear = in * out.
-    """
-    flops: dict[str, list[tuple[str, int]]] = {}
-    for layer in architecture.layers:
-        items = []
-        for p in layer.inputs:
-            src = pooled_shape(architecture.source_shape(p.source), p.pool)
-            if p.op == "conv":
-                c_out, h, w = layer.shape
-                n = p.kernel * p.kernel * src[0] * h * w * c_out
-            elif p.op == "linear":
-                n = int(np.prod(src)) * layer.neurons
-            else:
-                n = 0
-            items.append((p.source, int(n)))
-        flops[layer.name] = items
-    return flops
-
-
-def compute_only_energy(architecture: Architecture,
-                        spike_rates: dict[str, float]) -> tuple[float, float]:
-    """The paper's compute-only estimate, ``(ann_pj, snn_pj)`` per image.
-
-    ANN = sum FLOPs * E_MAC; SNN = first layer's FLOPs * E_MAC (its analog input is constant over
-    time) + every other projection's FLOPs * r_source * E_AC, r_source being the spike rate
-    (spikes over T per neuron) of the projection's source layer.
-    """
-    ann = snn = 0.0
-    for name, items in layer_flops(architecture).items():
-        for source, n in items:
-            ann += n * E_MAC_PJ
-            if source == INPUT:
-                snn += n * E_MAC_PJ
-            else:
-                if source not in spike_rates:
-                    raise TrainingError(f"compute_only_energy: no spike rate for layer "
-                                        f"{source!r} (input of {name!r}); pass one per spiking "
-                                        "layer")
-                snn += n * spike_rates[source] * E_AC_PJ
-    return ann, snn
-
-
 # -- the whole pipeline -------------------------------------------------------------------------
 
 
@@ -634,10 +599,15 @@ def evaluate_model(path: str | Path, *, timesteps: int | None = None, images: in
                             "evaluated on a test split")
     if images is not None and images < 1:
         raise TrainingError(f"--images {images}: give a positive number of test images")
+    if timesteps is not None and timesteps < 1:
+        raise TrainingError(f"--timesteps {timesteps}: T must be at least 1 (default: the "
+                            f"model's T={network.timesteps})")
+    check_device(device)
     size = network.architecture.input_shape[-1]
     test = load_images(network.dataset, "test", root=data_root, size=size, seed=split_seed)
     x = torch.from_numpy(normalise(test.images, network.input_mean, network.input_std))
     y = torch.from_numpy(np.asarray(test.labels, dtype=np.int64))
     x, y = random_subset(x, y, images)
     module = SpikingNetwork.from_network(network)
-    return network, evaluate_snn(module, x, y, timesteps or network.timesteps, device=device)
+    T = network.timesteps if timesteps is None else timesteps
+    return network, evaluate_snn(module, x, y, T, device=device)

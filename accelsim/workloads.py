@@ -353,8 +353,8 @@ def workload(architecture: str, *, spike_rate: float | list[float], dataset: str
 
 
 def scenario_images(network: Network, count: int, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    ) -> tuple[np.ndarray, None, np.ndarray]:
     """(images, labels, indices) of a scenario run on a workload: ``count`` synthetic images of
-    ``data.seed``; no labels (-1), so the run reports no accuracy."""
+    ``data.seed``; no labels (None), so the run reports no accuracy."""
     images = synthetic_images(network.architecture.input_shape, count, seed)
-    return images, np.full(count, -1, dtype=np.int64), np.arange(count, dtype=np.int64)
+    return images, None, np.arange(count, dtype=np.int64)

@@ -21,14 +21,12 @@ from accelsim import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ("paper-cifar-vgg16", "paper-cifar-resnet20", "paper-spike-rate")
-NAMES = {"weight_sram": "weight SRAM", "neuron_update": "neuron update", "dram": "DRAM",
-         "mac": "MAC"}
 
 
 def _largest(row: pd.Series, k: int = 3) -> str:
-    parts = sorted(((float(row[c]), n) for c, n in zip(R.COMPONENT_UJ, C.ENERGY_COMPONENTS,
+    parts = sorted(((float(row[c]), n) for c, n in zip(C.COMPONENT_UJ, C.ENERGY_COMPONENTS,
                                                        strict=True)), reverse=True)[:k]
-    return ", ".join(f"{NAMES.get(n, n.replace('_', ' '))} {uj:,.0f} µJ" for uj, n in parts
+    return ", ".join(f"{C.component_label(n)} {uj:,.0f} µJ" for uj, n in parts
                      if uj > 0)
 
 
@@ -45,15 +43,15 @@ def chips_table(res: R.Results) -> str:
     lines = ["| preset (mesh) | latency | energy | compute-only SNN | compute-only ANN | "
              "full / compute-only | DRAM | largest components |", "|---" * 8 + "|"]
     for _, row in res.summary.iterrows():
-        sc = res.scenarios[list(res.summary[R.POINT]).index(row[R.POINT])]
+        sc = res.scenarios[list(res.summary[C.POINT]).index(row[C.POINT])]
         overrides = sc["hardware"]["overrides"]
         where = f"`{sc['hardware']['preset']}`" + (
             f" ({overrides['mesh.rows']}×{overrides['mesh.cols']})" if "mesh.rows" in overrides
             else "")
-        lines.append(f"| {where} | {row[R.LATENCY_US]:,.0f} µs | {row[R.ENERGY_UJ]:,.0f} µJ | "
-                     f"{row[R.COMPUTE_ONLY_SNN_UJ]:,.0f} µJ | "
-                     f"{row[R.COMPUTE_ONLY_ANN_UJ]:,.0f} µJ | {row[R.FULL_TO_COMPUTE_ONLY]:.1f}× | "
-                     f"{row[R.DRAM_BYTES] / 1e6:,.1f} MB | {_largest(row)} |")
+        lines.append(f"| {where} | {row[C.LATENCY_US]:,.0f} µs | {row[C.ENERGY_UJ]:,.0f} µJ | "
+                     f"{row[C.COMPUTE_ONLY_SNN_UJ]:,.0f} µJ | "
+                     f"{row[C.COMPUTE_ONLY_ANN_UJ]:,.0f} µJ | {row[C.FULL_TO_COMPUTE_ONLY]:.1f}× | "
+                     f"{row[C.DRAM_BYTES] / 1e6:,.1f} MB | {_largest(row)} |")
     return "\n".join(lines)
 
 
@@ -62,24 +60,24 @@ def rate_table(res: R.Results) -> str:
              "full / compute-only SNN | compute-only ANN | full SNN / compute-only ANN | "
              "largest components |", "|---|---|---|---|---|---|---|---|---|"]
     for _, row in res.summary.iterrows():
-        lines.append(f"| {row['workload.spike_rate']:g} | {_rate(res, int(row[R.POINT])):.2f} | "
-                     f"{row[R.LATENCY_US]:,.0f} µs | {row[R.ENERGY_UJ]:,.0f} µJ | "
-                     f"{row[R.COMPUTE_ONLY_SNN_UJ]:,.1f} µJ | {row[R.FULL_TO_COMPUTE_ONLY]:.1f}× | "
-                     f"{row[R.COMPUTE_ONLY_ANN_UJ]:,.0f} µJ | "
-                     f"{row[R.ENERGY_UJ] / row[R.COMPUTE_ONLY_ANN_UJ]:.2f}× | {_largest(row)} |")
+        lines.append(f"| {row['workload.spike_rate']:g} | {_rate(res, int(row[C.POINT])):.2f} | "
+                     f"{row[C.LATENCY_US]:,.0f} µs | {row[C.ENERGY_UJ]:,.0f} µJ | "
+                     f"{row[C.COMPUTE_ONLY_SNN_UJ]:,.1f} µJ | {row[C.FULL_TO_COMPUTE_ONLY]:.1f}× | "
+                     f"{row[C.COMPUTE_ONLY_ANN_UJ]:,.0f} µJ | "
+                     f"{row[C.ENERGY_UJ] / row[C.COMPUTE_ONLY_ANN_UJ]:.2f}× | {_largest(row)} |")
     return "\n".join(lines)
 
 
 def layer_table(res: R.Results, point: int = 0) -> str:
     energy = R.energy_by_layer(res, point)
-    full = energy[list(R.COMPONENT_UJ)].sum(axis=1)
+    full = energy[list(C.COMPONENT_UJ)].sum(axis=1)
     finish = R.layer_finish_cycles(res, point)
     rates = R.spike_rates(res, point)
     lines = ["| layer | spike rate | energy | compute-only SNN | full / compute-only | "
              "finished at (cycles) |", "|---|---|---|---|---|---|"]
     for layer in energy.index:
         rate = f"{rates[layer]:.2f}" if layer in rates.index else "—"
-        est = energy.loc[layer, R.COMPUTE_ONLY_SNN_UJ]
+        est = energy.loc[layer, C.COMPUTE_ONLY_SNN_UJ]
         ratio = f"{full[layer] / est:.1f}×" if est > 0 else "—"
         lines.append(f"| {layer} | {rate} | {full[layer]:,.1f} µJ | {est:,.2f} µJ | {ratio} | "
                      f"{finish[layer]:,.0f} |")

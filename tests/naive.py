@@ -1,6 +1,6 @@
 """Plain-numpy oracles for the spiking-core kernels: dense, loop-by-loop, obviously right.
 
-Everything here uses torch's (C, H, W) layout and the definitions of DESIGN.md section 2 directly
+Everything here uses torch's (C, H, W) layout and the definitions of docs/design.md §2 directly
 (pool the spike map, then convolve), never the event-driven formulation under test.
 """
 

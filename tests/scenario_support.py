@@ -47,7 +47,7 @@ def fake_simulate(network: Network, images: np.ndarray, labels: np.ndarray,
     layers[C.CYCLES] = (layers[C.SYNAPTIC_OPS] // units + layers[C.MACS] // units
                         + layers[C.NEURON_UPDATES] + 1).astype(np.int64)
     layers[C.BUSY_CYCLES] = layers[C.CYCLES]
-    for col in (C.STALL_CYCLES, C.IDLE_CYCLES, C.DRAM_READ_BYTES, C.NOC_HOPS, C.QUEUE_PEAK):
+    for col in (C.STALL_CYCLES, C.DRAM_READ_BYTES, C.NOC_HOPS, C.QUEUE_PEAK):
         layers[col] = 0
     ops = {"accumulate": layers[C.SYNAPTIC_OPS], "mac": layers[C.MACS],
            "weight_sram": layers[C.SYNAPTIC_OPS], "membrane": layers[C.NEURON_UPDATES],

@@ -1,17 +1,20 @@
-"""The authors' plans (DESIGN.md section 7), pinned layer by layer by the closed-form MAC count.
+"""The authors' plans (docs/design.md §7), pinned layer by layer by the closed-form MAC count.
 
 Each expected table is written out here from the plan's own description, independently of the
 builder: a 3x3 convolution costs ``9 * C_in * C_out * H_out * W_out`` MACs, a 1x1 shortcut
-``C_in * C_out * H_out * W_out``, a linear layer ``in * out``, an identity shortcut one addition
-per neuron (:func:`accelsim.pricing.projection_flops`).
+``C_in * C_out * H_out * W_out``, a linear layer ``in * out``, an identity shortcut nothing
+(:func:`accelsim.pricing.projection_flops`).
 """
-
-from types import SimpleNamespace
 
 import pytest
 
 from accelsim.architectures import build
-from accelsim.pricing import layer_flops
+from accelsim.pricing import projection_flops
+
+
+def layer_flops(arch) -> dict[str, int]:
+    return {layer.name: sum(projection_flops(arch, layer.name, p) for p in layer.inputs)
+            for layer in arch.layers}
 
 
 def conv(c_in: int, c_out: int, size: int, k: int = 3) -> int:
@@ -44,8 +47,7 @@ def resnet_expected(blocks, size, stem_pool, classes, global_pool):
             s = stride if k == 0 else 1
             out = size // s
             macs.append(conv(c_in, planes, out))
-            shortcut = (planes * out * out if s == 1 and c_in == planes
-                        else conv(c_in, planes, out, k=1))
+            shortcut = 0 if s == 1 and c_in == planes else conv(c_in, planes, out, k=1)
             macs.append(conv(planes, planes, out) + shortcut)
             c_in, size = planes, out
     features = c_in if global_pool else c_in * size * size
@@ -71,15 +73,15 @@ CASES = {
 def test_per_layer_macs_follow_the_closed_form(name):
     shape, classes, expected = CASES[name]
     arch = build(name, shape, classes)
-    flops = layer_flops(SimpleNamespace(architecture=arch, layers=arch.layers))
+    flops = layer_flops(arch)
     assert list(flops.values()) == expected
 
 
 def test_published_totals():
     vgg16 = build("vgg16", (3, 32, 32), 10)
-    flops = layer_flops(SimpleNamespace(architecture=vgg16, layers=vgg16.layers))
+    flops = layer_flops(vgg16)
     assert flops["conv1"] == 1_769_472
-    assert sum(flops.values()) == 338_403_328  # DESIGN.md section 7
+    assert sum(flops.values()) == 338_403_328  # docs/design.md §7
     imagenet = build("vgg16-imagenet", (3, 224, 224), 1000)
     assert imagenet.weight_shapes()["fc1.weight"] == (4096, 25088)
     assert imagenet.weight_shapes()["output.weight"] == (1000, 4096)

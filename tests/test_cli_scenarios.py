@@ -9,6 +9,7 @@ from pathlib import Path
 from scenario_support import write_scenario
 from typer.testing import CliRunner
 
+from accelsim import columns as C
 from accelsim import results as R
 from accelsim.cli import app
 
@@ -43,7 +44,7 @@ def test_run_report_plot(workdir):
     assert result.exit_code == 0, result.output
     assert "1 point(s): 1 simulated, 0 cached" in result.output
     res = R.load(out)
-    assert res.summary[R.NUM_IMAGES].iloc[0] == 3 and res.summary[R.TIMESTEPS].iloc[0] == 2
+    assert res.summary[C.NUM_IMAGES].iloc[0] == 3 and res.summary[C.TIMESTEPS].iloc[0] == 2
     again = CliRunner().invoke(app, args)
     assert "0 simulated, 1 cached" in again.output
 
@@ -61,7 +62,7 @@ def test_run_report_plot(workdir):
 
 def test_report_of_a_folder_without_results(workdir):
     result = CliRunner().invoke(app, ["report", str(workdir)])
-    assert result.exit_code == 2 and "neither sweep.parquet" in result.output
+    assert result.exit_code == 2 and "holds no accelsim results" in result.output
 
 
 def test_bad_set_syntax_is_a_usage_error(workdir):

@@ -58,7 +58,8 @@ def _check_float(path: Path, count: int) -> None:
 
 
 def _check_fixed(path: Path, count: int) -> None:
-    from accelsim.quantize import Quantization, quantise_network, reference_forward
+    from accelsim.quantize import Quantization, quantise_network
+    from accelsim.testing import reference_forward
 
     net, images, _ = _model_and_images(path, count)
     q = Quantization()

@@ -227,7 +227,8 @@ def test_no_images_gives_empty_result():
 def test_fixed_matches_quantised_torch_reference(small, bits):
     """Spike trains and output bit-exact against the dense integer reference (leaks < 1, and
     with narrow membranes that saturate)."""
-    from accelsim.quantize import Quantization, quantise_network, reference_forward
+    from accelsim.quantize import Quantization, quantise_network
+    from accelsim.testing import reference_forward
 
     net, images, _ = small
     q = Quantization(**bits)
@@ -271,3 +272,32 @@ def test_fixed_leak_floors_and_saturates_by_hand():
         expected.append(int(fired))
     assert result.spikes[0]["h"].counts().tolist() == expected
     assert 0 < sum(expected) < 5
+
+
+def test_core_modules_import_without_a_cycle_and_without_torch():
+    """functional -> quantize -> core, never back; the PyTorch oracle stays off the simulator's
+    import path."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "accelsim"
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((package / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= ({node.module} if node.module != "accelsim" else
+                          {f"accelsim.{a.name}" for a in node.names})
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return found
+
+    assert "accelsim.quantize" in imports("functional")
+    assert "accelsim.functional" not in imports("quantize") | imports("core")
+    assert not {"accelsim.functional", "accelsim.quantize"} & imports("core")
+    code = ("import sys, accelsim, accelsim.quantize, accelsim.chip.fast, accelsim.chip.reference\n"
+            "assert 'torch' not in sys.modules and 'accelsim.testing' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

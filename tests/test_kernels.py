@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim import kernels as k
-from accelsim.functional import kernel_weights
+from accelsim.core import kernel_weights
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 

@@ -1,4 +1,4 @@
-"""The PyTorch reference against hand-computed LIF trajectories (DESIGN.md section 2).
+"""The PyTorch reference against hand-computed LIF trajectories (docs/design.md §2).
 
 Every number here was worked out on paper from the update rule
 ``u = leak * u + I; o = u > v; u -= v * o`` (no delay between layers, output accumulates only).

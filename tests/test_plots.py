@@ -7,6 +7,7 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 from scenario_support import save_tiny_model, use_fake_chip, write_scenario
 
+from accelsim import columns as C
 from accelsim import plots as P
 from accelsim import results as R
 from accelsim import runner
@@ -46,13 +47,13 @@ def test_energy_breakdown_stacks_every_component_beside_the_estimate(sweep_resul
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "compute-only\nestimate (SNN)" in labels and "weight SRAM" in labels
     # one ratio label per layer with a non-zero estimate
-    estimate = R.energy_by_layer(sweep_results, 0)[R.COMPUTE_ONLY_SNN_UJ]
+    estimate = R.energy_by_layer(sweep_results, 0)[C.COMPUTE_ONLY_SNN_UJ]
     assert len([t for t in ax.texts if t.get_text().startswith("×")]) == (estimate > 0).sum()
     tops = {}
     for bar in ax.patches[: n_layers * len(ENERGY_COMPONENTS)]:
         x = round(bar.get_x(), 6)
         tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
-    totals = R.energy_by_layer(sweep_results, 0)[list(R.COMPONENT_UJ)].sum(axis=1)
+    totals = R.energy_by_layer(sweep_results, 0)[list(C.COMPONENT_UJ)].sum(axis=1)
     assert sorted(tops.values()) == pytest.approx(sorted(totals))
 
 
@@ -74,7 +75,7 @@ def test_pareto_marks_and_labels_the_front(sweep_results):
     fig = P.plot_pareto(sweep_results)
     ax = fig.axes[0]
     s = sweep_results.summary
-    front = R.pareto_front(s[R.ENERGY_UJ], s[R.LATENCY_US])
+    front = R.pareto_front(s[C.ENERGY_UJ], s[C.LATENCY_US])
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "Pareto front"]
     assert len(line.get_xdata()) == front.sum()
     (dominated,) = [c for c in ax.collections
@@ -94,7 +95,7 @@ def test_sweep_energy_stacks_components_per_point(sweep_results):
         x = round(bar.get_x(), 6)
         tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
     assert [tops[k] for k in sorted(tops)] == pytest.approx(
-        list(s[list(R.COMPONENT_UJ)].sum(axis=1)))
+        list(s[list(C.COMPONENT_UJ)].sum(axis=1)))
     assert len(ax.texts) == len(s) and " µJ\n" in ax.texts[0].get_text()
 
 
@@ -118,7 +119,7 @@ def test_edp_heatmap_and_accuracy_vs_energy(sweep_results):
     (image,) = [a for a in fig.axes[0].get_children() if isinstance(a, AxesImage)]
     assert image.get_array().shape == (3, 2) and len(fig.axes[0].texts) == 6
     s = sweep_results.summary
-    best = s[(s[units] == 4) & (s["simulation.timesteps"] == 1)][R.EDP].iloc[0]
+    best = s[(s[units] == 4) & (s["simulation.timesteps"] == 1)][C.EDP].iloc[0]
     assert image.get_array()[0, 1] == pytest.approx(best)
     fig = P.plot_accuracy_vs_energy(sweep_results, by=units)
     assert len(fig.axes[0].get_lines()) == 2
@@ -137,8 +138,8 @@ def test_make_plots_writes_png_and_svg(sweep_results, tmp_path):
 def test_best_point_is_the_lowest_edp_among_the_accurate_points():
     import pandas as pd
 
-    summary = pd.DataFrame({R.POINT: [0, 1, 2, 3], R.ACCURACY: [0.11, 0.985, 0.99, 0.97],
-                            R.EDP: [1.0, 9.0, 5.0, 2.0]})
+    summary = pd.DataFrame({C.POINT: [0, 1, 2, 3], C.ACCURACY: [0.11, 0.985, 0.99, 0.97],
+                            C.EDP: [1.0, 9.0, 5.0, 2.0]})
     results = R.Results(folder=None, summary=summary, layers=None, images=None, mapping=None,
                         tiles=None, parameters=("x",))
     # point 0 is cheapest but useless; points 1 and 2 are within 1 pp of 0.99, 2 is cheaper

@@ -1,4 +1,4 @@
-"""Pricing: counters x energy table, and the compute-only estimate's closed form (DESIGN §3)."""
+"""Pricing: counters x energy table; the compute-only estimate's closed form (docs/design.md §3)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 from chip_support import run_mode, tiny_hw, train
 
 from accelsim import columns as col
+from accelsim.architectures import build
 from accelsim.hardware import load_hardware
 from accelsim.network import INPUT, Architecture, Layer, Network, Projection
-from accelsim.pricing import E_AC_PJ, E_MAC_PJ, compute_only, price
+from accelsim.pricing import E_AC_PJ, E_MAC_PJ, compute_only, compute_only_energy, price
 
 
 def _conv_net() -> Network:
@@ -98,5 +99,56 @@ def test_compute_only_needs_spikes_of_sources():
     frame[col.IMAGE] = 0
     frame[col.TIMESTEP] = 1
     frame[col.LAYER] = "conv1"
-    out = compute_only(frame, net)
+    out = compute_only(frame, net.architecture)
     assert out[col.COMPUTE_ONLY_SNN][0] == pytest.approx(9 * 16 * 2 * E_MAC_PJ)
+
+
+def test_compute_only_energy_closed_form():
+    # vgg5 at width 1/64 on 8x8: conv1 1x8x8 in -> 1x8x8 (k=3) ...; check against hand formula.
+    arch = build("vgg5", (1, 8, 8), 10, width=1 / 64)
+    # conv1: 9*1*8*8*1 = 576; conv2 (pool 2, 4x4): 9*1*4*4*2 = 288; conv3: 9*2*4*4*2 = 576;
+    # fc1 (pool 2 -> 2x2x2 = 8 in, 16 out) = 128; output 16 * 10 = 160.
+    rates = {"conv1": 0.5, "conv2": 2.0, "conv3": 0.25, "fc1": 1.5}
+    ann, snn = compute_only_energy(arch, rates)
+    assert ann == pytest.approx((576 + 288 + 576 + 128 + 160) * 4.6)
+    assert snn == pytest.approx(576 * 4.6 + (288 * 0.5 + 576 * 2.0 + 128 * 0.25 + 160 * 1.5)
+                                * 0.9)
+    with pytest.raises(ValueError, match="no spike rate for layer 'conv3'"):
+        compute_only_energy(arch, {"conv1": 1.0, "conv2": 1.0})
+
+
+def test_compute_only_energy_counts_both_resnet_projections():
+    arch = build("resnet-small", (1, 8, 8), 10, width=1 / 32)  # 1 then 2 channels
+    rates = {layer.name: 1.0 for layer in arch.layers if layer.kind == "spiking"}
+    # stem1 9*1*64*1 = 576 (MAC); stage1 block: pool 2 -> 4x4, 1 ch: conv1 9*1*16*1 = 144,
+    # conv2 144 + identity 0; stage2 stride 2 -> 2x2, 2 ch: conv1 9*1*4*2 = 72,
+    # conv2 9*2*4*2 = 144 + 1x1 shortcut 1*1*4*2 = 8; output: global pool -> 2 in, 10 out = 20.
+    ann, snn = compute_only_energy(arch, rates)
+    total_ac = 144 + 144 + 72 + 144 + 8 + 20
+    assert ann == pytest.approx((576 + total_ac) * 4.6)
+    assert snn == pytest.approx(576 * 4.6 + total_ac * 0.9)
+
+
+def test_simulate_and_manifest_share_one_compute_only_estimate():
+    """The per-row estimate of a simulated ResNet (identity shortcuts) sums to the per-image
+    estimate from the same run's spike rates: one convention, an identity shortcut counts 0."""
+    from accelsim import simulate
+
+    arch = build("resnet-small", (1, 8, 8), 10, width=1 / 32)
+    assert any(p.op == "identity" for layer in arch.layers for p in layer.inputs)
+    rng = np.random.default_rng(0)
+    weights = {k: rng.normal(0, 0.8, v).astype(np.float32)
+               for k, v in arch.weight_shapes().items()}
+    net = Network(architecture=arch, weights=weights, timesteps=3, input_mean=(0.0,),
+                  input_std=(1.0,))
+    images = rng.normal(0, 1, (2, 1, 8, 8))
+    res = simulate(net, images, hardware=tiny_hw(mesh__rows=8, mesh__cols=8))
+    layers = res.layers
+    neurons = {layer.name: layer.neurons for layer in arch.layers}
+    for image in range(2):
+        rows = layers[layers[col.IMAGE] == image]
+        spikes = rows.groupby(col.LAYER)[col.SPIKES_OUT].sum()
+        rates = {name: spikes[name] / neurons[name] for name in neurons}
+        ann, snn = compute_only_energy(arch, rates)
+        assert rows[col.COMPUTE_ONLY_ANN].sum() == pytest.approx(ann, rel=1e-12)
+        assert rows[col.COMPUTE_ONLY_SNN].sum() == pytest.approx(snn, rel=1e-12)

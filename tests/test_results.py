@@ -49,22 +49,27 @@ def run_dir(tmp_path):
 
 def test_summary_is_per_inference(run_dir):
     row = R.load(run_dir).summary.iloc[0]
-    assert row[R.ACCURACY] == 0.5 and row[R.NUM_IMAGES] == 2
-    assert row[R.LATENCY_CYCLES] == 120 and row[R.LATENCY_US] == pytest.approx(0.24)
-    assert row[R.ENERGY_UJ] == 9.0 and row[R.EDP] == pytest.approx(9.0 * 0.24)
+    assert row[C.ACCURACY] == 0.5 and row[C.NUM_IMAGES] == 2
+    assert row[C.LATENCY_CYCLES] == 120 and row[C.LATENCY_US] == pytest.approx(0.24)
+    assert row[C.ENERGY_UJ] == 9.0 and row[C.EDP] == pytest.approx(9.0 * 0.24)
     # 8 rows of 1e6 pJ over 2 images = 4 µJ per inference; ANN: 4 timestep-1 rows of 4e6 pJ
-    assert row[R.COMPUTE_ONLY_SNN_UJ] == 4.0 and row[R.COMPUTE_ONLY_ANN_UJ] == 8.0
-    assert row[R.FULL_TO_COMPUTE_ONLY] == pytest.approx(9.0 / 4.0)
+    assert row[C.COMPUTE_ONLY_SNN_UJ] == 4.0 and row[C.COMPUTE_ONLY_ANN_UJ] == 8.0
+    assert row[C.FULL_TO_COMPUTE_ONLY] == pytest.approx(9.0 / 4.0)
     # spikes of layer a: image 0 -> 1 + 2, image 1 -> 2 + 3; mean 4
-    assert row[R.SPIKES] == 4.0 and row[R.DRAM_BYTES] == 32.0
+    assert row[C.SPIKES] == 4.0 and row[C.DRAM_BYTES] == 32.0
     assert row["energy_accumulate_uj"] == 6.0 and row["energy_dram_uj"] == 2.0
 
 
 def test_round_trip_keeps_tables_and_adds_the_point_column(run_dir):
     res = R.load(run_dir)
-    assert not res.is_sweep and list(res.summary[R.POINT]) == [0]
-    pd.testing.assert_frame_equal(res.layers.drop(columns=R.POINT), _layers())
-    assert res.scenarios == ({"model": "m"},) and res.meta == ({"key": "k"},)
+    assert not res.is_sweep and list(res.summary[C.POINT]) == [0]
+    pd.testing.assert_frame_equal(res.layers.drop(columns=C.POINT), _layers())
+    assert res.scenarios == ({"model": "m"},) and res.meta[0]["key"] == "k"
+    assert res.meta[0]["status"] == R.COMPLETE
+    assert set(res.meta[0]["files"]) == {f"{t}.{s}" for t in ("layers", "images", "mapping",
+                                                               "summary") for s in ("parquet",
+                                                                                    "csv")} \
+        | {"scenario.yaml"}
     assert (run_dir / "layers.csv").is_file() and not list(run_dir.parent.glob(".tmp-*"))
 
 
@@ -75,7 +80,7 @@ def test_energy_by_layer(run_dir):
     assert table.loc["a", "energy_accumulate_uj"] == 4.0
     assert table.loc["out", "energy_accumulate_uj"] == 2.0
     assert table.loc["a", "energy_dram_uj"] == 1.0
-    assert table.loc["a", R.COMPUTE_ONLY_SNN_UJ] == 2.0
+    assert table.loc["a", C.COMPUTE_ONLY_SNN_UJ] == 2.0
 
 
 def test_latency_and_spike_rates_and_ratio(run_dir):
@@ -95,7 +100,7 @@ def test_latency_and_spike_rates_and_ratio(run_dir):
 
 
 def test_load_refuses_a_foreign_folder(tmp_path):
-    with pytest.raises(R.ResultsError, match="neither sweep.parquet nor summary.parquet"):
+    with pytest.raises(R.ResultsError, match="holds no accelsim results"):
         R.load(tmp_path)
 
 
@@ -104,7 +109,9 @@ def test_rewriting_a_run_replaces_it_whole(run_dir):
                           "mapping": pd.DataFrame({C.LAYER: ["a"]}),
                           "summary": R.summarise(_layers(), _images(), 2)}, {}, {"key": "k2"},
                 csv=False)
-    assert R.read_meta(run_dir) == {"key": "k2"} and not (run_dir / "layers.csv").exists()
+    meta = R.read_meta(run_dir)
+    assert meta["key"] == "k2" and "layers.csv" not in meta["files"]
+    assert not (run_dir / "layers.csv").exists()
     assert [p.name for p in run_dir.parent.iterdir()] == ["run"]
 
 

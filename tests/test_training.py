@@ -16,7 +16,6 @@ from accelsim.training import (
     _prefix_currents,
     ann_accuracy,
     build_module,
-    compute_only_energy,
     convert,
     evaluate_snn,
     finetune_snn,
@@ -99,32 +98,6 @@ def test_prefix_currents_match_forward_snn():
         prefix = _prefix_currents(module, x, i, 4)
         for t in range(4):
             assert torch.equal(prefix[t], full[layer.name][t])
-
-
-def test_compute_only_energy_closed_form():
-    # vgg5 at width 1/64 on 8x8: conv1 1x8x8 in -> 1x8x8 (k=3) ...; check against hand formula.
-    arch = build("vgg5", (1, 8, 8), 10, width=1 / 64)
-    # conv1: 9*1*8*8*1 = 576; conv2 (pool 2, 4x4): 9*1*4*4*2 = 288; conv3: 9*2*4*4*2 = 576;
-    # fc1 (pool 2 -> 2x2x2 = 8 in, 16 out) = 128; output 16 * 10 = 160.
-    rates = {"conv1": 0.5, "conv2": 2.0, "conv3": 0.25, "fc1": 1.5}
-    ann, snn = compute_only_energy(arch, rates)
-    assert ann == pytest.approx((576 + 288 + 576 + 128 + 160) * 4.6)
-    assert snn == pytest.approx(576 * 4.6 + (288 * 0.5 + 576 * 2.0 + 128 * 0.25 + 160 * 1.5)
-                                * 0.9)
-    with pytest.raises(TrainingError, match="no spike rate for layer 'conv3'"):
-        compute_only_energy(arch, {"conv1": 1.0, "conv2": 1.0})
-
-
-def test_compute_only_energy_counts_both_resnet_projections():
-    arch = build("resnet-small", (1, 8, 8), 10, width=1 / 32)  # 1 then 2 channels
-    rates = {layer.name: 1.0 for layer in arch.layers if layer.kind == "spiking"}
-    # stem1 9*1*64*1 = 576 (MAC); stage1 block: pool 2 -> 4x4, 1 ch: conv1 9*1*16*1 = 144,
-    # conv2 144 + identity 0; stage2 stride 2 -> 2x2, 2 ch: conv1 9*1*4*2 = 72,
-    # conv2 9*2*4*2 = 144 + 1x1 shortcut 1*1*4*2 = 8; output: global pool -> 2 in, 10 out = 20.
-    ann, snn = compute_only_energy(arch, rates)
-    total_ac = 144 + 144 + 72 + 144 + 8 + 20
-    assert ann == pytest.approx((576 + total_ac) * 4.6)
-    assert snn == pytest.approx(576 * 4.6 + total_ac * 0.9)
 
 
 # -- training on digits ----------------------------------------------------------------------

@@ -136,14 +136,14 @@ def test_scenario_runs_a_workload_sweep_end_to_end(tmp_path):
     report = runner.run(path, out=tmp_path / "out", scheduler=runner.SERIAL, progress=False)
     assert report.points == 2 and report.simulated == 2
     res = R.load(report.folder)
-    assert res.summary[R.ACCURACY].isna().all()
+    assert res.summary[C.ACCURACY].isna().all()
     assert all(meta["model_source"] == W.SOURCE for meta in res.meta)
     assert res.scenarios[0]["data"]["set"] == W.SYNTHETIC
     text = R.format_summary(res)
     assert "calibrated workload vgg5" in text
     assert list(res.summary["workload.spike_rate"]) == [0.3, 0.9]
     # more spikes per neuron: more energy per inference, as the simulator counts them
-    assert res.summary[R.ENERGY_UJ].iloc[1] > res.summary[R.ENERGY_UJ].iloc[0]
+    assert res.summary[C.ENERGY_UJ].iloc[1] > res.summary[C.ENERGY_UJ].iloc[0]
     for point, target in ((0, 0.3), (1, 0.9)):
         rates = R.spike_rates(res, point)
         assert float(rates.mean()) == pytest.approx(target, rel=0.25)

@@ -116,7 +116,30 @@ class SimulationResult:
 
 
 def _hardware(hardware: Hardware | str | Path) -> Hardware:
-    return hardware if isinstance(hardware, Hardware) else load_hardware(hardware)
+    if isinstance(hardware, Hardware):
+        return hardware
+    if not isinstance(hardware, str | Path):
+        raise TypeError(f"hardware must be an accelsim.Hardware, a preset name or a path to a "
+                        f"preset YAML, got {type(hardware).__name__}; e.g. "
+                        "accelsim.load_hardware('45nm-generic')")
+    return load_hardware(hardware)
+
+
+def _labels(labels: object, images: int, classes: int) -> np.ndarray:
+    """``labels`` as int64 class indices, one per image, each in ``0..classes-1``."""
+    array = np.asarray(labels)
+    if array.shape != (images,):
+        raise ValueError(f"labels have shape {array.shape}; expected ({images},), one per image")
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array)))):
+        raise ValueError(f"labels must be whole class indices, got dtype {array.dtype} "
+                         f"(e.g. {array.ravel()[:3].tolist()})")
+    out = array.astype(np.int64)
+    bad = (out < 0) | (out >= classes)
+    if bad.any():
+        raise ValueError(f"label {out[bad][0]} (image {int(np.flatnonzero(bad)[0])}) is outside "
+                         f"0..{classes - 1}, the network's {classes} classes")
+    return out
 
 
 def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = None,
@@ -128,20 +151,21 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
-    ``schedule`` defaults to the hardware's ``schedule.kind``.
+    ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
+    ``quantization`` widths against the tile's (:func:`accelsim.quantize.check_tile`).
     """
-    from accelsim import functional
+    from accelsim import functional, quantize
 
     hw = _hardware(hardware)
-    T = network.timesteps if timesteps is None else int(timesteps)
+    T = functional.check_timesteps(timesteps, network.timesteps)
+    if arithmetic == "fixed":
+        quantization = quantize.as_quantization(quantization)
+        quantize.check_tile(quantization, hw.tile)
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)
     assert result.spikes is not None
     if labels is not None:
-        labels = np.asarray(labels, dtype=np.int64)
-        if labels.shape != (len(images),):
-            raise ValueError(f"labels have shape {labels.shape}; expected ({len(images)},), one "
-                             "per image")
+        labels = _labels(labels, len(result.predictions), network.layers[-1].neurons)
     return replay(network, result.spikes, hw, counts=result.counts,
                   predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
                   schedule=schedule, per_tile=per_tile)
@@ -175,7 +199,7 @@ def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path
         timelines.extend(simulated)
     chip, totals = _layer_counters(plan, simulated, spikes, schedule, timesteps)
     layers = _merge_counts(chip, counts, network, len(spikes), timesteps)
-    layers = pricing.compute_only(pricing.price(layers, hw), network)
+    layers = pricing.compute_only(pricing.price(layers, hw), network.architecture)
     images = _image_table(layers, predictions, labels, totals, hw)
     tiles = (pd.concat([_tile_rows(plan, tl, i) for i, tl in enumerate(simulated)],
                        ignore_index=True) if per_tile and simulated else

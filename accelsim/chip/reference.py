@@ -11,8 +11,9 @@ its source's port, it is its turn in its destination's queue order and the desti
 served by the destination's unit, which takes it from the ``Store``.
 
 Queue order needs every spike that became ready in a cycle before it can be decided: spikes
-register when they become ready, and a sequencer event scheduled at a priority below every
-normal event of that cycle sorts them by (source tile, neuron) and appends them to each
+register when they become ready, and a sequencer runs once every other event of that cycle was
+processed (an event that re-queues itself behind the cycle's remaining events, SimPy's public
+``succeed`` and ``peek``); it sorts them by (source tile, neuron) and appends them to each
 destination's list. Nothing else depends on the order in which SimPy processes simultaneous
 events, so the simulation computes exactly the recurrences of the fast mode.
 """
@@ -24,9 +25,6 @@ import simpy
 
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
-
-LATE = 2
-"""Event priority after every normal (1) and urgent (0) event of the same time."""
 
 
 class _Packet:
@@ -92,13 +90,18 @@ class _Chip:
         self.pending.append(pkt)
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            ev = self.env.event()
-            ev.callbacks.append(self._flush)
-            ev._ok = True
-            ev._value = None
-            self.env.schedule(ev, priority=LATE)
+            self._end_of_cycle(None)
 
-    def _flush(self, _event) -> None:
+    def _end_of_cycle(self, event: simpy.Event | None) -> None:
+        """Flush once no other event of this cycle is left; until then wait behind them."""
+        if event is not None and self.env.peek() > self.env.now:
+            self._flush()
+            return
+        later = self.env.event()
+        later.callbacks.append(self._end_of_cycle)
+        later.succeed()
+
+    def _flush(self) -> None:
         self.flush_scheduled = False
         batch = sorted(self.pending, key=lambda p: (p.src, p.neuron, p.col))
         self.pending = []

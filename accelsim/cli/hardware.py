@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from accelsim.cli import app
-from accelsim.hardware import HardwareError, list_presets, load_hardware, to_yaml
+from accelsim.hardware import list_presets, load_hardware, to_yaml
 
 
 @app.command()
@@ -17,8 +17,4 @@ def presets(name: str = typer.Argument(None, help="a preset to print as resolved
         for preset, description in rows:
             typer.echo(f"{preset:<{width}}  {description}")
         return
-    try:
-        typer.echo(to_yaml(load_hardware(name)), nl=False)
-    except HardwareError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(code=2) from exc
+    typer.echo(to_yaml(load_hardware(name)), nl=False)

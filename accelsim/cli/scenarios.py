@@ -11,23 +11,26 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from accelsim.cli import app
+from accelsim import columns as C
+from accelsim.cli import app, fail
 from accelsim.scenario import ScenarioError, parse_set
+
+INTERRUPTED = 130
+"""Exit code of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)."""
 
 
 def _settings(items: list[str] | None, images: int | None) -> dict:
     try:
         settings = parse_set(items or [])
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--set") from exc
+        raise fail(exc) from None
     if images is not None:
         settings["data.images"] = images
     return settings
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(str(exc), err=True)
-    return typer.Exit(code=2)
+    return fail(exc)
 
 
 @app.command()
@@ -56,6 +59,9 @@ def run(
         want_plots = load(scenario, settings).outputs.plots if plots is None else plots
     except (ScenarioError, ValueError) as exc:
         raise _fail(exc) from None
+    except runner.Interrupted as stop:
+        typer.echo(str(stop), err=True)
+        raise typer.Exit(code=INTERRUPTED) from None
     typer.echo(f"{report.points} point(s): {report.simulated} simulated, {report.cached} cached "
                f"-> {report.folder}")
     results = R.load(report.folder)
@@ -63,7 +69,7 @@ def run(
     if want_plots:
         written = P.make_plots(results)
         names = sorted(p.stem for p in written if p.suffix == ".png")
-        typer.echo(f"figures (PNG + SVG) in {report.folder / P.FIGURES_DIR}: {', '.join(names)}")
+        typer.echo(f"figures (PNG + SVG) in {report.folder / R.FIGURES_DIR}: {', '.join(names)}")
 
 
 @app.command()
@@ -109,7 +115,7 @@ def report(
     results = _load_results(folder)
     typer.echo("== summary (per inference) ==")
     typer.echo(R.format_summary(results))
-    points = [point] if point is not None else list(results.summary[R.POINT])
+    points = [point] if point is not None else list(results.summary[C.POINT])
     with pd.option_context("display.width", 160, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
         for p in points:
@@ -120,12 +126,12 @@ def report(
             label = "" if not results.is_sweep else f" (point {p})"
             typer.echo(f"\n== energy by layer and component, µJ per inference{label} ==")
             energy = R.energy_by_layer(res)
-            full = energy[list(R.COMPONENT_UJ)].sum(axis=1)
+            full = energy[list(C.COMPONENT_UJ)].sum(axis=1)
             energy.columns = [c.removeprefix("energy_").removesuffix("_uj")
                               .replace("compute_only_", "c-only ") for c in energy.columns]
-            energy.insert(len(R.COMPONENT_UJ), "total", full)
+            energy.insert(len(C.COMPONENT_UJ), "total", full)
             typer.echo(energy.to_string())
-            typer.echo(f"\n== latency by layer and timestep, cycles{label} ==\n"
+            typer.echo(f"\n== latency by layer and timestep, {R.time_unit(res)}{label} ==\n"
                        "(column t: cycles from the layer's last activity of t-1 to its last "
                        "activity of t; finish: their sum, when the layer finished the image)")
             latency = R.latency_by_layer(res)
@@ -136,6 +142,13 @@ def report(
             typer.echo(R.spike_rates(res).to_string())
             typer.echo(f"\n== full / compute-only energy{label} ==")
             typer.echo(R.compute_only_ratio(res).to_string())
+            if C.ANN_ENERGY in res.layers:
+                from accelsim.ann import by_layer
+
+                typer.echo(f"\n== SNN vs the ANN on the same chip, per inference{label} ==\n"
+                           "(energy µJ; SNN/ANN ratios full-system and compute-only; when each "
+                           f"layer finished the image, {R.time_unit(res)})")
+                typer.echo(by_layer(res.layers).to_string())
 
 
 @app.command()

@@ -82,7 +82,8 @@ def evaluate(
     """Accuracy and per-layer spike rates of a trained model on its data set's test split."""
     import torch
 
-    from accelsim.training import compute_only_energy, evaluate_model
+    from accelsim.pricing import compute_only_energy
+    from accelsim.training import evaluate_model
 
     if threads is not None:
         torch.set_num_threads(threads)

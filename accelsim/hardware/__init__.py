@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from accelsim import yamlfile
+
 
 class HardwareError(ValueError):
     """A hardware description (file, preset name or override) is invalid."""
@@ -59,6 +61,13 @@ class TileConfig(_Section):
     neuron_update_latency_cycles: int = Field(ge=1, description="cycles per update step")
     max_neurons: int = Field(ge=1, description="neurons one tile can hold")
     static_power_mw: float = Field(ge=0, description="leakage power of one powered tile")
+    activation_bits: int = Field(
+        8, ge=1, le=32, description="one ANN activation (accelsim.ann): 8 = int8, the width "
+        "whose multiply the presets price (Horowitz 2014: int8 mult 0.2 pJ) and the usual "
+        "inference width of quantised ANN accelerators (Jouppi et al., ISCA 2017: TPU v1)")
+    zero_skipping: bool = Field(
+        False, description="ANN only: skip multiplications, operand reads and packets of "
+        "zero activations (ReLU zeros), as sparse ANN accelerators do")
 
     @property
     def membrane_storage_bits(self) -> int:
@@ -201,7 +210,7 @@ def _preset_files() -> dict[str, Any]:
 @functools.cache
 def _preset_data(name: str) -> Any:
     """A shipped preset, parsed once per process (callers get a copy to change)."""
-    return yaml.safe_load(_preset_files()[name].read_text())
+    return yamlfile.load(_preset_files()[name].read_text())
 
 
 def list_presets() -> list[tuple[str, str]]:
@@ -259,7 +268,15 @@ def load_hardware(preset: str | Path, overrides: Mapping[str, Any] | None = None
             raise HardwareError(f"hardware {str(preset)!r} is neither a preset "
                                 f"({', '.join(sorted(files))}) nor an existing YAML file")
         origin = str(path)
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yamlfile.load(yamlfile.read_text(path))
+        except yaml.YAMLError as exc:
+            line = yamlfile.error_line(exc)
+            where = f"{path}:{line}" if line is not None else origin
+            raise HardwareError(f"{where}: not valid YAML: {yamlfile.error_message(exc)}"
+                                ) from None
+        except ValueError as exc:
+            raise HardwareError(str(exc)) from None
     if not isinstance(data, dict):
         raise HardwareError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():

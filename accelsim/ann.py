@@ -1,0 +1,560 @@
+"""The ANN the DIET-SNN was converted from, on the same chip: a full-system baseline.
+
+Same architecture with ReLU and average pooling, no bias (``SpikingNetwork.forward_ann``), run
+once per image on the same tiles as the SNN: the same mapping (:func:`accelsim.mapping.map_network`,
+so the same weight rows sit in SRAM and the same ones spill to DRAM), the same mesh, DRAM, clock
+and preset, counted with the same counters and priced by the same :func:`accelsim.pricing.price`,
+component by component.
+
+Dataflow (per tile; stated once here)
+-------------------------------------
+A tile holds ``c`` output channels (conv) or units (linear) of a layer. Its ``U =
+tile.accumulate_units`` units are multiply-accumulate lanes; every lane keeps its output's partial
+sum in a register until the output is complete (*output-stationary*: no partial-sum traffic).
+
+- **conv** (``k x k`` kernel, ``C`` pooled source channels, ``P = H_out * W_out`` positions): the
+  lanes take ``U`` consecutive output positions of one channel. Loop nest: for each channel, for
+  each group of ``U`` positions (``ceil(P / U)`` groups), for each tap ``(ci, ky, kx)`` that
+  lands inside the input for some lane of the group: one weight is read from the weight SRAM and
+  broadcast to the lanes; each lane whose tap lands inside the input reads its activation operand
+  and does one MAC. So per tile ``MAC steps = c * C * S`` with ``S`` the (tap, group) pairs with
+  some tap inside (:func:`conv_steps`; ``k^2 * ceil(P / U)`` without padding), ``weight reads =
+  MAC steps`` (each weight is reused by up to ``U`` positions), ``MACs = c * C * sum_out(taps
+  inside the input)`` (padding taps are not multiplied, as in the chip's analog first layer),
+  ``activation reads = MACs``.
+- **linear** (``F`` pooled source units): the lanes take ``U`` output units; each step reads one
+  input activation, broadcast to the lanes, and one weight per lane: ``MAC steps = F * ceil(c /
+  U)``, ``activation reads = MAC steps``, ``weight reads = MACs = F * c``.
+- **identity** shortcut: one addition (``synaptic_ops``) and one activation read per output,
+  ``ceil(c * P / U)`` steps.
+- Weight rows (one per source channel or unit, as the mapping lays them out) that spilled to
+  DRAM are streamed from DRAM on every read instead of SRAM (no weight buffer).
+
+Then each output passes the tile's neuron-update unit once (ReLU and rescaling: ``neuron_updates
+= neurons``, priced as inactive updates; none are ``active``), and is written to the tile's
+activation buffer. Activations are ``tile.activation_bits`` wide; the activation buffer is the
+tile's neuron-state memory (the SNN's membranes), so its reads and writes are priced at the
+membrane SRAM's per-bit figures, under the ``membrane`` component.
+
+Sending: a layer feeding a pooled projection pools its outputs first (``pool^2 - 1`` additions per
+pooled value, counted as ``synaptic_ops`` of the sending layer). Every (pooled) activation becomes
+one packet per destination tile whose outputs it reaches, exactly the SNN's rule for spikes: the
+value rides in the spike packet's ``noc.packet_bits`` (address and an 8- or 16-bit payload fit in
+the presets' 32-bit packets), so one activation packet costs what one spike packet costs
+(injection, XY hops, ejection). The destination writes it to its activation buffer.
+
+Zero-skipping (``tile.zero_skipping``): a zero activation is not sent (no packet, no write at the
+destination), and no lane multiplies it or reads it (a zero bitmap marks it): MACs and activation
+reads of conv layers, and whole steps (weights, operand, cycles) of linear layers, are skipped.
+Conv lanes run in lockstep, so a conv step (and its broadcast weight read) still happens. Counted
+exactly from each image's activations.
+
+Timing (SimPy, one process per layer; events are phases): a layer starts when every source
+layer's activations have arrived (plus ``schedule.barrier_cycles`` with a barrier schedule: a
+barrier between layers), then runs **MAC** (slowest tile: ``max(steps * accumulate_latency,
+SRAM words / banks, DRAM latency + spilled bits * spilling tiles / bandwidth)``, the chip's MAC
+phase formula), **fire** (``ceil(neurons / neuron_update_units) * neuron_update_latency`` plus
+the pooling additions ``ceil(adds / U) * accumulate_latency``) and **send** (a consumer has its
+input when the slowest injection port and the slowest ejection port have passed their packets,
+``packets * packet_cycles``, plus the longest XY hop latency between the two tile groups).
+``cycles`` of a layer is its end minus the previous layer's end; the image's latency is the
+output layer's end. ``static_cycles`` of a layer is its tiles x the image's latency. Not modelled
+(as for the SNN): loading the image into the first layer's tiles, link contention.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from accelsim import columns as col
+from accelsim import pricing
+from accelsim.hardware import Hardware
+from accelsim.mapping import Mapping, map_network
+from accelsim.network import INPUT, Network, pooled_shape
+
+ANN_FOLDER = "ann"
+"""A model file's ANN lives in ``<folder>/ann/<stem>.json`` + ``.safetensors`` beside it."""
+
+ACTIVATION_READ_BITS = "activation_read_bits"
+ACTIVATION_WRITE_BITS = "activation_write_bits"
+MAC_STEPS = "mac_steps"
+
+LAYER_COLUMNS = (col.IMAGE, col.LAYER, col.NEURONS, col.MACS, MAC_STEPS, col.SYNAPTIC_OPS,
+                 col.WEIGHT_SRAM_READ_BITS, ACTIVATION_READ_BITS, ACTIVATION_WRITE_BITS,
+                 col.NEURON_UPDATES, col.ACTIVE_NEURON_UPDATES, col.NOC_PACKETS, col.NOC_HOPS,
+                 col.NOC_HOPS_X, col.NOC_HOPS_Y, col.DRAM_READ_BITS, col.DRAM_READ_BYTES,
+                 col.CYCLES, col.BUSY_CYCLES, col.STATIC_CYCLES)
+"""Counter columns of the ANN's per-layer table (one row per image x layer), before pricing."""
+
+_COUNTERS = ("macs", "steps", "adds", "pool_adds", "sram", "dram", "act_read", "act_write",
+             "packets_out", "packets_in", "hops_x", "hops_y")
+
+
+@dataclass(frozen=True)
+class AnnResult:
+    """What :func:`simulate_ann` returns."""
+
+    layers: pd.DataFrame
+    """One row per image x layer: counters (:data:`LAYER_COLUMNS`) and energy by component."""
+    images: pd.DataFrame
+    """One row per image: prediction, label, correct, total cycles, latency, energy."""
+
+
+# -- the ANN's weights ---------------------------------------------------------------------
+
+
+def ann_model_path(model: str | Path) -> Path:
+    """Where the ANN of a model file lives: ``trained_models/ann/NAME`` for
+    ``trained_models/NAME`` (a stem, ``.json`` or ``.safetensors`` path)."""
+    path = Path(model)
+    if path.suffix in (".json", ".safetensors"):
+        path = path.with_suffix("")
+    return path.parent / ANN_FOLDER / path.name
+
+
+def fingerprint(model: str | Path) -> str:
+    """sha256 of the ANN's manifest (it holds its weights' sha256), "" when there is none: part
+    of a result's cache key, so that a new or changed ANN is simulated again."""
+    from accelsim.modelfile import sha256_file
+
+    path = ann_model_path(model)
+    manifest = path.with_name(path.name + ".json")
+    return sha256_file(manifest) if manifest.is_file() else ""
+
+
+def load_ann(model: str | Path) -> Network | None:
+    """The ANN shipped beside a model file, or None when there is none."""
+    from accelsim.modelfile import load_model
+
+    path = ann_model_path(model)
+    if not path.with_name(path.name + ".json").is_file():
+        return None
+    return load_model(path)
+
+
+def activations(network: Network, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (after ReLU; the output layer's logits) for normalised ``images``
+    (N x C x H x W), float64, unpooled."""
+    import torch
+
+    from accelsim.torch_snn import SpikingNetwork
+
+    module = SpikingNetwork.from_network(network).double().eval()
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float64))
+    acts: dict[str, torch.Tensor] = {INPUT: x}
+    with torch.no_grad():
+        for layer in network.layers:
+            out = module.current(layer, acts)
+            acts[layer.name] = torch.relu(out) if layer.kind == "spiking" else out
+    return {k: v.numpy() for k, v in acts.items()}
+
+
+# -- counting ------------------------------------------------------------------------------
+
+
+def _ceil(a, b):
+    return -(-np.asarray(a) // b)
+
+
+def axis_reach(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """For each input position along one axis, how many output positions it reaches."""
+    i = np.arange(size)[:, None]
+    o = np.arange(out)[None, :]
+    d = i + padding - o * stride
+    return ((d >= 0) & (d < kernel)).sum(axis=1).astype(np.int64)
+
+
+def conv_steps(size: tuple[int, int], out: tuple[int, int], kernel: int, stride: int,
+               padding: int, lanes: int) -> int:
+    """MAC steps of one (output channel, source channel) pair: over the taps, the groups of
+    ``lanes`` consecutive output positions (flat order) in which some lane's tap lands inside
+    the input (a group whose every tap is padding is skipped)."""
+    (h, w), (ho, wo) = size, out
+    oy = np.arange(ho)[:, None] * stride - padding
+    ox = np.arange(wo)[:, None] * stride - padding
+    k = np.arange(kernel)[None, :]
+    iny = (oy + k >= 0) & (oy + k < h)  # (ho, kernel)
+    inx = (ox + k >= 0) & (ox + k < w)
+    inside = iny[:, None, :, None] & inx[None, :, None, :]  # (ho, wo, ky, kx)
+    flat = inside.reshape(ho * wo, kernel * kernel)
+    groups = -(-(ho * wo) // lanes)
+    pad = np.zeros((groups * lanes - ho * wo, kernel * kernel), dtype=bool)
+    grouped = np.concatenate([flat, pad]).reshape(groups, lanes, kernel * kernel)
+    return int(grouped.any(axis=1).sum())
+
+
+def _pool(x: np.ndarray, pool: int) -> np.ndarray:
+    """Average pooling (kernel = stride = pool) of (N, C, H, W); other shapes as they are."""
+    if pool == 1 or x.ndim != 4:
+        return x
+    n, c, h, w = x.shape
+    ph, pw = h // pool, w // pool
+    return x[:, :, :ph * pool, :pw * pool].reshape(n, c, ph, pool, pw, pool).mean(axis=(3, 5))
+
+
+class RowBandsError(ValueError):
+    """A layer of the mapping is split into row bands, which this cost model does not count."""
+
+
+def block_start(place) -> np.ndarray:
+    """int64 (n + 1,): the channel blocks of a placement whose every tile holds whole channels
+    (all rows); :class:`RowBandsError` for a layer split into row bands."""
+    rows = place.layer.shape[1] if len(place.layer.shape) == 3 else 1
+    if not ((place.row_start == 0).all() and (place.row_end == rows).all()):
+        raise RowBandsError(f"layer {place.layer.name!r} is split into row bands; the ANN cost "
+                            "model counts whole-channel blocks only")
+    return np.concatenate([place.channel_start, place.channel_end[-1:]]).astype(np.int64)
+
+
+def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Global tile holding each (pooled) value of ``source``, by channel or unit."""
+    if source == INPUT:
+        return np.full(int(np.prod(shape)), -1, dtype=np.int64)
+    place = mapping.placement(source)
+    per_value = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+    channel = np.arange(int(np.prod(shape))) // per_value
+    local = np.searchsorted(block_start(place), channel, side="right") - 1
+    return place.tiles[local]
+
+
+def count(network: Network, hardware: Hardware, mapping: Mapping,
+          acts: dict[str, np.ndarray] | None, zero_skipping: bool, images: int
+          ) -> dict[str, np.ndarray]:
+    """Per-tile counters, each (images, tiles), of the dataflow in the module docstring.
+
+    ``acts`` (:func:`activations`) is needed only with ``zero_skipping``.
+    """
+    hw = hardware
+    U = hw.tile.accumulate_units
+    wb, ab = hw.tile.weight_bits, hw.tile.activation_bits
+    n_tiles = mapping.tiles_used
+    c = {k: np.zeros((images, n_tiles), dtype=np.int64) for k in _COUNTERS}
+    rr, cc = np.arange(n_tiles) // hw.mesh.cols, np.arange(n_tiles) % hw.mesh.cols
+    arch = network.architecture
+    pooled_done: set[tuple[str, int]] = set()
+    for place in mapping.layers:
+        layer = place.layer
+        tiles = place.tiles
+        starts = block_start(place)
+        ch = np.diff(starts)
+        neurons = place.neurons
+        c["act_write"][:, tiles] += neurons * ab  # own outputs, after ReLU
+        for p, rows in zip(layer.inputs, place.projections, strict=True):
+            src_shape = arch.source_shape(p.source)
+            shape = pooled_shape(src_shape, p.pool)
+            if zero_skipping:
+                assert acts is not None
+                nz = _pool(acts[p.source], p.pool).reshape(images, -1) != 0
+            else:
+                nz = np.ones((images, int(np.prod(shape))), dtype=bool)
+            if p.pool > 1 and p.source != INPUT and (p.source, p.pool) not in pooled_done:
+                pooled_done.add((p.source, p.pool))
+                owner = _source_tiles(mapping, p.source, shape)
+                np.add.at(c["pool_adds"], (slice(None), owner),
+                          np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
+            # which destination tiles each value reaches, and how many outputs there
+            if p.op == "conv":
+                C, H, W = shape
+                _, Ho, Wo = layer.shape
+                cy = axis_reach(H, Ho, p.kernel, p.stride, p.padding)
+                cx = axis_reach(W, Wo, p.kernel, p.stride, p.padding)
+                reach = np.tile(np.outer(cy, cx).ravel(), C)  # outputs per channel, per value
+                steps_per_row = ch * conv_steps((H, W), (Ho, Wo), p.kernel, p.stride,
+                                                p.padding, U)  # per source channel
+                steps = C * steps_per_row
+                macs = (nz * reach).sum(axis=1)[:, None] * ch[None, :]
+                c["macs"][:, tiles] += macs
+                c["act_read"][:, tiles] += macs * ab
+                c["steps"][:, tiles] += steps
+                in_sram = np.minimum(rows.rows_in_sram, C)
+                c["sram"][:, tiles] += in_sram * steps_per_row * wb
+                c["dram"][:, tiles] += (C - in_sram) * steps_per_row * wb
+                reached = np.broadcast_to((reach > 0)[:, None], (len(reach), len(tiles)))
+            elif p.op == "linear":
+                F = nz.shape[1]
+                active = nz.sum(axis=1)[:, None]
+                if not zero_skipping:
+                    active = np.full((images, 1), F, dtype=np.int64)
+                steps = active * _ceil(ch, U)[None, :]
+                c["macs"][:, tiles] += active * ch[None, :]
+                c["steps"][:, tiles] += steps
+                c["act_read"][:, tiles] += steps * ab
+                idx = np.arange(F)
+                sram_rows = (nz[:, None, :] & (idx[None, None, :]
+                                                < rows.rows_in_sram[None, :, None])).sum(axis=2)
+                c["sram"][:, tiles] += sram_rows * ch[None, :] * wb
+                c["dram"][:, tiles] += (active - sram_rows) * ch[None, :] * wb
+                reached = np.ones((F, len(tiles)), dtype=bool)
+            else:  # identity: one addition per output
+                per = int(np.prod(shape[1:]))
+                value_ch = np.arange(nz.shape[1]) // per
+                reached = ((value_ch[:, None] >= starts[None, :-1])
+                           & (value_ch[:, None] < starts[None, 1:]))
+                adds = nz.astype(np.int64) @ reached.astype(np.int64)
+                c["adds"][:, tiles] += adds
+                c["act_read"][:, tiles] += adds * ab
+                c["steps"][:, tiles] += _ceil(ch * per, U)
+            # packets: one per (value, destination tile reached); none for the analog input
+            if p.source == INPUT:
+                continue
+            owner = _source_tiles(mapping, p.source, shape)
+            # per_src[n, s, d]: packets from tile s to destination d (float products are exact)
+            per_src = np.zeros((images, n_tiles, len(tiles)), dtype=np.int64)
+            nzf, rf = nz.astype(np.float64), reached.astype(np.float64)
+            for s in np.unique(owner):
+                mine = owner == s
+                per_src[:, s, :] = np.rint(nzf[:, mine] @ rf[mine]).astype(np.int64)
+            received = per_src.sum(axis=1)
+            c["packets_in"][:, tiles] += received
+            c["act_write"][:, tiles] += received * ab
+            c["packets_out"] += per_src.sum(axis=2)
+            dx = np.abs(cc[:, None] - cc[None, tiles])
+            dy = np.abs(rr[:, None] - rr[None, tiles])
+            c["hops_x"] += (per_src * dx[None]).sum(axis=2)
+            c["hops_y"] += (per_src * dy[None]).sum(axis=2)
+    return c
+
+
+# -- timing --------------------------------------------------------------------------------
+
+
+def _phases(network: Network, hw: Hardware, mapping: Mapping, c: dict[str, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mac, fire, inject, eject) cycles per image x tile."""
+    t = hw.tile
+    spilling = int(sum((p.spilled_bits > 0).sum() for p in mapping.layers))
+    mac = c["steps"] * t.accumulate_latency_cycles
+    mac = np.maximum(mac, _ceil(_ceil(c["sram"], t.weight_sram_word_bits), t.weight_sram_banks))
+    if hw.dram is not None:
+        mac = np.maximum(mac, np.where(c["dram"] > 0, hw.dram.latency_cycles + _ceil(
+            c["dram"] * spilling, hw.dram.bandwidth_bits_per_cycle), 0))
+    neurons = np.concatenate([p.neurons for p in mapping.layers])[None, :]
+    fire = (_ceil(neurons, t.neuron_update_units) * t.neuron_update_latency_cycles
+            + _ceil(c["pool_adds"], t.accumulate_units) * t.accumulate_latency_cycles)
+    pc = hw.noc.packet_cycles
+    return mac, np.broadcast_to(fire, mac.shape), c["packets_out"] * pc, c["packets_in"] * pc
+
+
+def layer_ends(network: Network, hw: Hardware, mapping: Mapping, mac: np.ndarray,
+               fire: np.ndarray, inject: np.ndarray, eject: np.ndarray, barrier: int
+               ) -> np.ndarray:
+    """Cycle at which each layer finished (its outputs arrived at every consumer), one SimPy
+    environment per image whose processes are the layers and whose events are their phases."""
+    layers = network.layers
+    names = [layer.name for layer in layers]
+    sources = [sorted({names.index(p.source) for p in layer.inputs if p.source != INPUT})
+               for layer in layers]
+    consumers = [[m for m in range(len(layers)) if s in sources[m]] for s in range(len(layers))]
+    tiles = [p.tiles for p in mapping.layers]
+    rr = np.arange(mapping.tiles_used) // hw.mesh.cols
+    cc = np.arange(mapping.tiles_used) % hw.mesh.cols
+
+    def hop(a: np.ndarray, b: np.ndarray) -> int:
+        return int((np.abs(cc[a][:, None] - cc[b][None, :]) * hw.noc.hop_latency_x_cycles
+                    + np.abs(rr[a][:, None] - rr[b][None, :]) * hw.noc.hop_latency_y_cycles
+                    ).max())
+
+    hops = {(s, m): hop(tiles[s], tiles[m]) for s in range(len(layers)) for m in consumers[s]}
+    out = np.zeros((mac.shape[0], len(layers)), dtype=np.int64)
+    for i in range(mac.shape[0]):
+        env = simpy.Environment()
+        arrived = {(s, m): env.event() for s in range(len(layers)) for m in consumers[s]}
+
+        def run_layer(li: int, i: int = i, env: simpy.Environment = env, arrived=arrived):
+            if sources[li]:
+                yield simpy.AllOf(env, [arrived[(s, li)] for s in sources[li]])
+                if barrier:
+                    yield env.timeout(barrier)
+            t = tiles[li]
+            yield env.timeout(int(mac[i, t].max()))               # MAC
+            yield env.timeout(int(fire[i, t].max()))              # fire (ReLU, pooling)
+            send = int(inject[i, t].max()) if consumers[li] else 0
+            ends = [env.now]
+            for m in consumers[li]:                               # send
+                delay = max(send, int(eject[i, tiles[m]].max())) + hops[(li, m)]
+                ends.append(env.now + delay)
+                env.process(_deliver(env, delay, arrived[(li, m)]))
+            out[i, li] = max(ends)
+
+        for li in range(len(layers)):
+            env.process(run_layer(li))
+        env.run()
+    return out
+
+
+def _deliver(env: simpy.Environment, delay: int, event: simpy.Event):
+    yield env.timeout(delay)
+    event.succeed()
+
+
+# -- the whole run -------------------------------------------------------------------------
+
+
+def simulate_ann(network: Network, images: np.ndarray, labels: np.ndarray | None,
+                 hardware: Hardware, *, mapping: Mapping | None = None,
+                 schedule: str | None = None) -> AnnResult:
+    """Run the ANN ``network`` on ``hardware`` for normalised ``images`` (N x C x H x W): its
+    predictions, and per image x layer its counters, cycles and energy (module docstring)."""
+    hw = hardware
+    mapping = map_network(network, hw) if mapping is None else mapping
+    acts = activations(network, images)
+    n = len(images)
+    # without zero-skipping every image costs the same: count and time one, repeat it
+    distinct = n if hw.tile.zero_skipping else min(n, 1)
+    c = count(network, hw, mapping, acts, hw.tile.zero_skipping, distinct)
+    mac, fire, inject, eject = _phases(network, hw, mapping, c)
+    schedule = hw.schedule.kind if schedule is None else schedule
+    barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
+    ends = layer_ends(network, hw, mapping, mac, fire, inject, eject, barrier)
+    if distinct < n:
+        c = {k: np.repeat(v, n, axis=0) for k, v in c.items()}
+        mac, fire, inject = (np.repeat(a, n, axis=0) for a in (mac, fire, inject))
+        ends = np.repeat(ends, n, axis=0)
+    total = ends.max(axis=1, initial=0)
+    starts = np.array([p.tiles[0] for p in mapping.layers], dtype=np.int64)
+    n_tiles = np.array([len(p.tiles) for p in mapping.layers], dtype=np.int64)
+
+    def per_layer(a: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(a, starts, axis=1) if len(starts) else a[:, :0]
+
+    L = len(network.layers)
+    neurons = np.array([int(p.neurons.sum()) for p in mapping.layers], dtype=np.int64)
+    dram = per_layer(c["dram"])
+    busy = per_layer(mac + fire + inject)
+    table = pd.DataFrame({
+        col.IMAGE: np.repeat(np.arange(n, dtype=np.int64), L),
+        col.LAYER: np.tile([layer.name for layer in network.layers], n),
+        col.NEURONS: np.tile(neurons, n),
+        col.MACS: per_layer(c["macs"]).ravel(),
+        MAC_STEPS: per_layer(c["steps"]).ravel(),
+        col.SYNAPTIC_OPS: per_layer(c["adds"] + c["pool_adds"]).ravel(),
+        col.WEIGHT_SRAM_READ_BITS: per_layer(c["sram"]).ravel(),
+        ACTIVATION_READ_BITS: per_layer(c["act_read"]).ravel(),
+        ACTIVATION_WRITE_BITS: per_layer(c["act_write"]).ravel(),
+        col.NEURON_UPDATES: np.tile(neurons, n),
+        col.ACTIVE_NEURON_UPDATES: np.zeros(n * L, dtype=np.int64),
+        col.NOC_PACKETS: per_layer(c["packets_out"]).ravel(),
+        col.NOC_HOPS: per_layer(c["hops_x"] + c["hops_y"]).ravel(),
+        col.NOC_HOPS_X: per_layer(c["hops_x"]).ravel(),
+        col.NOC_HOPS_Y: per_layer(c["hops_y"]).ravel(),
+        col.DRAM_READ_BITS: dram.ravel(),
+        col.DRAM_READ_BYTES: _ceil(dram, 8).ravel(),
+        col.CYCLES: np.diff(np.maximum.accumulate(ends, axis=1), axis=1, prepend=0).ravel(),
+        col.BUSY_CYCLES: busy.ravel(),
+        col.STATIC_CYCLES: (n_tiles[None, :] * total[:, None]).ravel(),
+    })
+    priced = pricing.price(table.assign(**{col.MEMBRANE_READ_BITS: table[ACTIVATION_READ_BITS],
+                                           col.MEMBRANE_WRITE_BITS: table[ACTIVATION_WRITE_BITS]}),
+                           hw)
+    layers = priced.drop(columns=[col.MEMBRANE_READ_BITS, col.MEMBRANE_WRITE_BITS])
+    logits = acts[network.layers[-1].name].reshape(n, -1)
+    pred = logits.argmax(axis=1).astype(np.int64)
+    lab = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, np.int64)
+    energy = layers.groupby(col.IMAGE)[col.ENERGY].sum().reindex(np.arange(n), fill_value=0.0)
+    images_table = pd.DataFrame({
+        col.IMAGE: np.arange(n, dtype=np.int64), col.PREDICTION: pred, col.LABEL: lab,
+        col.CORRECT: (pred == lab) if labels is not None else np.zeros(n, dtype=bool),
+        col.TOTAL_CYCLES: total.astype(np.int64),
+        col.LATENCY_US: np.array([hw.cycles_to_us(float(t)) for t in total]),
+        col.ENERGY_UJ: energy.to_numpy() / 1e6,
+    })
+    return AnnResult(layers=layers, images=images_table)
+
+
+# -- beside the SNN ------------------------------------------------------------------------
+
+
+def network_for(model: str | Path, snn: Network, hardware: Hardware
+                ) -> tuple[Network, bool]:
+    """(the ANN to run, whether it has its own weights). A model without a shipped ANN runs its
+    SNN's weights as the ANN: counters and timing without zero-skipping do not depend on the
+    weights, but its accuracy is not reported, and zero-skipping is refused."""
+    network = load_ann(model)
+    if network is not None:
+        return network, True
+    if hardware.tile.zero_skipping:
+        raise ValueError(f"tile.zero_skipping counts the zeros of the ANN's activations, but "
+                         f"{ann_model_path(model)}.json does not exist; write it with "
+                         "analysis/ann_weights.py, or set tile.zero_skipping: false")
+    return snn, False
+
+
+def beside(result, ann: AnnResult, *, weights: bool = True):
+    """``result`` (a :class:`accelsim.chip.SimulationResult` of the same images) with the ANN's
+    columns: per layer its energy and cycles on the timestep-1 row, per image its prediction,
+    latency and energy (``weights``: whether the ANN's predictions mean anything)."""
+    layers = result.layers.copy()
+    key = ann.layers.set_index([col.IMAGE, col.LAYER])
+    idx = pd.MultiIndex.from_arrays([layers[col.IMAGE], layers[col.LAYER]])
+    first = (layers[col.TIMESTEP] == 1).to_numpy()
+    for name, source in ((col.ANN_ENERGY, col.ENERGY), (col.ANN_CYCLES, col.CYCLES)):
+        values = key[source].reindex(idx).to_numpy()
+        layers[name] = np.where(first, values, 0).astype(key[source].dtype)
+    images = result.images.copy()
+    a = ann.images.set_index(col.IMAGE).reindex(images[col.IMAGE])
+    pred = a[col.PREDICTION].to_numpy() if weights else np.full(len(images), -1)
+    images[col.ANN_PREDICTION] = pred.astype(np.int64)
+    images[col.ANN_CORRECT] = (pred == images[col.LABEL].to_numpy()) & (pred >= 0)
+    images[col.ANN_TOTAL_CYCLES] = a[col.TOTAL_CYCLES].to_numpy()
+    images[col.ANN_LATENCY_US] = a[col.LATENCY_US].to_numpy()
+    images[col.ANN_ENERGY_UJ] = a[col.ENERGY_UJ].to_numpy()
+    out = copy.copy(result)
+    object.__setattr__(out, "layers", layers)  # a frozen dataclass: set on the copy only
+    object.__setattr__(out, "images", images)
+    return out
+
+
+def summary_columns(images: pd.DataFrame, row: dict) -> dict[str, float]:
+    """The summary's ANN columns from the per-image table (NaN where it has none)."""
+    nan = float("nan")
+    if col.ANN_ENERGY_UJ not in images:
+        return {c: nan for c in (col.ANN_ACCURACY, col.ANN_LATENCY_US, col.ANN_ENERGY_UJ,
+                                 col.SNN_TO_ANN_ENERGY, col.SNN_TO_ANN_COMPUTE_ONLY,
+                                 col.SNN_TO_ANN_LATENCY)}
+    energy = float(images[col.ANN_ENERGY_UJ].mean())
+    latency = float(images[col.ANN_LATENCY_US].mean())
+    has = bool((images[col.ANN_PREDICTION] >= 0).all())
+    ann_c = row[col.COMPUTE_ONLY_ANN_UJ]
+    return {
+        col.ANN_ACCURACY: float(images[col.ANN_CORRECT].mean()) if has else nan,
+        col.ANN_LATENCY_US: latency,
+        col.ANN_ENERGY_UJ: energy,
+        col.SNN_TO_ANN_ENERGY: row[col.ENERGY_UJ] / energy if energy > 0 else nan,
+        col.SNN_TO_ANN_COMPUTE_ONLY: row[col.COMPUTE_ONLY_SNN_UJ] / ann_c if ann_c > 0 else nan,
+        col.SNN_TO_ANN_LATENCY: row[col.LATENCY_US] / latency if latency > 0 else nan,
+    }
+
+
+BY_LAYER_COLUMNS = ("snn_energy_uj", "ann_energy_uj", col.SNN_TO_ANN_ENERGY,
+                    col.SNN_TO_ANN_COMPUTE_ONLY, "snn_finish_cycles", "ann_finish_cycles")
+
+
+def by_layer(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (network order) and for the whole network (``total``), per inference: SNN and
+    ANN full-system energy (µJ), the two SNN / ANN ratios (full-system, compute-only), and when
+    the layer finished the image in the SNN and in the ANN (cycles after the image arrived; the
+    total row: the latency). ``layers``: one point's per-layer table."""
+    n = int(layers[col.IMAGE].nunique())
+    order = list(dict.fromkeys(layers[col.LAYER]))
+    g = layers.groupby(col.LAYER, sort=False)[[col.ENERGY, col.ANN_ENERGY, col.COMPUTE_ONLY_SNN,
+                                               col.COMPUTE_ONLY_ANN, col.CYCLES,
+                                               col.ANN_CYCLES]].sum().reindex(order) / n
+    finish = layers.groupby([col.IMAGE, col.LAYER], sort=False)[col.CYCLES].sum().groupby(
+        level=col.LAYER, sort=False).mean().reindex(order)
+    ann_finish = g[col.ANN_CYCLES].cumsum()
+    g.loc["total"] = g.sum()
+    co_ann = g[col.COMPUTE_ONLY_ANN].where(g[col.COMPUTE_ONLY_ANN] > 0)
+    return pd.DataFrame({
+        "snn_energy_uj": g[col.ENERGY] / 1e6,
+        "ann_energy_uj": g[col.ANN_ENERGY] / 1e6,
+        col.SNN_TO_ANN_ENERGY: g[col.ENERGY] / g[col.ANN_ENERGY].where(g[col.ANN_ENERGY] > 0),
+        col.SNN_TO_ANN_COMPUTE_ONLY: g[col.COMPUTE_ONLY_SNN] / co_ann,
+        "snn_finish_cycles": pd.concat([finish, pd.Series({"total": finish.iloc[-1]})]),
+        "ann_finish_cycles": pd.concat([ann_finish, pd.Series({"total": ann_finish.iloc[-1]})]),
+    })[list(BY_LAYER_COLUMNS)]
