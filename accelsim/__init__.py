@@ -6,6 +6,7 @@ The public API, in the order a researcher meets it::
     hw = accelsim.load_hardware("45nm-generic", {"tile.accumulate_units": 4})
     out = accelsim.run(net, images)                                 # functional core only
     res = accelsim.simulate(net, images, labels, hw)                # cycles, traffic, energy
+    wl = accelsim.workload("vgg16", spike_rate=0.4)                 # no data set, no training
     report = accelsim.run_scenario("scenarios/quickstart.yaml")     # files on disk
     tables = accelsim.results.load(report.folder)
 """
@@ -18,6 +19,7 @@ from accelsim.hardware import Hardware, list_presets, load_hardware
 from accelsim.modelfile import load_model, read_manifest
 from accelsim.network import Architecture, Layer, Network, Projection
 from accelsim.runner import run as run_scenario
+from accelsim.workloads import workload
 
 __version__ = "0.1.0"
 
@@ -38,4 +40,5 @@ __all__ = [
     "run",
     "run_scenario",
     "simulate",
+    "workload",
 ]

@@ -212,6 +212,20 @@ def _pool(x: np.ndarray, pool: int) -> np.ndarray:
     return x[:, :, :ph * pool, :pw * pool].reshape(n, c, ph, pool, pw, pool).mean(axis=(3, 5))
 
 
+class RowBandsError(ValueError):
+    """A layer of the mapping is split into row bands, which this cost model does not count."""
+
+
+def block_start(place) -> np.ndarray:
+    """int64 (n + 1,): the channel blocks of a placement whose every tile holds whole channels
+    (all rows); :class:`RowBandsError` for a layer split into row bands."""
+    rows = place.layer.shape[1] if len(place.layer.shape) == 3 else 1
+    if not ((place.row_start == 0).all() and (place.row_end == rows).all()):
+        raise RowBandsError(f"layer {place.layer.name!r} is split into row bands; the ANN cost "
+                            "model counts whole-channel blocks only")
+    return np.concatenate([place.channel_start, place.channel_end[-1:]]).astype(np.int64)
+
+
 def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...]) -> np.ndarray:
     """Global tile holding each (pooled) value of ``source``, by channel or unit."""
     if source == INPUT:
@@ -219,7 +233,7 @@ def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...]) -> np.n
     place = mapping.placement(source)
     per_value = int(np.prod(shape[1:])) if len(shape) == 3 else 1
     channel = np.arange(int(np.prod(shape))) // per_value
-    local = np.searchsorted(place.block_start, channel, side="right") - 1
+    local = np.searchsorted(block_start(place), channel, side="right") - 1
     return place.tiles[local]
 
 
@@ -241,7 +255,8 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
     for place in mapping.layers:
         layer = place.layer
         tiles = place.tiles
-        ch = np.diff(place.block_start)
+        starts = block_start(place)
+        ch = np.diff(starts)
         neurons = place.neurons
         c["act_write"][:, tiles] += neurons * ab  # own outputs, after ReLU
         for p, rows in zip(layer.inputs, place.projections, strict=True):
@@ -293,8 +308,8 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
             else:  # identity: one addition per output
                 per = int(np.prod(shape[1:]))
                 value_ch = np.arange(nz.shape[1]) // per
-                reached = ((value_ch[:, None] >= place.block_start[None, :-1])
-                           & (value_ch[:, None] < place.block_start[None, 1:]))
+                reached = ((value_ch[:, None] >= starts[None, :-1])
+                           & (value_ch[:, None] < starts[None, 1:]))
                 adds = nz.astype(np.int64) @ reached.astype(np.int64)
                 c["adds"][:, tiles] += adds
                 c["act_read"][:, tiles] += adds * ab

@@ -7,25 +7,50 @@ Every builder returns an :class:`~accelsim.network.Architecture`; channel counts
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from accelsim.network import INPUT, Architecture, Layer, Projection, Shape, pooled_shape
 
 POOL = "A"
 
-# Authors' channel plans; "A" is a 2x2 average pool. VGG16 is the CIFAR plan (13 conv, no pool
-# after the last block, 3 linear layers).
+# Authors' channel plans (docs/design.md §7); "A" is a 2x2 average pool. vgg16 is the CIFAR
+# plan: 4 pools, so the map is 2x2 after conv13 and the classifier reads 512*2*2. vgg16-imagenet
+# adds the fifth pool (14 -> 7) before Linear(512*7*7, 4096). vgg6 is the authors' "VGG6": the
+# VGG5 convolutions and 3 linear layers (classifier from 128*8*8 = 512*4*4 at 32x32). vgg5 and
+# vgg9 keep the one hidden layer of 1024 that the shipped small models were trained with.
 VGG_PLANS: dict[str, tuple[Sequence[int | str], Sequence[int]]] = {
     "vgg5": ((64, POOL, 128, 128, POOL), (1024,)),
+    "vgg6": ((64, POOL, 128, 128, POOL), (4096, 4096)),
     "vgg9": ((64, POOL, 128, 256, POOL, 256, 512, POOL, 512, POOL, 512), (1024,)),
-    "vgg11": ((64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512), (4096, 4096)),
+    "vgg11": ((64, POOL, 128, 256, POOL, 512, 512, POOL, 512, POOL, 512, 512), (4096, 4096)),
     "vgg16": ((64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL,
                512, 512, 512), (4096, 4096)),
+    "vgg16-imagenet": ((64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL,
+                        512, 512, 512, POOL), (4096, 4096)),
 }
 
-# ResNet plans: stem convolutions, then (channels, blocks, stride) per stage.
-RESNET_PLANS: dict[str, tuple[Sequence[int], Sequence[tuple[int, int, int]]]] = {
-    "resnet-small": ((32,), ((32, 1, 1), (64, 1, 2))),
-    "resnet20": ((64, 64, 64), ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))),
+
+class ResNetPlan(NamedTuple):
+    """Stem convolutions, the pool after them, (channels, blocks, stride) per stage, and whether
+    the classifier reads a global average pool of the last map (else the map itself)."""
+
+    stem: Sequence[int]
+    stem_pool: int
+    stages: Sequence[tuple[int, int, int]]
+    global_pool: bool
+
+
+# resnet20/resnet34 follow the authors' CIFAR code: three 64-channel pre-convolutions, AvgPool(2),
+# four stages of basic blocks, and one Linear from the unpooled last map (512*2*2 at 32x32).
+# Their ImageNet code pools the stem by AvgPool2d(3) (224 -> 74, remainder dropped) and ends in
+# AvgPool2d(7) + Linear(512, classes); a pool here must tile the map exactly, so resnet34 pools
+# the stem by 4 (224 -> 56; stages 56/28/14/7) and keeps their global 7x7 pool and Linear(512, .).
+RESNET_PLANS: dict[str, ResNetPlan] = {
+    "resnet-small": ResNetPlan((32,), 2, ((32, 1, 1), (64, 1, 2)), global_pool=True),
+    "resnet20": ResNetPlan((64, 64, 64), 2, ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)),
+                           global_pool=False),
+    "resnet34": ResNetPlan((64, 64, 64), 4, ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)),
+                           global_pool=True),
 }
 
 
@@ -77,16 +102,16 @@ def vgg(plan: str, input_shape: Shape, num_classes: int, width: float = 1.0) -> 
 
 
 def resnet(plan: str, input_shape: Shape, num_classes: int, width: float = 1.0) -> Architecture:
-    """A DIET-SNN ResNet: conv stem + 2x2 pool, basic blocks, global average pool, linear.
+    """A DIET-SNN ResNet: conv stem + average pool, basic blocks, (global pool), linear.
 
     The shortcut (identity, or a 1x1 convolution where shape changes) adds its current into the
     second convolution's membrane before the threshold.
     """
-    stem, stages = RESNET_PLANS[plan]
+    stem, stem_pool, stages, global_pool = RESNET_PLANS[plan]
     b = _Builder(input_shape)
     for i, channels in enumerate(stem, start=1):
         b.conv(f"stem{i}", _scaled(channels, width))
-    b.pool = 2
+    b.pool = stem_pool
     for s, (channels, blocks, stride) in enumerate(stages, start=1):
         channels = _scaled(channels, width)
         for k in range(1, blocks + 1):
@@ -105,7 +130,8 @@ def resnet(plan: str, input_shape: Shape, num_classes: int, width: float = 1.0) 
             conv2 = Projection(source=b.source, op="conv", weight=f"{name}.conv2.weight",
                                kernel=3, padding=1)
             b.add(f"{name}.conv2", shape, [conv2, shortcut])
-    b.pool = b.shape[1]
+    if global_pool:
+        b.pool = b.shape[1]
     b.linear("output", num_classes, kind="output")
     return Architecture(name=f"{plan}-w{width:g}", input_shape=input_shape,
                         num_classes=num_classes, layers=tuple(b.layers))

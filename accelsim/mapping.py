@@ -2,20 +2,31 @@
 
 Policy (deterministic, stated once here):
 
-1. Each layer's neurons are partitioned by *output channel* (conv) or *unit* (linear) into
-   contiguous blocks whose sizes differ by at most one; a tile holds one block of one layer.
-2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons``. The remaining
-   tiles go, one at a time, to the layer with the most weight bits per tile (ties: the earlier
-   layer), until every tile is used or no layer can be split further (one channel per tile).
-   This minimises the largest per-tile weight footprint.
+1. A tile holds one block of one layer: a range of output channels (units) times a range of
+   rows, all columns. On ``n`` tiles a layer of ``C`` channels is cut into ``g`` *channel
+   groups* (sizes differ by at most one), and each group into ``n // g`` or ``n // g + 1`` *row
+   bands* (the first ``n % g`` groups get one more; row counts differ by at most one). A
+   spike's packets go to the tiles its kernel window reaches, so few groups means little
+   traffic (``g = 1``: a spike reaches only the bands under its window), and many groups
+   means few weights per tile (every tile of a group stores that group's weights). ``g`` is
+   the smallest number of groups with which a tile's weights fit its SRAM, its neurons fit
+   ``tile.max_neurons`` and no band is thinner than a row; when no ``g`` keeps the weights in
+   SRAM, ``g = min(n, C)`` (fewest weights per tile; the rest spill). Linear layers have one
+   row: ``g = n``.
+2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons`` (row bands
+   when one channel exceeds a tile). The remaining tiles go, one at a time, to the layer with
+   the most weight bits per tile (ties: the earlier layer) while splitting it further by
+   channel lowers that; this minimises the largest per-tile weight footprint. Tiles still left
+   go, one at a time, to the layer with the most neurons per tile (its work per timestep),
+   until every tile is used or every band is one row.
 3. Layers occupy consecutive tile numbers in layer order; tile ``i`` sits at mesh row
    ``i // cols``, column ``i % cols``.
 4. A tile's weights are laid out row by row: one row per presynaptic source channel (conv) or
    source unit (linear), projections in the layer's order. Rows are kept in SRAM while they fit;
    the remaining rows are *spilled*: they stay in DRAM and are streamed on every use.
 
-A network that cannot be mapped raises :class:`MappingError` naming the layer, what it needs and
-what the chip has.
+A network that cannot be mapped raises :class:`MappingError` naming the layer, what it needs,
+what the chip has and what would fit (tiles, neurons per tile, SRAM per tile).
 """
 
 from __future__ import annotations
@@ -57,9 +68,12 @@ class LayerPlacement:
     layer: Layer
     tiles: np.ndarray
     """int64 (n,): global tile ids."""
-    block_start: np.ndarray
-    """int64 (n + 1,): the tile k holds channels/units ``block_start[k]:block_start[k+1]``."""
-    neurons_per_channel: int
+    channel_start: np.ndarray
+    """int64 (n,) per tile k: it holds channels (units) ``channel_start[k]:channel_end[k]``"""
+    channel_end: np.ndarray
+    row_start: np.ndarray
+    """int64 (n,): and rows ``row_start[k]:row_end[k]`` of them (0:1 for a linear layer)."""
+    row_end: np.ndarray
     projections: tuple[ProjectionRows, ...]
     weight_bits: np.ndarray
     """int64 (n,): weight bits each tile needs."""
@@ -71,12 +85,27 @@ class LayerPlacement:
         return self.weight_bits - self.sram_bits
 
     @property
-    def neurons(self) -> np.ndarray:
-        return np.diff(self.block_start) * self.neurons_per_channel
+    def channels(self) -> np.ndarray:
+        """int64 (n,): output channels (units) per tile, whose weights it needs."""
+        return self.channel_end - self.channel_start
 
-    def neuron_tile(self) -> np.ndarray:
-        """int64 (neurons,): local tile index of every neuron (CHW flat order)."""
-        return np.repeat(np.arange(len(self.tiles)), self.neurons)
+    @property
+    def neurons(self) -> np.ndarray:
+        return self.channels * (self.row_end - self.row_start) * _chw(self.layer)[2]
+
+    def neuron_tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """int32 (neurons,) twice, in flat (C, H, W) order: every neuron's local tile index, and
+        its index among that tile's neurons (which the tile updates in flat order)."""
+        c, h, w = _chw(self.layer)
+        tile = np.empty((c, h), dtype=np.int32)
+        local = np.empty((c, h), dtype=np.int64)
+        for k in range(len(self.tiles)):
+            c0, c1 = self.channel_start[k], self.channel_end[k]
+            y0, y1 = self.row_start[k], self.row_end[k]
+            tile[c0:c1, y0:y1] = k
+            local[c0:c1, y0:y1] = np.arange((c1 - c0) * (y1 - y0)).reshape(c1 - c0, y1 - y0)
+        local = (local[:, :, None] * w + np.arange(w)[None, None, :]).astype(np.int32)
+        return np.repeat(tile.reshape(-1), w), local.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -113,11 +142,75 @@ class Mapping:
         })
 
 
-def _channels(layer: Layer) -> tuple[int, int]:
-    """(channels or units, neurons per channel)."""
+def _chw(layer: Layer) -> tuple[int, int, int]:
+    """(channels or units, rows, columns); a linear layer is (units, 1, 1)."""
     if len(layer.shape) == 3:
-        return int(layer.shape[0]), int(layer.shape[1] * layer.shape[2])
-    return int(layer.shape[0]), 1
+        return int(layer.shape[0]), int(layer.shape[1]), int(layer.shape[2])
+    return int(layer.shape[0]), 1, 1
+
+
+def max_tiles(layer: Layer) -> int:
+    """The most tiles a layer can use: one row of one channel (one unit) per tile."""
+    c, h, _ = _chw(layer)
+    return c * h
+
+
+def min_tiles(layer: Layer, max_neurons: int) -> int:
+    """The fewest tiles that hold ``layer`` with at most ``max_neurons`` neurons per tile; 0
+    when one row (one unit) is already too many."""
+    c, h, w = _chw(layer)
+    if h * w <= max_neurons:
+        return -(-c // (max_neurons // (h * w)))
+    rows = max_neurons // w
+    return c * -(-h // rows) if rows else 0
+
+
+def _even(total: int, parts: int) -> np.ndarray:
+    """Starts of ``parts`` contiguous pieces of ``total`` whose sizes differ by at most one."""
+    sizes = np.full(parts, total // parts, dtype=np.int64)
+    sizes[:total % parts] += 1
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+Blocks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def partition(layer: Layer, n: int, groups: int | None = None) -> Blocks:
+    """(channel_start, channel_end, row_start, row_end) per tile of ``layer`` on ``n`` tiles in
+    ``groups`` channel groups (default ``min(n, C)``), each cut into row bands (policy 1)."""
+    c, h, _ = _chw(layer)
+    g = min(n, c) if groups is None else groups
+    ch = _even(c, g)
+    bands = np.diff(_even(n, g))
+    cs, ce, rs, re = [], [], [], []
+    for j, k in enumerate(bands.tolist()):
+        rows = _even(h, k)
+        cs += [ch[j]] * k
+        ce += [ch[j + 1]] * k
+        rs += rows[:-1].tolist()
+        re += rows[1:].tolist()
+    return tuple(np.array(a, dtype=np.int64) for a in (cs, ce, rs, re))  # type: ignore[return-value]
+
+
+def _groups(network: Network, layer: Layer, n: int, hw: Hardware) -> int:
+    """The fewest channel groups with which ``n`` tiles hold the layer's neurons and keep each
+    tile's weights in SRAM (policy 1); ``min(n, C)`` when no number of groups keeps them."""
+    c, h, w = _chw(layer)
+    per_channel = _layer_weight_bits(network, layer, hw.tile.weight_bits) // c
+    for g in range(1, min(n, c) + 1):
+        if -(-n // g) > h:  # a band is at least one row
+            continue
+        most_channels = -(-c // g)
+        rows = -(-h // (n // g))
+        if (most_channels * per_channel <= hw.tile.weight_sram_capacity_bits
+                and most_channels * rows * w <= hw.tile.max_neurons):
+            return g
+    return min(n, c)
+
+
+def blocks(network: Network, layer: Layer, n: int, hw: Hardware) -> Blocks:
+    """The blocks of ``layer`` on ``n`` tiles under the policy."""
+    return partition(layer, n, _groups(network, layer, n, hw))
 
 
 def _row_shape(network: Network, layer: Layer, p: Projection, weight_bits: int
@@ -132,46 +225,84 @@ def _row_shape(network: Network, layer: Layer, p: Projection, weight_bits: int
 
 
 def _layer_weight_bits(network: Network, layer: Layer, weight_bits: int) -> int:
-    channels, _ = _channels(layer)
+    channels = _chw(layer)[0]
     return sum(rows * bits * channels for rows, bits in
                (_row_shape(network, layer, p, weight_bits) for p in layer.inputs))
+
+
+
+
+def _fitting_neurons(layers, available: int, fixed: dict[int, int]) -> int | None:
+    """The smallest ``tile.max_neurons`` with which ``layers`` fit on ``available`` tiles."""
+    free = available - sum(fixed.values())
+    todo = [layer for i, layer in enumerate(layers) if i not in fixed]
+    if free < len(todo):
+        return None
+    lo, hi = 1, max(layer.neurons for layer in todo) if todo else 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        need = [min_tiles(layer, mid) for layer in todo]
+        if all(need) and sum(need) <= free:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int]:
     """Tiles per layer: the neuron-limit minimum, ``fixed`` counts, then spare tiles greedily."""
     layers = network.layers
     available = hw.mesh.tiles
+    cap = hw.tile.max_neurons
     if len(layers) > available:
         raise MappingError(f"network {network.name!r} has {len(layers)} layers; the chip "
                            f"{hw.name!r} has {available} tiles ({hw.mesh.rows}x{hw.mesh.cols}) "
                            "and a tile holds one layer: use a larger mesh (mesh.rows, mesh.cols)")
     counts = []
-    for layer in layers:
-        channels, per_channel = _channels(layer)
-        if per_channel > hw.tile.max_neurons:
-            raise MappingError(f"layer {layer.name!r}: one channel has {per_channel} neurons; a "
-                               f"tile of {hw.name!r} holds at most tile.max_neurons="
-                               f"{hw.tile.max_neurons}")
-        fit = hw.tile.max_neurons // per_channel
-        counts.append(fixed.get(len(counts), -(-channels // fit)))
+    for i, layer in enumerate(layers):
+        need = min_tiles(layer, cap)
+        if need == 0:
+            w = _chw(layer)[2]
+            raise MappingError(f"layer {layer.name!r}: one row of a channel has {w} neurons; a "
+                               f"tile of {hw.name!r} holds at most tile.max_neurons={cap} and "
+                               f"holds whole rows: set tile.max_neurons >= {w}")
+        counts.append(fixed.get(i, need))
     if sum(counts) > available:
         worst = int(np.argmax(counts))
         why = "tiles_per_layer and " if fixed else ""
+        fits = _fitting_neurons(layers, available, fixed)
+        hint = (f"; it fits with tile.max_neurons >= {fits}" if fits is not None else "")
         raise MappingError(f"network {network.name!r} needs {sum(counts)} tiles ({why}"
-                           f"tile.max_neurons={hw.tile.max_neurons}; layer "
-                           f"{layers[worst].name!r} alone needs {counts[worst]}); the chip "
-                           f"{hw.name!r} has {available}")
+                           f"tile.max_neurons={cap}; layer {layers[worst].name!r} alone needs "
+                           f"{counts[worst]}); the chip {hw.name!r} has {available}: use a "
+                           f"mesh of at least {sum(counts)} tiles{hint}")
+    spare = available - sum(counts)
+    # 1. split by channel where that lowers the largest per-tile weight footprint
     bits = [_layer_weight_bits(network, layer, hw.tile.weight_bits) for layer in layers]
     heap = [(-bits[i] / counts[i], i) for i in range(len(layers))
-            if counts[i] < _channels(layers[i])[0] and i not in fixed]
+            if counts[i] < _chw(layers[i])[0] and i not in fixed]
     heapq.heapify(heap)
-    spare = available - sum(counts)
     while spare > 0 and heap:
         _, i = heapq.heappop(heap)
         counts[i] += 1
         spare -= 1
-        if counts[i] < _channels(layers[i])[0]:
+        if counts[i] < _chw(layers[i])[0]:
             heapq.heappush(heap, (-bits[i] / counts[i], i))
+
+    # 2. row bands where that lowers the most neurons on one tile
+    def load(i: int) -> int:
+        c0, c1, r0, r1 = blocks(network, layers[i], counts[i], hw)
+        return int(((c1 - c0) * (r1 - r0)).max())
+
+    heap = [(-load(i), i) for i in range(len(layers))
+            if counts[i] < max_tiles(layers[i]) and i not in fixed]
+    heapq.heapify(heap)
+    while spare > 0 and heap:
+        _, i = heapq.heappop(heap)
+        counts[i] += 1
+        spare -= 1
+        if counts[i] < max_tiles(layers[i]):
+            heapq.heappush(heap, (-load(i), i))
     return counts
 
 
@@ -179,8 +310,9 @@ def map_network(network: Network, hardware: Hardware,
                 tiles_per_layer: MappingABC[str, int] | None = None) -> Mapping:
     """Place ``network`` on ``hardware`` (policy in the module docstring).
 
-    ``tiles_per_layer`` fixes the tile count of the layers it names; the other layers follow the
-    policy with the tiles that remain.
+    ``tiles_per_layer`` fixes the tile count of the layers it names (more tiles than channels
+    split the layer into row bands); the other layers follow the policy with the tiles that
+    remain.
     """
     hw = hardware
     fixed: dict[int, int] = {}
@@ -190,30 +322,31 @@ def map_network(network: Network, hardware: Hardware,
             if name not in names:
                 raise MappingError(f"tiles_per_layer names layer {name!r}; the network has "
                                    f"{names}")
-            channels, _ = _channels(network.architecture.layer(name))
-            if not 1 <= int(n) <= channels:
+            layer = network.architecture.layer(name)
+            c, h, _ = _chw(layer)
+            if not 1 <= int(n) <= max_tiles(layer):
                 raise MappingError(f"tiles_per_layer[{name!r}] = {n}: must be between 1 and "
-                                   f"the layer's {channels} channels/units")
+                                   f"{max_tiles(layer)}: the layer's {c} channels/units x {h} "
+                                   "rows, one row per tile at most")
             fixed[names.index(name)] = int(n)
     counts = _allocate(network, hw, fixed)
     placements = []
     next_tile = 0
     cap = hw.tile.weight_sram_capacity_bits
     for layer, n in zip(network.layers, counts, strict=True):
-        channels, per_channel = _channels(layer)
-        sizes = np.full(n, channels // n, dtype=np.int64)
-        sizes[:channels % n] += 1
-        block_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        if sizes.max() * per_channel > hw.tile.max_neurons:
-            raise MappingError(f"layer {layer.name!r}: {int(sizes.max()) * per_channel} neurons "
-                               f"per tile on {n} tiles; a tile holds tile.max_neurons="
-                               f"{hw.tile.max_neurons}: give the layer more tiles")
+        c0, c1, r0, r1 = blocks(network, layer, n, hw)
+        channels = c1 - c0
+        most = int((channels * (r1 - r0)).max()) * _chw(layer)[2]
+        if most > hw.tile.max_neurons:
+            raise MappingError(f"layer {layer.name!r}: {most} neurons per tile on {n} tiles; a "
+                               f"tile holds tile.max_neurons={hw.tile.max_neurons}: give the "
+                               f"layer at least {min_tiles(layer, hw.tile.max_neurons)} tiles")
         free = np.full(n, cap, dtype=np.int64)
         rows_info = []
         total = np.zeros(n, dtype=np.int64)
         for p in layer.inputs:
             rows, bits = _row_shape(network, layer, p, hw.tile.weight_bits)
-            row_bits = sizes * bits
+            row_bits = channels * bits
             in_sram = (np.minimum(rows, free // np.maximum(row_bits, 1)) if rows
                        else np.zeros(n, dtype=np.int64))
             free -= in_sram * row_bits
@@ -223,13 +356,15 @@ def map_network(network: Network, hardware: Hardware,
         sram = cap - free
         if (total > sram).any() and hw.dram is None:
             k = int(np.argmax(total))
-            raise MappingError(f"layer {layer.name!r}: a tile needs {int(total[k])} weight bits, "
-                               f"tile.weight_sram_capacity_bits={cap} on {hw.name!r}, which has "
-                               "no DRAM to spill to: give the layer more tiles or the tiles "
-                               "more SRAM")
+            raise MappingError(f"layer {layer.name!r}: a tile needs {int(total[k])} weight bits "
+                               f"on {n} tiles, tile.weight_sram_capacity_bits={cap} on "
+                               f"{hw.name!r}, which has no DRAM to spill to: it fits with "
+                               f"tile.weight_sram_capacity_bits >= {int(total.max())}, or give "
+                               "the layer more tiles, or add DRAM")
         placements.append(LayerPlacement(
             layer=layer, tiles=np.arange(next_tile, next_tile + n, dtype=np.int64),
-            block_start=block_start, neurons_per_channel=per_channel,
-            projections=tuple(rows_info), weight_bits=total, sram_bits=sram))
+            channel_start=c0, channel_end=c1, row_start=r0, row_end=r1,
+            projections=tuple(rows_info),
+            weight_bits=total, sram_bits=sram))
         next_tile += n
     return Mapping(hardware=hw, layers=tuple(placements))

@@ -45,7 +45,7 @@ def value_text(param: str, value: object) -> str:
 def _title(results: R.Results, point: int | None) -> str:
     scenario = results.scenarios[0] if point is None else \
         results.scenarios[list(results.summary[C.POINT]).index(point)]
-    text = f"{scenario['model']} on {scenario['hardware']['preset']}, " \
+    text = f"{R.describe_model(scenario)} on {scenario['hardware']['preset']}, " \
            f"T={scenario['simulation']['timesteps']}, {scenario['data']['images']} images"
     if point is not None and results.is_sweep:
         row = results.summary[results.summary[C.POINT] == point].iloc[0]
@@ -247,7 +247,7 @@ def plot_accuracy_vs_energy(results: R.Results, by: str | None = None,
     where = ""
     if results.scenarios:
         sc = results.scenarios[0]
-        where = f"\n{sc['model']} on {sc['hardware']['preset']}"
+        where = f"\n{R.describe_model(sc)} on {sc['hardware']['preset']}"
     ax.set_title(f"Accuracy vs energy per inference{where}", fontsize=10)
     if by is not None:
         ax.legend(fontsize=8, frameon=False)
@@ -271,8 +271,9 @@ def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
     ax.bar(x + width / 2, estimate, width, facecolor="white", edgecolor="black", hatch="//",
            label="compute-only\nestimate (SNN)")
     for i, (_, row) in enumerate(s.iterrows()):
-        ax.annotate(f"{row[C.ENERGY_UJ]:.3g} µJ\n{_number(row[C.LATENCY_US])} µs\n"
-                    f"{100 * row[C.ACCURACY]:.1f} %", (x[i] - width / 2, bottom[i]),
+        accuracy = f"\n{100 * row[C.ACCURACY]:.1f} %" if pd.notna(row[C.ACCURACY]) else ""
+        ax.annotate(f"{row[C.ENERGY_UJ]:.3g} µJ\n{_number(row[C.LATENCY_US])} µs{accuracy}",
+                    (x[i] - width / 2, bottom[i]),
                     textcoords="offset points", xytext=(0, 2), ha="center", va="bottom",
                     fontsize=7)
     ax.set_ylim(0, 1.25 * max(float(bottom.max(initial=0)), 1e-12))
@@ -283,8 +284,9 @@ def plot_sweep_energy(results: R.Results, ax: Axes | None = None) -> Figure:
     ax.set_xticks(x, ticks, fontsize=8)
     ax.set_xlabel(", ".join(short_param(p) for p in params) if len(params) == 1 else "sweep point")
     ax.set_ylabel("energy per inference (µJ)")
-    ax.set_title("Energy per inference by component\n(above each bar: energy, latency, "
-                 f"accuracy on {int(s[C.NUM_IMAGES].iloc[0])} images)", fontsize=10)
+    shown = "energy, latency, accuracy" if s[C.ACCURACY].notna().any() else "energy, latency"
+    ax.set_title(f"Energy per inference by component\n(above each bar: {shown} on "
+                 f"{int(s[C.NUM_IMAGES].iloc[0])} images)", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -299,8 +301,9 @@ def best_point(results: R.Results, tolerance: float = 0.01) -> int:
     points within ``tolerance`` (a fraction) of the best accuracy, so that a cheap point that
     no longer classifies (e.g. too few timesteps) is not the one shown."""
     s = results.summary
-    good = s[s[C.ACCURACY] >= s[C.ACCURACY].max() - tolerance - 1e-12]
-    return int(good.loc[good[C.EDP].idxmin(), C.POINT])
+    if s[C.ACCURACY].notna().any():  # a calibrated workload has no accuracy: EDP alone
+        s = s[s[C.ACCURACY] >= s[C.ACCURACY].max() - tolerance - 1e-12]
+    return int(s.loc[s[C.EDP].idxmin(), C.POINT])
 
 
 def _heatmap_pair(results: R.Results, swept: Sequence[str]) -> tuple[str, str] | None:

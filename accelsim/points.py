@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from accelsim import workloads as W
 from accelsim.discovery import available_models, find_model, model_candidates
 from accelsim.problems import Locator
 from accelsim.scenario import Problem, Scenario, ScenarioError, apply_settings, flatten
@@ -128,7 +129,12 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
     points: list[Point] = []
     for index, (params, sc) in enumerate(scenario.points()):
         where = Locator(path, params)
-        model_path = find_model(sc.model, scenario_dir)
+        try:
+            model_path = (W.model_file(sc.workload) if sc.workload is not None
+                          else find_model(sc.model, scenario_dir))
+        except W.WorkloadError as exc:
+            problems.append(where("workload", str(exc)))
+            continue
         if model_path is None:
             tried = ", ".join(str(p) for p in model_candidates(sc.model, scenario_dir))
             problems.append(where("model", f"no model file {sc.model!r} (looked for {tried}); "
@@ -139,17 +145,17 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
         except ModelFileError as exc:
             problems.append(where("model", str(exc)))
             continue
-        dataset = sc.data.set or network.dataset
+        dataset = W.SYNTHETIC if sc.workload is not None else sc.data.set or network.dataset
         if dataset is None:
             problems.append(where("data.set", f"model {sc.model!r} does not name its data set; "
                                   f"set data.set to one of {', '.join(D.DATASETS)}"))
             continue
-        if dataset not in D.DATASETS:
+        if dataset not in (*D.DATASETS, W.SYNTHETIC):
             problems.append(where("data.set", f"unknown data set {dataset!r}; choose one of "
                                   f"{', '.join(D.DATASETS)}"))
             continue
         shape = tuple(network.architecture.input_shape)
-        native = D.NATIVE_SHAPE[dataset]
+        native = D.NATIVE_SHAPE.get(dataset, shape)
         if len(shape) != 3 or shape[0] != native[0] or shape[1] != shape[2]:
             problems.append(where(
                 "data.set", f"model {network.name!r} takes input of shape {shape} but data set "
@@ -217,7 +223,7 @@ def check_loaded(scenario: Scenario, path: Path | None) -> list[Point]:
     points = resolve(scenario, path)
     problems = []
     where = Locator(path)
-    for point in points:
+    for point in (p for p in points if p.scenario.workload is None):  # workloads: no data set
         d = point.scenario.data
         try:
             available = len(cached_split(d.set, d.split, d.root, None, split_seed(point)))

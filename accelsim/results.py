@@ -607,9 +607,20 @@ def pareto_front(energy: np.ndarray, latency: np.ndarray) -> np.ndarray:
 
 # -- text for people ---------------------------------------------------------------------
 
+def describe_model(scenario: Mapping[str, Any]) -> str:
+    """The trained model's name, or the calibrated workload's parameters."""
+    w = scenario.get("workload")
+    if not w:
+        return str(scenario.get("model"))
+    rate = w.get("spike_rate")
+    rate = "per-layer rates" if isinstance(rate, list) else f"{rate:g} spikes/neuron over T"
+    return (f"calibrated workload {w.get('architecture')} w{w.get('width', 1.0):g} "
+            f"({rate}, seed {w.get('seed')})")
+
+
 def _describe_scenario(scenario: Mapping[str, Any], images: int) -> str:
     data = scenario.get("data", {})
-    return (f"{scenario.get('model')} on {scenario.get('hardware', {}).get('preset')}, "
+    return (f"{describe_model(scenario)} on {scenario.get('hardware', {}).get('preset')}, "
             f"T={scenario.get('simulation', {}).get('timesteps')}, {images} "
             f"{data.get('set')}/{data.get('split')} images")
 
@@ -634,7 +645,8 @@ def format_summary(results: Results) -> str:
     if not results.is_sweep and len(s) == 1:
         row = s.iloc[0]
         n = int(row[C.NUM_IMAGES])
-        correct = int(round(row[C.ACCURACY] * n))
+        labelled = bool(pd.notna(row[C.ACCURACY]))  # a calibrated workload has no labels
+        correct = int(round(row[C.ACCURACY] * n)) if labelled else 0
         energy = float(row[C.ENERGY_UJ])
         parts = sorted(((float(row[c]), name) for c, name in
                         zip(C.COMPONENT_UJ, C.ENERGY_COMPONENTS, strict=True)), reverse=True)
@@ -642,9 +654,11 @@ def format_summary(results: Results) -> str:
             f"{C.component_label(name)} {uj:.3g} µJ "
             f"({100 * uj / energy:.0f}%)" for uj, name in parts
             if energy > 0 and uj >= 0.01 * energy)
+        accuracy = (f"{100 * row[C.ACCURACY]:.2f} % ({correct} / {n})" if labelled
+                    else "none (calibrated workload: synthetic images, no labels)")
         lines = [
             _describe_scenario(results.scenarios[0], n) if results.scenarios else f"{n} images",
-            f"  accuracy                    {100 * row[C.ACCURACY]:.2f} % ({correct} / {n})",
+            f"  accuracy                    {accuracy}",
             f"  latency per inference       {row[C.LATENCY_CYCLES]:,.0f} cycles = "
             f"{row[C.LATENCY_US]:.4g} µs",
             f"  energy per inference        {energy:.4g} µJ  (energy-delay product "
@@ -675,7 +689,7 @@ def format_summary(results: Results) -> str:
         first = results.scenarios[0] if results.scenarios else {}
         n = int(s[C.NUM_IMAGES].iloc[0])
         head = f"{len(s)} points; per inference, mean over {n} images each" + (
-            f" ({first.get('model')}, {first.get('data', {}).get('set')}/"
+            f" ({describe_model(first)}, {first.get('data', {}).get('set')}/"
             f"{first.get('data', {}).get('split')})" if first else "")
         formats = {"accuracy %": "{:.1f}".format, "latency cycles": "{:,.0f}".format,
                    "DRAM bytes": "{:,.0f}".format}

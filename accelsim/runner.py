@@ -11,6 +11,7 @@ so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from accelsim import columns as C
 from accelsim import execution as E
 from accelsim import points as P
 from accelsim import results as R
+from accelsim import workloads as W
 from accelsim.execution import SERIAL, SchedulerError
 from accelsim.points import Point, check, resolve
 from accelsim.scenario import DEFAULT_RESULTS, Scenario, SimulationSpec
@@ -45,13 +47,17 @@ images of a group in parallel; 25 instead of 50 costs about a quarter more time)
 # -- one task (runs on a worker) -----------------------------------------------------------
 
 
-def select_images(point: Point, network: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select_images(point: Point, network: Any
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(normalised images, labels, indices into the split) of a point: ``data.images`` drawn
     without replacement by ``data.seed`` from the split the model was *not* trained on when
-    ``split: test``; resized to the model's input and normalised with its mean and std."""
+    ``split: test``; resized to the model's input and normalised with its mean and std. A
+    calibrated workload's images are synthetic and have no labels (None)."""
     from accelsim.data import normalise
 
     d = point.scenario.data
+    if point.scenario.workload is not None:
+        return W.scenario_images(network, d.images, d.seed)
     size = int(network.architecture.input_shape[1])
     imageset = P.cached_split(d.set, d.split, d.root, size, P.split_seed(point))
     available = len(imageset)
@@ -75,11 +81,13 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
     parts = []
     for first in range(start, stop, PROGRESS_IMAGES):
         last = min(first + PROGRESS_IMAGES, stop)
-        result = _simulate(network, images[first:last], labels[first:last], hardware,
+        batch_labels = None if labels is None else labels[first:last]  # workloads: none
+        result = _simulate(network, images[first:last], batch_labels, hardware,
                            point.scenario.simulation)
-        result = A.beside(result, A.simulate_ann(
-            ann_network, images[first:last], labels[first:last], hardware,
-            schedule=point.scenario.simulation.schedule), weights=ann_weights)
+        with contextlib.suppress(A.RowBandsError):  # else no ANN columns: its figures NaN
+            result = A.beside(result, A.simulate_ann(
+                ann_network, images[first:last], batch_labels, hardware,
+                schedule=point.scenario.simulation.schedule), weights=ann_weights)
         parts.append((first, last, result))
         E.report_progress(topic, last - first)
 
@@ -122,9 +130,11 @@ def assemble(point: Point, batches: Sequence[dict[str, pd.DataFrame | None]]
 
     layers, images = cat("layers"), cat("images")
     assert layers is not None and images is not None
+    summary = R.summarise(layers, images, point.scenario.simulation.timesteps or 0)
+    if point.scenario.workload is not None:
+        summary[C.ACCURACY] = float("nan")  # a calibrated workload has no labels
     return {"layers": layers, "images": images, "mapping": batches[0]["mapping"],
-            "tiles": cat("tiles"),
-            "summary": R.summarise(layers, images, point.scenario.simulation.timesteps or 0)}
+            "tiles": cat("tiles"), "summary": summary}
 
 
 # -- a whole run ---------------------------------------------------------------------------
@@ -160,6 +170,7 @@ def _time_unit(point: Point) -> str:
 
 def _meta(point: Point, wall_s: float) -> dict[str, Any]:
     return {"key": point.key, "point": point.index, "params": point.params,
+            "model_source": W.SOURCE if point.scenario.workload is not None else "trained model",
             "model_path": str(point.model_path),
             "model_manifest_sha256": P.sha256(point.model_path), "wall_s": round(wall_s, 3),
             "time_unit": _time_unit(point), "versions": P.versions()}

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from accelsim import yamlfile
 from accelsim.quantize import Quantization
+from accelsim.workloads import SYNTHETIC, WorkloadSpec
 
 OVERRIDES = ("hardware", "overrides")
 """Path of the hardware overrides: keys below it are dotted paths into the hardware preset."""
@@ -100,7 +101,7 @@ class SweepSpec(_Frozen):
                 head = path.split(".")[0]
                 if head in ("sweep", "outputs", "execution", "name", "description"):
                     raise ValueError(f"sweep.{group}.{path}: '{head}' cannot be swept; sweep "
-                                     "model, data.*, hardware.*, or simulation.*")
+                                     "model, workload.*, data.*, hardware.*, or simulation.*")
                 repeated = [v for i, v in enumerate(values) if v in values[:i]]
                 if group == "grid" and repeated:
                     raise ValueError(f"sweep.grid.{path} lists {repeated[0]!r} more than once; "
@@ -158,13 +159,35 @@ class Scenario(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="scenario name (letters, digits, _ . -)")
     description: str = ""
-    model: str = Field(description="model name in trained_models/ or path to its .json")
+    model: str | None = Field(description="model name in trained_models/ or path to its "
+                              ".json; or give workload instead")
+    workload: WorkloadSpec | None = Field(None, description="a calibrated workload instead of "
+                                          "a trained model (accelsim.workloads)")
     data: DataSpec = Field(default_factory=DataSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     sweep: SweepSpec | None = None
     outputs: OutputSpec = Field(default_factory=OutputSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _workload_stands_for_model(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("workload") is not None and "model" not in data:
+            return {**data, "model": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> Scenario:
+        if (self.model is None) == (self.workload is None):
+            raise ValueError("give exactly one of 'model' (a trained model) and 'workload' (a "
+                             "calibrated workload, e.g. workload: {architecture: vgg16, "
+                             "spike_rate: 0.4})")
+        if self.workload is not None and (self.data.set not in (None, SYNTHETIC) or
+                                          self.data.root):
+            raise ValueError("a workload runs on synthetic standard-normal images: remove "
+                             "data.set and data.root (data.images and data.seed still apply)")
+        return self
 
     def point(self, params: Mapping[str, Any]) -> Scenario:
         """This scenario without its sweep, with ``params`` (dotted path -> value) applied."""

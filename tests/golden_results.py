@@ -18,7 +18,11 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml")
+                   if not p.stem.startswith("paper-"))
+"""The paper-scale scenarios calibrate full-width workloads (minutes each): the slow
+``test_paper_scenarios_validate`` checks them and ``analysis/paper_scale_tables.py`` measures
+them."""
 IMAGES = 2
 """Images per point: enough to exercise every path, few enough for the test suite."""
 

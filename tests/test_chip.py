@@ -13,10 +13,11 @@ from accelsim import columns as col
 from accelsim import functional
 from accelsim.architectures import build
 from accelsim.chip import SimulationResult, fast, simulate
-from accelsim.chip.plan import _classes
+from accelsim.chip.plan import _join, build_plan
 from accelsim.chip.timeline import Phase
 from accelsim.functional import SpikeTrain
 from accelsim.hardware import load_hardware
+from accelsim.mapping import map_network, max_tiles
 from accelsim.network import INPUT, Architecture, Layer, Network, Projection
 from accelsim.torch_snn import SpikingNetwork
 
@@ -263,27 +264,33 @@ def test_fast_batches_equal_one_image_at_a_time(monkeypatch):
 
 @st.composite
 def spike_layers(draw):
-    """A layer's tiles (neurons, fire start) and spikes, ascending or not."""
-    sizes = draw(st.lists(st.integers(1, 12), min_size=1, max_size=4))
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    """A layer's neurons on tiles (any assignment, as channel groups x row bands interleave in
+    flat order), the tiles' fire starts, and spikes, ascending or not."""
+    tiles = draw(st.integers(1, 4))
+    tile_of = np.array(draw(st.lists(st.integers(0, tiles - 1), min_size=1, max_size=40)),
+                       dtype=np.int32)
+    local_of = np.zeros_like(tile_of)
+    for k in range(tiles):
+        local_of[tile_of == k] = np.arange((tile_of == k).sum())
     spread = draw(st.sampled_from([0, 10, 10**6]))
-    fire_start = np.array(draw(st.lists(st.integers(0, spread), min_size=len(sizes),
-                                        max_size=len(sizes))), dtype=np.int64)
-    neurons = draw(st.lists(st.integers(0, sum(sizes) - 1), unique=True, max_size=20))
+    fire_start = np.array(draw(st.lists(st.integers(0, spread), min_size=tiles,
+                                        max_size=tiles)), dtype=np.int64)
+    neurons = draw(st.lists(st.integers(0, len(tile_of) - 1), unique=True, max_size=20))
     if draw(st.booleans()):
         neurons = sorted(neurons)
-    return (np.array(neurons, dtype=np.int32), first, fire_start, draw(st.integers(1, 4)),
-            draw(st.integers(1, 3)))
+    return (np.array(neurons, dtype=np.int32), tile_of, local_of, tiles, fire_start,
+            draw(st.integers(1, 4)), draw(st.integers(1, 3)))
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(case=spike_layers())
-def test_ready_kernel_orders_by_ready_then_neuron(case):
-    indices, first, fire_start, units, latency = case
-    n, local, ready = fast.ready_kernel(indices, first, fire_start, units, latency)
-    tile = np.searchsorted(first, indices, side="right") - 1
-    expect = fire_start[tile] + ((indices - first[tile]) // units + 1) * latency
-    order = np.lexsort((indices, expect))
+def test_ready_kernel_orders_by_ready_then_tile_then_neuron(case):
+    indices, tile_of, local_of, tiles, fire_start, units, latency = case
+    n, local, ready = fast.ready_kernel(indices, tile_of, local_of, tiles, fire_start, units,
+                                        latency)
+    tile = tile_of[indices]
+    expect = fire_start[tile] + (local_of[indices] // units + 1) * latency
+    order = np.lexsort((indices, tile, expect))
     np.testing.assert_array_equal(n, indices[order])
     np.testing.assert_array_equal(local, tile[order])
     np.testing.assert_array_equal(ready, expect[order])
@@ -292,11 +299,20 @@ def test_ready_kernel_orders_by_ready_then_neuron(case):
 @settings(max_examples=50, deadline=None, derandomize=True)
 @given(rows=st.lists(st.lists(st.integers(-3, 3), min_size=4, max_size=4), min_size=1,
                      max_size=30))
-def test_neuron_classes_group_equal_rows(rows):
+def test_joined_neuron_classes_reproduce_every_part(rows):
+    """Classes of two tables at once: summed (projections into the same tiles) or side by side
+    (two consumers), every neuron's joint row is its rows in the parts."""
     table = np.array(rows, dtype=np.int64)
-    cls, (a, b) = _classes(table[:, :3], table[:, 3:])
-    np.testing.assert_array_equal(np.concatenate([a, b], axis=1)[cls], table)
-    assert len(np.unique(np.concatenate([a, b], axis=1), axis=0)) == len(a)  # one row, one class
+    parts = []
+    for cols in (table[:, :2], table[:, 2:]):
+        distinct, cls = np.unique(cols, axis=0, return_inverse=True)
+        parts.append((cls.reshape(-1), (distinct, 2 * distinct)))
+    cls, (a, b) = _join(parts, add=False)
+    np.testing.assert_array_equal(a[cls], table)
+    np.testing.assert_array_equal(b[cls], 2 * table)
+    cls, (a, _) = _join(parts, add=True)
+    np.testing.assert_array_equal(a[cls], table[:, :2] + table[:, 2:])
+    assert len(a) == len(np.unique(table, axis=0))  # one class per distinct combination
 
 
 def test_fast_mode_refuses_parallel_senders():
@@ -324,3 +340,98 @@ def test_fast_mode_refuses_parallel_senders():
     np.testing.assert_array_equal(from_b[:, [4, 5]], [[2, 2]])
     assert packets[:, 5].min() == 2
     assert ref.layers.set_index(col.LAYER).loc["b", col.STALL_CYCLES] == 0
+
+
+def _naive_fanout(net: Network, place, src_name: str, weight_bits: int):
+    """(synops, SRAM bits, DRAM bits) per (source neuron, tile of ``place``) by enumerating every
+    source neuron's kernel window (after its pool) over every output neuron."""
+    layer = place.layer
+    (p, rows), = [(p, r) for p, r in zip(layer.inputs, place.projections, strict=True)
+                  if p.source == src_name]
+    c, h, w = net.architecture.source_shape(src_name)
+    co, ho, wo = layer.shape
+    tile_of = place.neuron_tiles()[0]
+    syn = np.zeros((c * h * w, len(place.tiles)), dtype=np.int64)
+    for n in range(c * h * w):
+        y, x = (n // w) % h, n % w
+        dy = y // p.pool + p.padding - np.arange(ho) * p.stride
+        dx = x // p.pool + p.padding - np.arange(wo) * p.stride
+        reach = ((dy >= 0) & (dy < p.kernel))[:, None] & ((dx >= 0) & (dx < p.kernel))[None, :]
+        for o in range(co):
+            flat = o * ho * wo + np.flatnonzero(reach)
+            np.add.at(syn[n], tile_of[flat], 1)
+    spilled = (np.arange(c * h * w) // (h * w))[:, None] >= rows.rows_in_sram[None, :]
+    bits = syn * weight_bits
+    return syn, np.where(spilled, 0, bits), np.where(spilled, bits, 0)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(c=st.integers(1, 3), size=st.integers(1, 4), pool=st.sampled_from([1, 2]),
+       kernel=st.integers(1, 3), stride=st.integers(1, 2), padding=st.integers(0, 1),
+       c_out=st.integers(1, 3), capacity=st.sampled_from([40, 200, 524288]), data=st.data())
+def test_fanout_is_exact_at_band_boundaries(c, size, pool, kernel, stride, padding, c_out,
+                                            capacity, data):
+    """Any conv geometry on any split (channel blocks or row bands): a spike's packets go to the
+    tiles its window reaches, with exactly the synops, SRAM and DRAM bits of those neurons."""
+    h, w = size * pool, size * pool + pool
+    out = [(s + 2 * padding - kernel) // stride + 1 for s in (size, size + 1)]
+    if min(out) < 1:
+        return
+    conv = Projection(source="a", op="conv", weight="b", pool=pool, kernel=kernel,
+                      stride=stride, padding=padding)
+    layers = (Layer(name="a", kind="spiking", shape=(c, h, w), inputs=(
+                  Projection(source=INPUT, op="conv", weight="a"),)),
+              Layer(name="b", kind="spiking", shape=(c_out, *out), inputs=(conv,)),
+              Layer(name="out", kind="output", shape=(1,), inputs=(
+                  Projection(source="b", op="linear", weight="o"),)))
+    shapes = {"a": (c, c, 1, 1), "b": (c_out, c, kernel, kernel), "o": (1, c_out * out[0] * out[1])}
+    net = Network(architecture=Architecture(name="g", input_shape=(c, h, w), num_classes=1,
+                                            layers=layers),
+                  weights={k: np.ones(v, dtype=np.float32) for k, v in shapes.items()},
+                  timesteps=1, input_mean=(0.0,) * c, input_std=(1.0,) * c)
+    n = data.draw(st.integers(1, c_out * out[0]))
+    hw = tiny_hw(mesh__rows=8, mesh__cols=8, tile__weight_sram_capacity_bits=capacity)
+    mapping = map_network(net, hw, {"a": 1, "b": n, "out": 1})
+    plan = build_plan(net, hw, mapping)
+    fo = plan.fanout[0]
+    cols = fo.dest_layer == 1
+    syn, sram, dram = _naive_fanout(net, mapping.placement("b"), "a", hw.tile.weight_bits)
+    np.testing.assert_array_equal(fo.synops[fo.neuron_class][:, cols], syn)
+    np.testing.assert_array_equal(fo.sram_bits[fo.neuron_class][:, cols], sram)
+    np.testing.assert_array_equal(fo.dram_bits[fo.neuron_class][:, cols], dram)
+    # the analog input's MACs are shared out exactly over the tiles of a split layer
+    assert plan.mac_count[plan.layer_tiles[0]].sum() == c * c * h * w
+
+
+@st.composite
+def split_cases(draw):
+    """A small VGG or ResNet with every layer on a random number of tiles (row bands where that
+    exceeds its channels), spikes from the functional core."""
+    kind = draw(st.sampled_from(["vgg5", "resnet-small"]))
+    net = _net(kind, width=0.05, threshold=draw(st.sampled_from([0.1, 0.3])),
+               seed=draw(st.integers(0, 3)))
+    counts = {layer.name: draw(st.integers(1, min(6, max_tiles(layer)))) for layer in net.layers}
+    cols = draw(st.integers(3, 6))
+    hw = tiny_hw(**{**draw(chips), "mesh__cols": cols,
+                    "mesh__rows": -(-sum(counts.values()) // cols)})
+    images = _images(draw(st.integers(1, 2)), seed=draw(st.integers(0, 99)))
+    return net, images, counts, hw, draw(st.sampled_from(["barrier", "pipelined"]))
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(case=split_cases())
+def test_random_splits_fast_equals_reference_and_conserve_spikes(case):
+    net, images, counts, hw, schedule = case
+    T = net.timesteps
+    f = functional.run(net, images, record_spikes=True)
+    fast, tls = assert_modes_equal(net, f.spikes, hw, T, schedule=schedule,
+                                   tiles_per_layer=counts, counts=f.counts)
+    # the chip's synaptic ops and spikes are the functional core's, on any split
+    keys = [col.IMAGE, col.LAYER, col.TIMESTEP]
+    merged = fast.layers.merge(f.counts, on=keys, suffixes=("", "_f"))
+    for c in (col.SPIKES_OUT, col.SYNAPTIC_OPS):
+        np.testing.assert_array_equal(merged[c], merged[f"{c}_f"], err_msg=c)
+    for i, tl in enumerate(tls):
+        _check_image(net, hw, schedule, fast.layers[fast.layers[col.IMAGE] == i],
+                     fast.tiles[fast.tiles[col.IMAGE] == i], tl,
+                     int(fast.images[col.TOTAL_CYCLES][i]), fast.mapping)

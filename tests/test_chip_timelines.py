@@ -12,6 +12,7 @@ import pytest
 from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 
 from accelsim import columns as col
+from accelsim.network import INPUT, Architecture, Layer, Network, Projection
 
 MODES = ["fast", "reference"]
 
@@ -156,3 +157,48 @@ def test_hand_cases_fast_equals_reference(schedule):
     net = chain([3])
     spikes = [{"l0": train([[0, 1, 2], [1], [0, 2]])}, {"l0": train([[], [2], [0, 1, 2]])}]
     assert_modes_equal(net, spikes, hw, 3, schedule=schedule, tiles_per_layer={"l0": 2})
+
+
+def _banded_net():
+    """l0 (1 channel, 4 rows x 1 column) -> l1: conv 3x3, padding 1, same shape -> out."""
+    conv = lambda src, w, k, pad: Projection(source=src, op="conv", weight=w,  # noqa: E731
+                                             kernel=k, padding=pad)
+    layers = (Layer(name="l0", kind="spiking", shape=(1, 4, 1), inputs=(conv(INPUT, "a", 1, 0),)),
+              Layer(name="l1", kind="spiking", shape=(1, 4, 1), inputs=(conv("l0", "b", 3, 1),)),
+              Layer(name="out", kind="output", shape=(1,), inputs=(
+                  Projection(source="l1", op="linear", weight="o"),)))
+    weights = {"a": np.ones((1, 1, 1, 1), np.float32), "b": np.ones((1, 1, 3, 3), np.float32),
+               "o": np.ones((1, 4), np.float32)}
+    return Network(architecture=Architecture(name="bands", input_shape=(1, 4, 1), num_classes=1,
+                                             layers=layers),
+                   weights=weights, timesteps=1, input_mean=(0.0,), input_std=(1.0,))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_row_bands_receive_only_what_their_rows_need(mode):
+    # l0 on tile 0; l1 split in two row bands: rows 0-1 on tile 1, rows 2-3 on tile 2; out on
+    # tile 3. l0: MAC 0-4 (4 MACs), fire 4-8; neuron 0 ready at 5, neuron 2 at 7.
+    # neuron 0 (row 0) reaches rows 0, 1 only: one packet, to tile 1 (2 synops).
+    # neuron 2 (row 2) reaches rows 1, 2, 3: tile 1 (1 synop), then tile 2 (2 synops).
+    # p0: admitted 5, head at tile 1 at 6, ejection 6-7, served 7-9.
+    # p1: admitted 7 (ready), head 8, ejection 8-9, served 9-10.
+    # p2: port free at 8 -> admitted 8, head at tile 2 at 10, ejection 10-11, served 11-13.
+    # l0 done at 9 (port), signals at tile 1 at 10, at tile 2 at 11.
+    # tile 1 fires 10-12 (2 neurons), tile 2 fires 13-15; their signals reach tile 3 at 14 and
+    # 16; out fires 16-17.
+    net = _banded_net()
+    spikes = [{"l0": train([[0, 2]]), "l1": train([[]])}]
+    hw = tiny_hw(mesh__cols=4)
+    result, tls = run_mode(net, spikes, hw, 1, mode=mode, tiles_per_layer={"l1": 2})
+    np.testing.assert_array_equal(tls[0].packet_table(), [[1, 0, 0, 1, 5, 5, 7, 7, 9],
+                                                          [1, 0, 2, 1, 7, 7, 9, 9, 10],
+                                                          [1, 0, 2, 2, 7, 8, 11, 11, 13]])
+    tiles = result.tiles.set_index(col.TILE)
+    assert tiles[col.SYNAPTIC_OPS].tolist() == [0, 3, 2, 0]
+    np.testing.assert_array_equal(tls[0].fire_start[0], [4, 10, 13, 16])
+    assert result.images[col.TOTAL_CYCLES].tolist() == [17]
+    assert _rows(result, col.NOC_PACKETS)[("l0", 1)] == 3
+    # on one tile the same spikes are two packets with the same 5 synops
+    one, _ = run_mode(net, spikes, hw, 1, mode=mode, tiles_per_layer={"l1": 1})
+    assert _rows(one, col.NOC_PACKETS)[("l0", 1)] == 2
+    assert _rows(one, col.SYNAPTIC_OPS)[("l1", 1)] == _rows(result, col.SYNAPTIC_OPS)[("l1", 1)]

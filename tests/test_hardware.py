@@ -12,7 +12,7 @@ from accelsim.hardware import Hardware, HardwareError, list_presets, load_hardwa
 
 def test_presets_are_listed_and_load():
     names = [name for name, _ in list_presets()]
-    assert names == ["45nm-generic", "loihi-like", "loihi-like-silicon"]
+    assert names == ["45nm-generic", "45nm-large", "45nm-xl", "loihi-like", "loihi-like-silicon"]
     for name, description in list_presets():
         hw = load_hardware(name)
         assert isinstance(hw, Hardware) and hw.name == name and description

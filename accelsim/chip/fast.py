@@ -46,9 +46,10 @@ from accelsim.chip.timeline import Phase, Timeline
 
 
 @njit(cache=True)
-def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class, synops,
-                    sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y, packet_cycles,
-                    depth, port_free, last_admit, open_, eject_free, finish, ring, ring_n, head,
+def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class,
+                    reach_start, reach_cols, synops, sram_bits, dram_bits, service, hop_cycles,
+                    hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
+                    eject_free, finish, ring, ring_n, head,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
@@ -73,9 +74,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
         s = src_tiles[sl]
         r = ready[i]
         port = port_free[s]
-        for j in range(width):
-            if synops[c, j] == 0:
-                continue
+        for q in range(reach_start[c], reach_start[c + 1]):  # the columns the spike reaches
+            j = reach_cols[q]
             d = dest_tiles[j]
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
@@ -135,14 +135,30 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
 
 
 @njit(cache=True)
-def ready_kernel(indices, first, fire_start, units, latency):
-    """(neurons, local source tiles, ready cycles) of one layer's spikes, sorted by (ready,
-    source tile, neuron). ``first`` (ascending) and ``fire_start`` are per tile of the layer;
-    local tile ids grow with the neuron index, so (ready, neuron) is the same order.
+def _counting_order(keys, order, lo, size):
+    """``order`` stably re-sorted by ``keys[order]`` (integers in lo..lo+size-1)."""
+    slots = np.zeros(size + 1, dtype=np.int64)
+    for i in range(order.shape[0]):
+        slots[keys[order[i]] - lo + 1] += 1
+    for k in range(1, size + 1):
+        slots[k] += slots[k - 1]
+    out = np.empty_like(order)
+    for i in range(order.shape[0]):
+        k = keys[order[i]] - lo
+        out[slots[k]] = order[i]
+        slots[k] += 1
+    return out
 
-    Spike trains list neurons in ascending order, so a stable counting sort by ready cycle
-    gives that order in linear time; a train out of order, or ready cycles spread much wider
-    than the spikes are many, is sorted by the full key instead.
+
+@njit(cache=True)
+def ready_kernel(indices, tile_of, local_of, tiles, fire_start, units, latency):
+    """(neurons, local source tiles, ready cycles) of one layer's spikes, sorted by (ready,
+    source tile, neuron). ``tile_of`` / ``local_of`` give every neuron's local tile (of
+    ``tiles``) and its place in that tile's update order; ``fire_start`` is per local tile.
+
+    Spike trains list neurons in ascending order, so two stable counting sorts (by tile, then by
+    ready cycle) give that order in linear time; a train out of order is sorted first, and
+    ready cycles spread much wider than the spikes are many are ordered by a stable sort.
     """
     count = indices.shape[0]
     n = np.empty(count, dtype=np.int64)
@@ -151,35 +167,31 @@ def ready_kernel(indices, first, fire_start, units, latency):
     ascending = True
     for i in range(count):
         v = np.int64(indices[i])
-        lt = np.searchsorted(first, v, side="right") - 1
-        n[i] = v
-        local[i] = lt
-        ready[i] = fire_start[lt] + ((v - first[lt]) // units + 1) * latency
         if i > 0 and v <= n[i - 1]:
             ascending = False
+        n[i] = v
+    if not ascending:
+        n = np.sort(n)
+    for i in range(count):
+        lt = tile_of[n[i]]
+        local[i] = lt
+        ready[i] = fire_start[lt] + (local_of[n[i]] // units + 1) * latency
     if count == 0:
         return n, local, ready
+    order = _counting_order(local, np.arange(count), 0, tiles)
     earliest = ready.min()
     spread = ready.max() - earliest + 1
-    if ascending and spread <= 4 * count + 4096:
-        slots = np.zeros(spread + 1, dtype=np.int64)
-        for i in range(count):
-            slots[ready[i] - earliest + 1] += 1
-        for k in range(1, spread + 1):
-            slots[k] += slots[k - 1]
-        order = np.empty(count, dtype=np.int64)
-        for i in range(count):
-            k = ready[i] - earliest
-            order[slots[k]] = i
-            slots[k] += 1
+    if spread <= 4 * count + 4096:
+        order = _counting_order(ready, order, earliest, spread)
     else:
-        order = np.argsort(ready * (n.max() + 1) + n)
+        order = order[np.argsort(ready[order], kind="mergesort")]
     return n[order], local[order], ready[order]
 
 
 @njit(cache=True, parallel=True)
-def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tiles, dest_tiles,
-                neuron_class, synops, sram_bits, dram_bits, service, hop_cycles, hops_x, hops_y,
+def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, latency, src_tiles,
+                dest_tiles, neuron_class, reach_start, reach_cols, synops, sram_bits, dram_bits,
+                service, hop_cycles, hops_x, hops_y,
                 packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
                 ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
                 sram_in, dram_in, record, record_at, neurons, ready_out, events, sent):
@@ -195,13 +207,15 @@ def send_kernel(t, indices, offsets, first, fire_start, units, latency, src_tile
     for b in prange(offsets.shape[0]):
         lo = offsets[b, t]
         hi = offsets[b, t + 1]
-        n, local, ready = ready_kernel(indices[lo:hi], first, fire_start[b], units, latency)
+        n, local, ready = ready_kernel(indices[lo:hi], tile_of, local_of, src_tiles.shape[0],
+                                       fire_start[b], units, latency)
         at = record_at[b]
         if record:
             neurons[at:at + hi - lo] = n
             ready_out[at:at + hi - lo] = ready
         sent[b] = transfer_kernel(
-            n, local, ready, src_tiles, dest_tiles, neuron_class, synops, sram_bits, dram_bits,
+            n, local, ready, src_tiles, dest_tiles, neuron_class, reach_start, reach_cols,
+            synops, sram_bits, dram_bits,
             service, hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b],
             last_admit[b], open_[b], eject_free[b], finish[b], ring[b], ring_n[b], head[b],
             stall[b, t], busy[b, t],
@@ -377,9 +391,11 @@ class _FastChip:
         ready = np.empty(record_at[-1], dtype=np.int64)
         events = np.empty((record_at[-1] * width, 6), dtype=np.int64)
         sent = np.zeros(offsets.shape[0], dtype=np.int64)
-        send_kernel(t, indices, offsets, plan.tile_first_neuron[g], tl.fire_start[:, t, g],
+        send_kernel(t, indices, offsets, plan.neuron_tile[li], plan.neuron_local[li],
+                    tl.fire_start[:, t, g],
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
-                    plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.synops,
+                    plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.reach_start,
+                    fo.reach_cols, fo.synops,
                     fo.sram_bits, fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x,
                     fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
                     self.last_admit, self.open_, self.eject_free, self.finish, self.ring,

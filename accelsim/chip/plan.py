@@ -29,14 +29,19 @@ class FanOut:
     """Packets of one source layer: per source neuron, one column per destination tile.
 
     Source neurons whose spikes cost the same on every destination (in a conv layer, those
-    whose kernel window is clipped alike and whose weight rows spill alike) share a *class*, so
-    the per-connection tables are (classes, destinations): a handful of rows that stay in cache.
+    whose kernel window is clipped alike, reaches the same rows of every row band, and whose
+    weight rows spill alike) share a *class*, so the per-connection tables are (classes,
+    destinations): a handful of rows that stay in cache. Classes are built from the factors
+    (window rows, window columns, spill) without a (neurons, destinations) table, so a
+    224x224 layer costs memory in its neurons only.
     """
 
     dest_tiles: np.ndarray   # int64 (D,) global tile ids, consumer layers in network order
     dest_layer: np.ndarray   # int64 (D,) consumer layer index of each column
     neuron_class: np.ndarray  # int64 (N,) the class of each source neuron
     synops: np.ndarray       # int64 (classes, D)
+    reach_start: np.ndarray  # int64 (classes + 1,) class c reaches columns
+    reach_cols: np.ndarray   # int64 reach_cols[reach_start[c]:reach_start[c + 1]] (synops > 0)
     sram_bits: np.ndarray    # int64 (classes, D)
     dram_bits: np.ndarray    # int64 (classes, D)
     service: np.ndarray      # int64 (classes, D) cycles the destination's unit is busy
@@ -46,18 +51,21 @@ class FanOut:
     synops_by_kind: np.ndarray  # int64 (kinds, classes, D): ``synops`` split by SYNAPSE_KINDS
 
 
-def _classes(*tables: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(class of each row, each table's rows per class): rows equal in every table share one.
-
-    Rows are grouped by a hash (a fast 1-D unique); the grouping is then checked exactly, and
-    on a collision the rows are grouped by value.
-    """
-    rows = np.concatenate(tables, axis=1)
-    weights = np.random.default_rng(0).integers(1, 2**61, rows.shape[1], dtype=np.int64)
-    _, first, cls = np.unique(rows @ weights, return_index=True, return_inverse=True)
-    if not (rows[first][cls] == rows).all():
-        _, first, cls = np.unique(rows, axis=0, return_index=True, return_inverse=True)
-    return cls.reshape(-1).astype(np.int64), [np.ascontiguousarray(t[first]) for t in tables]
+def _join(parts: list[tuple[np.ndarray, tuple[np.ndarray, ...]]], add: bool
+          ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Neuron classes of several tables at once: a class per distinct combination of the parts'
+    classes; each part's rows are summed (``add``: projections into the same tiles) or put
+    side by side (the columns of different consumers)."""
+    if len(parts) == 1:
+        return parts[0]
+    key = np.zeros(len(parts[0][0]), dtype=np.int64)
+    for cls, tables in parts:
+        key = key * len(tables[0]) + cls
+    _, first, joint = np.unique(key, return_index=True, return_inverse=True)
+    rows = [tuple(t[cls[first]] for t in tables) for cls, tables in parts]
+    combine = sum if add else (lambda ts: np.concatenate(list(ts), axis=1))
+    return joint.reshape(-1).astype(np.int64), tuple(
+        np.ascontiguousarray(combine(r[k] for r in rows)) for k in range(len(rows[0])))
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,6 @@ class Plan:
     mapping: Mapping
     tile_layer: np.ndarray       # int64 (tiles,)
     tile_neurons: np.ndarray     # int64 (tiles,)
-    tile_first_neuron: np.ndarray  # int64 (tiles,) first flat neuron index of the tile's block
     fire_cycles: np.ndarray      # int64 (tiles,) neuron-update phase length
     mac_cycles: np.ndarray       # int64 (tiles,) analog-input MAC phase (timestep 1), 0 if none
     mac_count: np.ndarray        # int64 (tiles,) MACs of that phase
@@ -79,6 +86,10 @@ class Plan:
     sources: tuple[tuple[int, ...], ...]    # spiking source layers per layer
     consumers: tuple[tuple[int, ...], ...]  # consumer layers per layer
     fanout: tuple[FanOut | None, ...]       # per layer (None: no consumers)
+    neuron_tile: tuple[np.ndarray | None, ...]
+    """Per sending layer, int32 (neurons,): each neuron's local tile (None: sends nothing)."""
+    neuron_local: tuple[np.ndarray | None, ...]
+    """Per sending layer, int32 (neurons,): each neuron's index in its tile's update order."""
     done_cycles: np.ndarray      # int64 (tiles, tiles) latency of the end-of-timestep signal
     packet_cycles: int
     spilling_tiles: int
@@ -88,60 +99,74 @@ class Plan:
         return len(self.tile_layer)
 
 
-def _axis_counts(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """For each input position, how many output positions its value reaches along one axis."""
-    i = np.arange(size)[:, None]
-    o = np.arange(out)[None, :]
-    d = i + padding - o * stride
-    return ((d >= 0) & (d < kernel)).sum(axis=1).astype(np.int64)
-
-
-def _pooled_index(shape: tuple[int, ...], pool: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled channel, pooled flat CHW index) of every source neuron."""
-    n = int(np.prod(shape))
-    idx = np.arange(n, dtype=np.int64)
+def _pooled_index(shape: tuple[int, ...], pool: int) -> np.ndarray:
+    """Pooled flat CHW index of every source neuron."""
+    idx = np.arange(int(np.prod(shape)), dtype=np.int64)
     if len(shape) != 3:
-        return idx, idx
+        return idx
     c, h, w = shape
-    ch = idx // (h * w)
-    r = idx % (h * w)
+    ch, r = idx // (h * w), idx % (h * w)
     ph, pw = h // pool, w // pool
-    y, x = (r // w) // pool, (r % w) // pool
-    return ch, ch * ph * pw + y * pw + x
+    return ch * ph * pw + ((r // w) // pool) * pw + (r % w) // pool
+
+
+def _reach(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """bool (size, out): does input position i reach output position o along one axis."""
+    d = np.arange(size)[:, None] + padding - np.arange(out)[None, :] * stride
+    return (d >= 0) & (d < kernel)
 
 
 def _projection_fanout(network: Network, p: Projection, place: LayerPlacement,
                        proj_index: int, weight_bits: int
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(synops, weight bits in SRAM, weight bits in DRAM), each (source neurons, tiles)."""
-    arch = network.architecture
-    src_shape = arch.source_shape(p.source)
-    channels = np.diff(place.block_start)
+                       ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(class of each source neuron, (synops, SRAM bits, DRAM bits) per class and tile).
+
+    Exact at block boundaries: a spike's synops on a tile count the tile's neurons its kernel
+    window (after the folded pool) reaches, so a tile it does not reach gets none.
+    """
+    src_shape = network.architecture.source_shape(p.source)
     rows = place.projections[proj_index]
-    ch, flat = _pooled_index(src_shape, p.pool)
+    flat = _pooled_index(src_shape, p.pool)
+    tiles = len(place.tiles)
     if p.op == "identity":
-        on = (ch[:, None] >= place.block_start[None, :-1]) & (ch[:, None] < place.block_start[
-            None, 1:])
-        syn = on.astype(np.int64)
-        zero = np.zeros_like(syn)
-        return syn, zero, zero
+        local = place.neuron_tiles()[0][flat].astype(np.int64)
+        eye = np.eye(tiles, dtype=np.int64)
+        return local, (eye, np.zeros_like(eye), np.zeros_like(eye))
     if p.op == "conv":
-        _, h, w = pooled_shape(src_shape, p.pool)
+        c, h, w = pooled_shape(src_shape, p.pool)
         _, ho, wo = place.layer.shape
-        cy = _axis_counts(h, ho, p.kernel, p.stride, p.padding)
-        cx = _axis_counts(w, wo, p.kernel, p.stride, p.padding)
-        c, hh, ww = src_shape
-        idx = np.arange(c * hh * ww)
-        r = idx % (hh * ww)
-        pos = cy[(r // ww) // p.pool] * cx[(r % ww) // p.pool]
-        syn = pos[:, None] * channels[None, :]
-        row = ch
+        # output neurons per column of each tile a source row reaches: the rows of the tile's
+        # band it reaches (cumulative counts over rows) times the tile's channels
+        ry = _reach(h, ho, p.kernel, p.stride, p.padding)
+        cum = np.concatenate([np.zeros((h, 1), dtype=np.int64), ry.cumsum(axis=1)], axis=1)
+        y_id, y_rows = _unique_rows((cum[:, place.row_end] - cum[:, place.row_start])
+                                    * place.channels[None, :])
+        x_id, x_cols = _unique_rows(_reach(w, wo, p.kernel, p.stride, p.padding).sum(
+            axis=1, keepdims=True))
+        syn = (y_rows[:, None, :] * x_cols[None, :, :]).reshape(-1, tiles)
+        _, hh, ww = src_shape
+        pos = np.arange(hh * ww)
+        pos_cls = y_id[(pos // ww) // p.pool] * len(x_cols) + x_id[(pos % ww) // p.pool]
+        row = np.arange(c)
+        spill_id, spilled = _unique_rows(row[:, None] >= rows.rows_in_sram[None, :])
+        cls = (spill_id[:, None] * len(syn) + pos_cls[None, :]).reshape(-1)
     else:
-        syn = np.broadcast_to(channels[None, :], (len(flat), len(channels))).astype(np.int64)
-        row = flat
+        syn = place.neurons[None, :]
+        thresholds = np.unique(rows.rows_in_sram)
+        cls = np.searchsorted(thresholds, flat, side="right")
+        rep = np.concatenate([[0], thresholds])  # a source row of each class
+        spilled = rep[:, None] >= rows.rows_in_sram[None, :]
+    syn = np.broadcast_to(syn[None], (len(spilled),) + syn.shape).reshape(-1, tiles)
+    spill = np.repeat(spilled, len(syn) // len(spilled), axis=0)
     bits = syn * weight_bits
-    spilled = row[:, None] >= rows.rows_in_sram[None, :]
-    return syn, np.where(spilled, 0, bits), np.where(spilled, bits, 0)
+    return cls.astype(np.int64), (syn.astype(np.int64), np.where(spill, 0, bits),
+                                  np.where(spill, bits, 0))
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row class of each row, the distinct rows)."""
+    rows, inverse = np.unique(a, axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), rows.astype(np.int64)
 
 
 def synapse_kind(p: Projection) -> int:
@@ -150,16 +175,14 @@ def synapse_kind(p: Projection) -> int:
     return SYNAPSE_KINDS.index({"conv": "conv", "linear": "dense"}.get(p.op, "sparse"))
 
 
-def _split_by_kind(syn: np.ndarray, column_kind: np.ndarray, mix: np.ndarray) -> np.ndarray:
-    """(kinds, classes, D) synaptic events: a destination column fed through one synapse kind
-    (``column_kind``) holds all of ``syn`` there; the columns fed through several (-1) take
-    their split from ``mix`` (classes, kinds x mixed columns)."""
-    kinds = len(SYNAPSE_KINDS)
-    out = np.stack([np.where(column_kind == k, syn, 0) for k in range(kinds)])
-    mixed = column_kind < 0
-    if mixed.any():
-        out[:, :, mixed] = mix.reshape(len(syn), kinds, -1).transpose(1, 0, 2)
-    return out
+def _with_kind(fanout: tuple[np.ndarray, tuple[np.ndarray, ...]], p: Projection
+               ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A projection's fan-out tables plus its synops once per synapse kind (zero in the other
+    kinds), so that joining projections also sums each kind on its own."""
+    cls, (syn, sram, dbits) = fanout
+    kind = synapse_kind(p)
+    per_kind = tuple(syn if k == kind else np.zeros_like(syn) for k in range(len(SYNAPSE_KINDS)))
+    return cls, (syn, sram, dbits, *per_kind)
 
 
 def accumulate_cycles(synops_by_kind: np.ndarray, hardware: Hardware) -> np.ndarray:
@@ -175,10 +198,10 @@ def _coords(tiles: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return tiles // cols, tiles % cols
 
 
-def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> int:
-    """Kernel taps that land inside the input, summed over the output positions of one axis."""
+def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """For each output position of one axis, the kernel taps that land inside the input."""
     o = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]
-    return int(((o >= 0) & (o < size)).sum())
+    return ((o >= 0) & (o < size)).sum(axis=1).astype(np.int64)
 
 
 def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
@@ -189,7 +212,6 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
     n_tiles = mapping.tiles_used
     tile_layer = np.zeros(n_tiles, dtype=np.int64)
     tile_neurons = np.zeros(n_tiles, dtype=np.int64)
-    tile_first = np.zeros(n_tiles, dtype=np.int64)
     mac_cycles = np.zeros(n_tiles, dtype=np.int64)
     mac_count = np.zeros(n_tiles, dtype=np.int64)
     mac_sram = np.zeros(n_tiles, dtype=np.int64)
@@ -210,20 +232,19 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         t = place.tiles
         tile_layer[t] = li
         tile_neurons[t] = place.neurons
-        tile_first[t] = place.block_start[:-1] * place.neurons_per_channel
-        channels = np.diff(place.block_start)
         for pi, p in enumerate(place.layer.inputs):
             if p.source != INPUT or hw.first_layer == "bias":
                 continue
             src = network.architecture.input_shape
             if p.op == "conv":
                 _, ho, wo = place.layer.shape
-                taps = (_real_taps(src[1], ho, p.kernel, p.stride, p.padding)
-                        * _real_taps(src[2], wo, p.kernel, p.stride, p.padding))
-                per_channel = taps * src[0]
+                per_row = src[0] * int(_real_taps(src[2], wo, p.kernel, p.stride,
+                                                  p.padding).sum())
+                cum = np.concatenate([[0], _real_taps(src[1], ho, p.kernel, p.stride,
+                                                      p.padding).cumsum()])
+                macs = per_row * place.channels * (cum[place.row_end] - cum[place.row_start])
             else:
-                per_channel = int(np.prod(src))
-            macs = per_channel * channels
+                macs = int(np.prod(src)) * place.neurons
             rows = place.projections[pi]
             sram = rows.rows_in_sram * rows.row_bits
             spill = rows.rows * rows.row_bits - sram
@@ -246,36 +267,29 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
     dy = np.abs(rr[:, None] - rr[None, :])
     hop = dx * hw.noc.hop_latency_x_cycles + dy * hw.noc.hop_latency_y_cycles
     fanouts: list[FanOut | None] = []
+    neuron_tile: list[np.ndarray | None] = []
+    neuron_local: list[np.ndarray | None] = []
     for si, layer in enumerate(layers):
         if not consumers[si]:
             fanouts.append(None)
+            neuron_tile.append(None)
+            neuron_local.append(None)
             continue
-        cols, mixed = [], []
+        tile_of, local_of = mapping.layers[si].neuron_tiles()
+        neuron_tile.append(tile_of)
+        neuron_local.append(local_of)
+        parts = []
         for mi in consumers[si]:
             place = mapping.layers[mi]
-            syn = sram = dbits = None
-            per_kind: dict[int, np.ndarray] = {}
-            for pi, p in enumerate(place.layer.inputs):
-                if p.source != layer.name:
-                    continue
-                a, b, c = _projection_fanout(network, p, place, pi, tile_cfg.weight_bits)
-                syn, sram, dbits = (a, b, c) if syn is None else (syn + a, sram + b, dbits + c)
-                k = synapse_kind(p)
-                per_kind[k] = per_kind[k] + a if k in per_kind else a
-            kind = next(iter(per_kind)) if len(per_kind) == 1 else -1
-            if kind < 0:
-                mixed.append(np.stack([per_kind.get(k, np.zeros_like(syn))
-                                       for k in range(len(SYNAPSE_KINDS))], axis=1))
-            cols.append((mi, place.tiles, syn, sram, dbits, kind))
-        dest = np.concatenate([c[1] for c in cols])
-        dest_layer = np.concatenate([np.full(len(c[1]), c[0], dtype=np.int64) for c in cols])
-        column_kind = np.concatenate([np.full(len(c[1]), c[5], dtype=np.int64) for c in cols])
-        mix = (np.concatenate(mixed, axis=2).reshape(layer.neurons, -1) if mixed else
-               np.zeros((layer.neurons, 0), dtype=np.int64))
-        cls, (syn, sram, dbits, mix) = _classes(*(
-            np.concatenate([c[k] for c in cols], axis=1).astype(np.int64) for k in (2, 3, 4)),
-            mix.astype(np.int64))
-        by_kind = _split_by_kind(syn, column_kind, mix)
+            parts.append(_join([_with_kind(_projection_fanout(network, p, place, pi,
+                                                              tile_cfg.weight_bits), p)
+                                for pi, p in enumerate(place.layer.inputs)
+                                if p.source == layer.name], add=True))
+        dest = np.concatenate([mapping.layers[mi].tiles for mi in consumers[si]])
+        dest_layer = np.concatenate([np.full(len(mapping.layers[mi].tiles), mi, dtype=np.int64)
+                                     for mi in consumers[si]])
+        cls, (syn, sram, dbits, *kinds) = _join(parts, add=False)
+        by_kind = np.stack(kinds)
         acc = accumulate_cycles(by_kind, hw)
         svc = np.maximum(np.maximum(acc, 1), ceil_div(ceil_div(
             sram, tile_cfg.weight_sram_word_bits), tile_cfg.weight_sram_banks))
@@ -285,7 +299,9 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             svc = np.where(dbits > 0, np.maximum(svc, dcyc), svc)
         src_tiles = mapping.layers[si].tiles
         fanouts.append(FanOut(
-            dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls, synops=syn,
+            dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls,
+            reach_start=np.concatenate([[0], np.cumsum((syn > 0).sum(axis=1))]).astype(np.int64),
+            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64), synops=syn,
             sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
             hop_cycles=np.ascontiguousarray(hop[np.ix_(src_tiles, dest)]),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
@@ -293,9 +309,10 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             synops_by_kind=by_kind))
     return Plan(
         network=network, hardware=hw, mapping=mapping, tile_layer=tile_layer,
-        tile_neurons=tile_neurons, tile_first_neuron=tile_first, fire_cycles=fire,
+        tile_neurons=tile_neurons, fire_cycles=fire,
         mac_cycles=mac_cycles, mac_count=mac_count, mac_sram_bits=mac_sram,
         mac_dram_bits=mac_dram, layer_tiles=tuple(p.tiles for p in mapping.layers),
         sources=tuple(tuple(s) for s in sources), consumers=tuple(tuple(c) for c in consumers),
-        fanout=tuple(fanouts), done_cycles=hop, packet_cycles=hw.noc.packet_cycles,
+        fanout=tuple(fanouts), neuron_tile=tuple(neuron_tile),
+        neuron_local=tuple(neuron_local), done_cycles=hop, packet_cycles=hw.noc.packet_cycles,
         spilling_tiles=spilling)

@@ -121,8 +121,6 @@ class _Chip:
         layer = plan.network.layers[li]
         fo = plan.fanout[li]
         cfg = plan.hardware.tile
-        first = int(plan.tile_first_neuron[g])
-        count = int(plan.tile_neurons[g])
         local = int(np.searchsorted(plan.layer_tiles[li], g))
         for t in range(self.T):
             if self.schedule == "barrier" and t > 0:
@@ -149,8 +147,9 @@ class _Chip:
             fire_end = fire_start + int(plan.fire_cycles[g])
             if fo is not None and layer.kind == "spiking":
                 spikes = self.trains[layer.name].at(t).astype(np.int64)
-                mine = spikes[(spikes >= first) & (spikes < first + count)]
-                ready = fire_start + ((mine - first) // cfg.neuron_update_units + 1) * (
+                mine = spikes[plan.neuron_tile[li][spikes] == local]
+                ready = fire_start + (plan.neuron_local[li][mine].astype(np.int64)
+                                      // cfg.neuron_update_units + 1) * (
                     cfg.neuron_update_latency_cycles)
                 for n, r in zip(mine.tolist(), ready.tolist(), strict=True):
                     if r > env.now:

@@ -77,7 +77,7 @@ class Timeline:
         tiles = plan.layer_tiles[layer]
         n = events[:, 0]
         # the source tile of each event: spikes are unique per layer and timestep
-        src = tiles[np.searchsorted(plan.tile_first_neuron[tiles], n, side="right") - 1]
+        src = tiles[plan.neuron_tile[layer][n]]
         by_neuron = np.argsort(neurons)
         ready_of = ready[by_neuron][np.searchsorted(neurons[by_neuron], n)]
         self.packets.append(np.column_stack([

@@ -86,7 +86,10 @@ def validate(
     except (ScenarioError, ValueError) as exc:
         raise _fail(exc) from None
     first = points[0].scenario
-    typer.echo(f"{scenario}: valid; {len(points)} point(s), model {first.model}, data "
+    from accelsim.results import describe_model
+
+    model = describe_model(first.model_dump(mode="json"))
+    typer.echo(f"{scenario}: valid; {len(points)} point(s), model {model}, data "
                f"{first.data.set}/{first.data.split} x {first.data.images}, hardware "
                f"{first.hardware.preset}, T={first.simulation.timesteps}")
 

@@ -16,7 +16,8 @@ from accelsim.cli import app
 def train(
     dataset: Annotated[str, typer.Option(help="digits, mnist5k, mnist, fashion-mnist, cifar10, "
                                               "cifar100")] = "digits",
-    arch: Annotated[str, typer.Option(help="vgg5 vgg9 vgg11 vgg16 resnet-small resnet20")] = "vgg5",
+    arch: Annotated[str, typer.Option(help="vgg5 vgg6 vgg9 vgg11 vgg16 vgg16-imagenet "
+                                           "resnet-small resnet20 resnet34")] = "vgg5",
     width: Annotated[float, typer.Option(help="channel-count multiplier")] = 0.5,
     out: Annotated[Path, typer.Option(help="model file stem (writes .safetensors and .json)")] = (
         Path("trained_models/model")),
