@@ -8,25 +8,27 @@ component by component.
 
 Dataflow (per tile; stated once here)
 -------------------------------------
-A tile holds ``c`` output channels (conv) or units (linear) of a layer. Its ``U =
+A tile holds a block of a layer (the mapping's channel groups x row bands): ``c`` output
+channels (conv) or units (linear), and of a conv layer the rows of its band, all columns. Its ``U =
 tile.accumulate_units`` units are multiply-accumulate lanes; every lane keeps its output's partial
 sum in a register until the output is complete (*output-stationary*: no partial-sum traffic).
 
-- **conv** (``k x k`` kernel, ``C`` pooled source channels, ``P = H_out * W_out`` positions): the
-  lanes take ``U`` consecutive output positions of one channel. Loop nest: for each channel, for
+- **conv** (``k x k`` kernel, ``C`` pooled source channels, ``P = rows * W_out`` positions of
+  the tile's band): the lanes take ``U`` consecutive output positions (flat order within the
+  band) of one channel. Loop nest: for each channel, for
   each group of ``U`` positions (``ceil(P / U)`` groups), for each tap ``(ci, ky, kx)`` that
   lands inside the input for some lane of the group: one weight is read from the weight SRAM and
   broadcast to the lanes; each lane whose tap lands inside the input reads its activation operand
   and does one MAC. So per tile ``MAC steps = c * C * S`` with ``S`` the (tap, group) pairs with
   some tap inside (:func:`conv_steps`; ``k^2 * ceil(P / U)`` without padding), ``weight reads =
   MAC steps`` (each weight is reused by up to ``U`` positions), ``MACs = c * C * sum_out(taps
-  inside the input)`` (padding taps are not multiplied, as in the chip's analog first layer),
-  ``activation reads = MACs``.
+  inside the input)`` over the band's outputs (padding taps are not multiplied, as in the
+  chip's analog first layer), ``activation reads = MACs``.
 - **linear** (``F`` pooled source units): the lanes take ``U`` output units; each step reads one
   input activation, broadcast to the lanes, and one weight per lane: ``MAC steps = F * ceil(c /
   U)``, ``activation reads = MAC steps``, ``weight reads = MACs = F * c``.
 - **identity** shortcut: one addition (``synaptic_ops``) and one activation read per output,
-  ``ceil(c * P / U)`` steps.
+  ``ceil(c * P / U)`` steps, on the tile that holds the output.
 - Weight rows (one per source channel or unit, as the mapping lays them out) that spilled to
   DRAM are streamed from DRAM on every read instead of SRAM (no weight buffer).
 
@@ -37,7 +39,10 @@ tile's neuron-state memory (the SNN's membranes), so its reads and writes are pr
 membrane SRAM's per-bit figures, under the ``membrane`` component.
 
 Sending: a layer feeding a pooled projection pools its outputs first (``pool^2 - 1`` additions per
-pooled value, counted as ``synaptic_ops`` of the sending layer). Every (pooled) activation becomes
+pooled value, counted as ``synaptic_ops`` of the sending layer) on the tile holding the window's
+first (top-left) neuron; where a row-band boundary cuts a window, its activations on other tiles
+are first sent there, one packet each (traffic of the sending layer, in its send phase). Every
+(pooled) activation becomes
 one packet per destination tile whose outputs it reaches, exactly the SNN's rule for spikes: the
 value rides in the spike packet's ``noc.packet_bits`` (address and an 8- or 16-bit payload fit in
 the presets' 32-bit packets), so one activation packet costs what one spike packet costs
@@ -74,6 +79,7 @@ import simpy
 
 from accelsim import columns as col
 from accelsim import pricing
+from accelsim.chip.plan import _reach
 from accelsim.hardware import Hardware
 from accelsim.mapping import Mapping, map_network
 from accelsim.network import INPUT, Network, pooled_shape
@@ -176,29 +182,24 @@ def _ceil(a, b):
     return -(-np.asarray(a) // b)
 
 
-def axis_reach(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
-    """For each input position along one axis, how many output positions it reaches."""
-    i = np.arange(size)[:, None]
-    o = np.arange(out)[None, :]
-    d = i + padding - o * stride
-    return ((d >= 0) & (d < kernel)).sum(axis=1).astype(np.int64)
-
-
 def conv_steps(size: tuple[int, int], out: tuple[int, int], kernel: int, stride: int,
-               padding: int, lanes: int) -> int:
-    """MAC steps of one (output channel, source channel) pair: over the taps, the groups of
-    ``lanes`` consecutive output positions (flat order) in which some lane's tap lands inside
-    the input (a group whose every tap is padding is skipped)."""
+               padding: int, lanes: int, rows: tuple[int, int] | None = None) -> int:
+    """MAC steps of one (output channel, source channel) pair over output rows ``rows`` (a row
+    band; default all): over the taps, the groups of ``lanes`` consecutive output positions
+    (flat order within the band) in which some lane's tap lands inside the input (a group whose
+    every tap is padding is skipped)."""
     (h, w), (ho, wo) = size, out
-    oy = np.arange(ho)[:, None] * stride - padding
+    y0, y1 = (0, ho) if rows is None else rows
+    oy = np.arange(y0, y1)[:, None] * stride - padding
     ox = np.arange(wo)[:, None] * stride - padding
     k = np.arange(kernel)[None, :]
-    iny = (oy + k >= 0) & (oy + k < h)  # (ho, kernel)
+    iny = (oy + k >= 0) & (oy + k < h)  # (band rows, kernel)
     inx = (ox + k >= 0) & (ox + k < w)
-    inside = iny[:, None, :, None] & inx[None, :, None, :]  # (ho, wo, ky, kx)
-    flat = inside.reshape(ho * wo, kernel * kernel)
-    groups = -(-(ho * wo) // lanes)
-    pad = np.zeros((groups * lanes - ho * wo, kernel * kernel), dtype=bool)
+    inside = iny[:, None, :, None] & inx[None, :, None, :]  # (rows, wo, ky, kx)
+    positions = (y1 - y0) * wo
+    flat = inside.reshape(positions, kernel * kernel)
+    groups = -(-positions // lanes)
+    pad = np.zeros((groups * lanes - positions, kernel * kernel), dtype=bool)
     grouped = np.concatenate([flat, pad]).reshape(groups, lanes, kernel * kernel)
     return int(grouped.any(axis=1).sum())
 
@@ -212,29 +213,49 @@ def _pool(x: np.ndarray, pool: int) -> np.ndarray:
     return x[:, :, :ph * pool, :pw * pool].reshape(n, c, ph, pool, pw, pool).mean(axis=(3, 5))
 
 
-class RowBandsError(ValueError):
-    """A layer of the mapping is split into row bands, which this cost model does not count."""
-
-
-def block_start(place) -> np.ndarray:
-    """int64 (n + 1,): the channel blocks of a placement whose every tile holds whole channels
-    (all rows); :class:`RowBandsError` for a layer split into row bands."""
-    rows = place.layer.shape[1] if len(place.layer.shape) == 3 else 1
-    if not ((place.row_start == 0).all() and (place.row_end == rows).all()):
-        raise RowBandsError(f"layer {place.layer.name!r} is split into row bands; the ANN cost "
-                            "model counts whole-channel blocks only")
-    return np.concatenate([place.channel_start, place.channel_end[-1:]]).astype(np.int64)
-
-
-def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Global tile holding each (pooled) value of ``source``, by channel or unit."""
+def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...], pool: int
+                  ) -> np.ndarray:
+    """Global tile holding each (pooled) value of ``source``: the tile of the window's first
+    (top-left) neuron, which pools the window."""
     if source == INPUT:
         return np.full(int(np.prod(shape)), -1, dtype=np.int64)
     place = mapping.placement(source)
-    per_value = int(np.prod(shape[1:])) if len(shape) == 3 else 1
-    channel = np.arange(int(np.prod(shape))) // per_value
-    local = np.searchsorted(block_start(place), channel, side="right") - 1
-    return place.tiles[local]
+    tile = place.neuron_tiles()[0]
+    first = np.arange(int(np.prod(shape)), dtype=np.int64)
+    if len(shape) == 3:
+        c, ph, pw = shape
+        _, h, w = place.layer.shape
+        ch, r = first // (ph * pw), first % (ph * pw)
+        first = ch * h * w + (r // pw) * pool * w + (r % pw) * pool
+    return place.tiles[tile[first]]
+
+
+def _gather_windows(c: dict[str, np.ndarray], mapping: Mapping, source: str,
+                    shape: tuple[int, ...], pool: int, owner: np.ndarray,
+                    acts: dict[str, np.ndarray] | None, images: int, rr: np.ndarray,
+                    cc: np.ndarray, ab: int) -> None:
+    """A pooling window cut by a row-band boundary: its (non-zero) activations on other tiles
+    are sent to the tile that pools it (:func:`_source_tiles`), one packet each, counted as
+    traffic of the source layer."""
+    place = mapping.placement(source)
+    held = place.tiles[place.neuron_tiles()[0]]
+    ch, h, w = shape
+    idx = np.arange(ch * h * w)
+    y, x = (idx // w) % h, idx % w
+    ph, pw = h // pool, w // pool
+    value = (idx // (h * w)) * ph * pw + (y // pool) * pw + x // pool
+    used = (y < ph * pool) & (x < pw * pool)
+    move = np.flatnonzero(used & (held != owner[np.where(used, value, 0)]))
+    if not len(move):
+        return
+    src, dst = held[move], owner[value[move]]
+    sent = (np.ones((images, len(move)), dtype=np.int64) if acts is None
+            else (acts[source].reshape(images, -1)[:, move] != 0).astype(np.int64))
+    for name, at, per in (("packets_out", src, 1), ("packets_in", dst, 1),
+                          ("act_write", dst, ab),
+                          ("hops_x", src, np.abs(cc[src] - cc[dst])),
+                          ("hops_y", src, np.abs(rr[src] - rr[dst]))):
+        np.add.at(c[name], (slice(None), at), sent * per)
 
 
 def count(network: Network, hardware: Hardware, mapping: Mapping,
@@ -255,8 +276,7 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
     for place in mapping.layers:
         layer = place.layer
         tiles = place.tiles
-        starts = block_start(place)
-        ch = np.diff(starts)
+        ch = place.channels
         neurons = place.neurons
         c["act_write"][:, tiles] += neurons * ab  # own outputs, after ReLU
         for p, rows in zip(layer.inputs, place.projections, strict=True):
@@ -269,27 +289,39 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                 nz = np.ones((images, int(np.prod(shape))), dtype=bool)
             if p.pool > 1 and p.source != INPUT and (p.source, p.pool) not in pooled_done:
                 pooled_done.add((p.source, p.pool))
-                owner = _source_tiles(mapping, p.source, shape)
+                owner = _source_tiles(mapping, p.source, shape, p.pool)
                 np.add.at(c["pool_adds"], (slice(None), owner),
                           np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
-            # which destination tiles each value reaches, and how many outputs there
+                _gather_windows(c, mapping, p.source, src_shape, p.pool, owner,
+                                acts if zero_skipping else None, images, rr, cc, ab)
+            # reach[v, k]: outputs of tile k (its channels x its rows) value v reaches
             if p.op == "conv":
                 C, H, W = shape
                 _, Ho, Wo = layer.shape
-                cy = axis_reach(H, Ho, p.kernel, p.stride, p.padding)
-                cx = axis_reach(W, Wo, p.kernel, p.stride, p.padding)
-                reach = np.tile(np.outer(cy, cx).ravel(), C)  # outputs per channel, per value
-                steps_per_row = ch * conv_steps((H, W), (Ho, Wo), p.kernel, p.stride,
-                                                p.padding, U)  # per source channel
-                steps = C * steps_per_row
-                macs = (nz * reach).sum(axis=1)[:, None] * ch[None, :]
+                ry = _reach(H, Ho, p.kernel, p.stride, p.padding)
+                cum = np.concatenate([np.zeros((H, 1), dtype=np.int64), ry.cumsum(axis=1)],
+                                     axis=1)
+                cy = cum[:, place.row_end] - cum[:, place.row_start]  # (H, tiles) rows reached
+                cx = _reach(W, Wo, p.kernel, p.stride, p.padding).sum(axis=1)
+                per_channel = (cy[:, None, :] * cx[None, :, None]).reshape(H * W, -1)
+                reach = np.tile(per_channel.astype(np.float64), (C, 1))  # per value, channel
+                band = {}
+                for y0, y1 in set(zip(place.row_start.tolist(), place.row_end.tolist(),
+                                      strict=True)):
+                    band[y0, y1] = conv_steps((H, W), (Ho, Wo), p.kernel, p.stride,
+                                              p.padding, U, (y0, y1))
+                steps_per_row = ch * np.array([band[y0, y1] for y0, y1 in zip(
+                    place.row_start.tolist(), place.row_end.tolist(), strict=True)],
+                    dtype=np.int64)  # per source channel
+                # float products are exact at these sizes, and use BLAS
+                macs = np.rint(nz.astype(np.float64) @ reach).astype(np.int64) * ch[None, :]
                 c["macs"][:, tiles] += macs
                 c["act_read"][:, tiles] += macs * ab
-                c["steps"][:, tiles] += steps
+                c["steps"][:, tiles] += C * steps_per_row
                 in_sram = np.minimum(rows.rows_in_sram, C)
                 c["sram"][:, tiles] += in_sram * steps_per_row * wb
                 c["dram"][:, tiles] += (C - in_sram) * steps_per_row * wb
-                reached = np.broadcast_to((reach > 0)[:, None], (len(reach), len(tiles)))
+                reached = reach > 0
             elif p.op == "linear":
                 F = nz.shape[1]
                 active = nz.sum(axis=1)[:, None]
@@ -305,19 +337,17 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                 c["sram"][:, tiles] += sram_rows * ch[None, :] * wb
                 c["dram"][:, tiles] += (active - sram_rows) * ch[None, :] * wb
                 reached = np.ones((F, len(tiles)), dtype=bool)
-            else:  # identity: one addition per output
-                per = int(np.prod(shape[1:]))
-                value_ch = np.arange(nz.shape[1]) // per
-                reached = ((value_ch[:, None] >= starts[None, :-1])
-                           & (value_ch[:, None] < starts[None, 1:]))
+            else:  # identity: one addition per output, on the tile holding that output
+                local = place.neuron_tiles()[0]
+                reached = local[:, None] == np.arange(len(tiles))[None, :]
                 adds = nz.astype(np.int64) @ reached.astype(np.int64)
                 c["adds"][:, tiles] += adds
                 c["act_read"][:, tiles] += adds * ab
-                c["steps"][:, tiles] += _ceil(ch * per, U)
+                c["steps"][:, tiles] += _ceil(neurons, U)
             # packets: one per (value, destination tile reached); none for the analog input
             if p.source == INPUT:
                 continue
-            owner = _source_tiles(mapping, p.source, shape)
+            owner = _source_tiles(mapping, p.source, shape, p.pool)
             # per_src[n, s, d]: packets from tile s to destination d (float products are exact)
             per_src = np.zeros((images, n_tiles, len(tiles)), dtype=np.int64)
             nzf, rf = nz.astype(np.float64), reached.astype(np.float64)

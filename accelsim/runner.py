@@ -11,7 +11,6 @@ so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -84,10 +83,9 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
         batch_labels = None if labels is None else labels[first:last]  # workloads: none
         result = _simulate(network, images[first:last], batch_labels, hardware,
                            point.scenario.simulation)
-        with contextlib.suppress(A.RowBandsError):  # else no ANN columns: its figures NaN
-            result = A.beside(result, A.simulate_ann(
-                ann_network, images[first:last], batch_labels, hardware,
-                schedule=point.scenario.simulation.schedule), weights=ann_weights)
+        result = A.beside(result, A.simulate_ann(
+            ann_network, images[first:last], batch_labels, hardware,
+            schedule=point.scenario.simulation.schedule), weights=ann_weights)
         parts.append((first, last, result))
         E.report_progress(topic, last - first)
 

@@ -16,17 +16,20 @@ from accelsim.network import INPUT, Architecture, Layer, Network, Projection
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _conv_net(stride: int, seed: int = 0) -> Network:
-    """input (2, 6, 5) -> a: conv 3 -> b: conv 5 (the layer under test) -> out: linear 4."""
+def _conv_net(stride: int, seed: int = 0, pool: int = 1, width: int = 5) -> Network:
+    """input (2, 6, width) -> a: conv 3 -> b: conv 5 (the layer under test; on a pooled by
+    ``pool``) -> out: linear 4."""
     rng = np.random.default_rng(seed)
-    a = Layer(name="a", kind="spiking", shape=(3, 6, 5), inputs=(Projection(
+    a = Layer(name="a", kind="spiking", shape=(3, 6, width), inputs=(Projection(
         source=INPUT, op="conv", weight="a.w", kernel=3, padding=1),))
-    ho, wo = (6 + 2 - 3) // stride + 1, (5 + 2 - 3) // stride + 1
+    h, w = 6 // pool, width // pool
+    ho, wo = (h + 2 - 3) // stride + 1, (w + 2 - 3) // stride + 1
     b = Layer(name="b", kind="spiking", shape=(5, ho, wo), inputs=(Projection(
-        source="a", op="conv", weight="b.w", kernel=3, padding=1, stride=stride),))
+        source="a", op="conv", weight="b.w", kernel=3, padding=1, stride=stride, pool=pool),))
     out = Layer(name="out", kind="output", shape=(4,), inputs=(Projection(
         source="b", op="linear", weight="out.w"),))
-    arch = Architecture(name="t", input_shape=(2, 6, 5), num_classes=4, layers=(a, b, out))
+    arch = Architecture(name="t", input_shape=(2, 6, width), num_classes=4,
+                        layers=(a, b, out))
     weights = {"a.w": rng.normal(size=(3, 2, 3, 3)), "b.w": rng.normal(size=(5, 3, 3, 3)),
                "out.w": rng.normal(size=(4, 5 * ho * wo))}
     return Network(architecture=arch, weights={k: v.astype(np.float32) for k, v in
@@ -34,14 +37,26 @@ def _conv_net(stride: int, seed: int = 0) -> Network:
                    timesteps=1, input_mean=(0.0, 0.0), input_std=(1.0, 1.0))
 
 
-def _chip(zero_skipping: bool, lanes: int = 3):
+def _chip(zero_skipping: bool, lanes: int = 3, mesh: tuple[int, int] = (2, 3),
+          sram_bits: int = 300):
     return load_hardware("45nm-generic", {
-        "mesh.rows": 2, "mesh.cols": 3, "tile.accumulate_units": lanes,
-        "tile.weight_sram_capacity_bits": 300, "tile.zero_skipping": zero_skipping})
+        "mesh.rows": mesh[0], "mesh.cols": mesh[1], "tile.accumulate_units": lanes,
+        "tile.weight_sram_capacity_bits": sram_bits, "tile.zero_skipping": zero_skipping})
+
+
+def _holder(place, channel: int, row: int) -> int:
+    """The global tile of ``place`` whose block holds (channel, row)."""
+    for k, tile in enumerate(place.tiles):
+        if (place.channel_start[k] <= channel < place.channel_end[k]
+                and place.row_start[k] <= row < place.row_end[k]):
+            return int(tile)
+    raise AssertionError((channel, row))
 
 
 def _loop_nest(net: Network, hw, mapping, acts_a: np.ndarray, zs: bool) -> dict[str, dict]:
-    """Layer b counted by brute force, one (channel, group, ci, ky, kx, lane) at a time."""
+    """Layer b counted by brute force, one (channel, group, ci, ky, kx, lane) at a time, each
+    tile over its block (its channels x its rows), and a's packets one kernel window at a
+    time."""
     U, wb, ab = hw.tile.accumulate_units, hw.tile.weight_bits, hw.tile.activation_bits
     pb = mapping.placement("b")
     pa = mapping.placement("a")
@@ -53,17 +68,20 @@ def _loop_nest(net: Network, hw, mapping, acts_a: np.ndarray, zs: bool) -> dict[
     for d, tile in enumerate(pb.tiles):
         n = {"macs": 0, "steps": 0, "sram": 0, "dram": 0, "act_read": 0, "packets_in": 0}
         keep = pb.projections[0].rows_in_sram[d]
-        for _ in range(ann.block_start(pb)[d], ann.block_start(pb)[d + 1]):
-            for g in range(-(-(Ho * Wo) // U)):
+        y0, y1 = pb.row_start[d], pb.row_end[d]
+        positions = (y1 - y0) * Wo
+        for _ in range(pb.channel_start[d], pb.channel_end[d]):
+            for g in range(-(-positions // U)):
                 for ci in range(C):
                     for ky in range(k):
                         for kx in range(k):
                             lanes = []
                             for lane in range(U):
                                 pos = g * U + lane
-                                if pos >= Ho * Wo:
+                                if pos >= positions:
                                     continue
-                                y, x = (pos // Wo) * s - pad + ky, (pos % Wo) * s - pad + kx
+                                oy, ox = y0 + pos // Wo, pos % Wo
+                                y, x = oy * s - pad + ky, ox * s - pad + kx
                                 if 0 <= y < H and 0 <= x < W:
                                     lanes.append(acts_a[ci, y, x])
                             if not lanes:
@@ -76,20 +94,21 @@ def _loop_nest(net: Network, hw, mapping, acts_a: np.ndarray, zs: bool) -> dict[
                                 n["macs"] += 1
                                 n["act_read"] += ab
         per_tile[int(tile)] = n
-    # packets from a's tiles into b's tiles
+    # packets from a's tiles into b's tiles: one per (activation, tile whose outputs it feeds)
     out_hops = {int(t): [0, 0, 0] for t in pa.tiles}  # packets, hops x, hops y
     cols = hw.mesh.cols
     for ci in range(C):
-        src = int(pa.tiles[np.searchsorted(ann.block_start(pa), ci, side="right") - 1])
         for y in range(H):
             for x in range(W):
                 if zs and acts_a[ci, y, x] == 0:
                     continue
-                reaches = any(0 <= y + pad - oy * s < k and 0 <= x + pad - ox * s < k
-                              for oy in range(Ho) for ox in range(Wo))
-                if not reaches:
-                    continue
-                for tile in pb.tiles:
+                src = _holder(pa, ci, y)
+                for d, tile in enumerate(pb.tiles):
+                    reaches = any(0 <= y + pad - oy * s < k and 0 <= x + pad - ox * s < k
+                                  for oy in range(pb.row_start[d], pb.row_end[d])
+                                  for ox in range(Wo))
+                    if not reaches:
+                        continue
                     per_tile[int(tile)]["packets_in"] += 1
                     out_hops[src][0] += 1
                     out_hops[src][1] += abs(src % cols - int(tile) % cols)
@@ -97,12 +116,30 @@ def _loop_nest(net: Network, hw, mapping, acts_a: np.ndarray, zs: bool) -> dict[
     return {"b": per_tile, "a": out_hops}
 
 
+def _bands(place) -> int:
+    """How many row bands the layer's first channel is cut into."""
+    return int((place.channel_start == place.channel_start[0]).sum())
+
+
+def _groups(place) -> int:
+    return len(np.unique(place.channel_start))
+
+
+@pytest.mark.parametrize("banded", [False, True], ids=["whole-channels", "row-bands"])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("zero_skipping", [False, True])
-def test_conv_layer_counters_equal_the_loop_nest(stride, zero_skipping):
+def test_conv_layer_counters_equal_the_loop_nest(stride, zero_skipping, banded):
     net = _conv_net(stride)
-    hw = _chip(zero_skipping)
-    mapping = map_network(net, hw, {"a": 2, "b": 3, "out": 1})
+    if banded:  # a: 3 channel groups, b: 5, the first of each cut into 2 row bands
+        hw = _chip(zero_skipping, mesh=(3, 4), sram_bits=150)
+        mapping = map_network(net, hw, {"a": 4, "b": 6, "out": 1})
+        pa, pb = mapping.placement("a"), mapping.placement("b")
+        assert _groups(pa) == 3 and _bands(pa) == 2
+        assert _groups(pb) == 5 and _bands(pb) == 2
+    else:
+        hw = _chip(zero_skipping)
+        mapping = map_network(net, hw, {"a": 2, "b": 3, "out": 1})
+        assert _bands(mapping.placement("a")) == _bands(mapping.placement("b")) == 1
     assert len(mapping.placement("b").tiles) > 1  # the count is split over tiles
     assert (mapping.placement("b").spilled_bits > 0).any()  # some rows come from DRAM
     x = np.random.default_rng(1).normal(size=(2, 2, 6, 5))
@@ -117,6 +154,63 @@ def test_conv_layer_counters_equal_the_loop_nest(stride, zero_skipping):
         for tile, (packets, hx, hy) in expected["a"].items():
             assert (counts["packets_out"][i, tile], counts["hops_x"][i, tile],
                     counts["hops_y"][i, tile]) == (packets, hx, hy)
+
+
+@pytest.mark.parametrize("zero_skipping", [False, True])
+def test_pool_windows_cut_by_a_band_are_gathered_then_sent_by_kernel_window(zero_skipping):
+    """a pooled 2 x 2 into b; a's first channel is cut into rows 0:3 and 3:6, so its windows on
+    rows 2-3 straddle two tiles. Brute force: every activation of a straddling window on
+    another tile goes to the tile of the window's top-left neuron, which pools it; every pooled
+    activation goes to each tile of b whose band its kernel window reaches."""
+    net = _conv_net(1, pool=2, width=4)
+    hw = _chip(zero_skipping, mesh=(3, 4), sram_bits=150)
+    mapping = map_network(net, hw, {"a": 4, "b": 6, "out": 1})
+    pa, pb = mapping.placement("a"), mapping.placement("b")
+    assert _bands(pa) == 2 and pa.row_end[0] % 2 == 1  # a band boundary inside a window
+    assert _bands(pb) == 2
+    x = np.random.default_rng(3).normal(size=(2, 2, 6, 4))
+    acts = ann.activations(net, x)
+    counts = ann.count(net, hw, mapping, acts, zero_skipping, len(x))
+    proj = net.architecture.layer("b").inputs[0]
+    k, s, pad = proj.kernel, proj.stride, proj.padding
+    _, Ho, Wo = net.architecture.layer("b").shape
+    cols = hw.mesh.cols
+    for i in range(len(x)):
+        a = acts["a"][i]
+        out = {int(t): [0, 0, 0] for t in pa.tiles}  # packets, hops x, hops y
+        into = {int(t): 0 for t in list(pa.tiles) + list(pb.tiles)}
+        adds = {int(t): 0 for t in pa.tiles}
+
+        def send(src: int, dst: int, out=out, into=into) -> None:
+            out[src][0] += 1
+            out[src][1] += abs(src % cols - dst % cols)
+            out[src][2] += abs(src // cols - dst // cols)
+            into[dst] += 1
+
+        for ci in range(3):
+            for py in range(3):
+                for px in range(2):
+                    owner = _holder(pa, ci, 2 * py)
+                    adds[owner] += 3
+                    for y in (2 * py, 2 * py + 1):
+                        for xx in (2 * px, 2 * px + 1):
+                            held = _holder(pa, ci, y)
+                            if held != owner and not (zero_skipping and a[ci, y, xx] == 0):
+                                send(held, owner)
+                    if zero_skipping and a[ci, 2 * py:2 * py + 2, 2 * px:2 * px + 2].mean() == 0:
+                        continue
+                    for d, tile in enumerate(pb.tiles):
+                        if any(0 <= py + pad - oy * s < k and 0 <= px + pad - ox * s < k
+                               for oy in range(pb.row_start[d], pb.row_end[d])
+                               for ox in range(Wo)):
+                            send(owner, int(tile))
+        assert sum(into[int(t)] for t in pa.tiles) > 0  # some windows were gathered
+        for t, (packets, hx, hy) in out.items():
+            assert (counts["packets_out"][i, t], counts["hops_x"][i, t],
+                    counts["hops_y"][i, t], counts["pool_adds"][i, t]) == (
+                        packets, hx, hy, adds[t]), t
+        for t, n in into.items():
+            assert counts["packets_in"][i, t] == n, t
 
 
 def test_without_zeros_skipping_changes_nothing():
@@ -197,9 +291,6 @@ def test_every_shipped_model_ships_its_ann(manifest):
     assert ann.load_ann(manifest) is not None
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "the ANN cost model counts whole-channel blocks; the mapping now splits layers into row "
-    "bands, and a banded mapping leaves the ANN columns out until the model counts bands"))
 def test_results_carry_the_ann_beside_the_snn(tmp_path, monkeypatch):
     from scenario_support import save_tiny_model, use_fake_chip, write_scenario
     from typer.testing import CliRunner
