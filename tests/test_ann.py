@@ -357,3 +357,28 @@ def test_shipped_ann_accuracy_is_its_test_split_accuracy():
     pred = ann.activations(net, x)["output"].argmax(axis=1)
     assert 100 * (pred == test.labels).mean() == pytest.approx(
         read_manifest(path).accuracies.ann, abs=1e-9)
+
+
+def test_layer_totals_do_not_depend_on_the_blocks():
+    """A shipped residual network (identity shortcuts, pooling) on two meshes, cut into
+    different channel groups x row bands: per layer, MACs and additions sum to the same totals
+    (linear layers' activation reads do not: each tile reads its inputs once per ``U`` of its
+    units), and every packet sent is received."""
+    net = ann.load_ann(ROOT / "trained_models" / "mnist5k-resnet-small")
+    x = np.random.default_rng(4).normal(size=(2,) + tuple(net.architecture.input_shape))
+    acts = ann.activations(net, x)
+    totals = []
+    for mesh in ((8, 8), (12, 12)):
+        hw = load_hardware("45nm-generic", {"mesh.rows": mesh[0], "mesh.cols": mesh[1]})
+        mapping = map_network(net, hw)
+        assert any(len(np.unique(p.row_start)) > 1 for p in mapping.layers)  # row bands
+        c = ann.count(net, hw, mapping, acts, True, len(x))
+        assert (c["packets_out"].sum(axis=1) == c["packets_in"].sum(axis=1)).all()
+        assert (c["hops_x"] + c["hops_y"]).sum() > 0
+        totals.append({p.layer.name: [int(c[k][:, p.tiles].sum()) for k in ("macs", "adds")]
+                       for p in mapping.layers})
+    blocks = [[(p.channel_start.tolist(), p.row_start.tolist()) for p in
+               map_network(net, load_hardware("45nm-generic", {"mesh.rows": m, "mesh.cols": m}))
+               .layers] for m in (8, 12)]
+    assert blocks[0] != blocks[1]
+    assert totals[0] == totals[1]
