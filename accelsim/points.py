@@ -20,6 +20,7 @@ from typing import Any
 
 from accelsim import workloads as W
 from accelsim.discovery import available_models, find_model, model_candidates
+from accelsim.modelfile import sha256_file
 from accelsim.problems import Locator
 from accelsim.scenario import Problem, Scenario, ScenarioError, apply_settings, flatten
 from accelsim.scenario import load as load_scenario
@@ -40,10 +41,6 @@ class Point:
     @property
     def images(self) -> int:
         return self.scenario.data.images
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -141,7 +138,7 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
                                   f"models in trained_models/: {available_models(scenario_dir)}"))
             continue
         try:
-            network = cached_network(str(model_path), sha256(model_path))
+            network = cached_network(str(model_path), sha256_file(model_path))
         except ModelFileError as exc:
             problems.append(where("model", str(exc)))
             continue
@@ -192,7 +189,7 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
                 continue
         from accelsim.ann import fingerprint
 
-        key = cache_key(resolved, sha256(model_path) + fingerprint(model_path))
+        key = cache_key(resolved, sha256_file(model_path) + fingerprint(model_path))
         points.append(Point(index, params, resolved, model_path, key))
     if problems:
         raise ScenarioError(list(dict.fromkeys(problems)))  # one line per distinct problem

@@ -27,7 +27,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ import pandas as pd
 import yaml
 
 from accelsim import columns as C
+from accelsim.modelfile import sha256_file
 
 TABLES = ("layers", "images", "mapping", "tiles", "summary")
 SUMMARY_TABLE = "summary"
@@ -108,14 +108,6 @@ def summarise(layers: pd.DataFrame, images: pd.DataFrame, timesteps: int) -> pd.
 # -- the manifest (run.json) ---------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_meta(folder: Path) -> dict[str, Any] | None:
     """``run.json`` of a result folder, or None if there is none (or it is not a manifest).
 
@@ -152,7 +144,7 @@ def mismatches(folder: Path, meta: Mapping[str, Any] | None = None) -> list[str]
         if name.startswith(FIGURES_DIR + "/"):
             continue
         path = folder / name
-        if not path.is_file() or sha256(path) != digest:
+        if not path.is_file() or sha256_file(path) != digest:
             bad.append(name)
     return bad
 
@@ -275,7 +267,7 @@ def write_run(folder: Path, tables: Mapping[str, pd.DataFrame | None], scenario:
                 written += _write_table(df, tmp, name, csv)
         (tmp / SCENARIO_FILE).write_text(yaml.safe_dump(dict(scenario), sort_keys=False))
         written.append(SCENARIO_FILE)
-        files = {name: sha256(tmp / name) for name in written}
+        files = {name: sha256_file(tmp / name) for name in written}
         _write_meta(tmp, {"status": COMPLETE, "kind": RUN, **meta, "files": files})
         replace_dir(tmp, folder)
     except BaseException:
@@ -326,10 +318,10 @@ def write_sweep(folder: Path, points: Iterable[tuple[int, str, Mapping[str, Any]
         name = f"{SWEEP_TABLE}{suffix}"
         tmp = folder / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
         (table.to_parquet if suffix == PARQUET else table.to_csv)(tmp, index=False)
-        files[name] = sha256(tmp)
+        files[name] = sha256_file(tmp)
         tmp.replace(folder / name)
     (folder / SCENARIO_FILE).write_text(yaml.safe_dump(dict(scenario), sort_keys=False))
-    files[SCENARIO_FILE] = sha256(folder / SCENARIO_FILE)
+    files[SCENARIO_FILE] = sha256_file(folder / SCENARIO_FILE)
     _write_meta(folder, {"status": COMPLETE, "kind": SWEEP, **meta, "points": len(table),
                          "files": files})
 
@@ -373,7 +365,7 @@ def save_figures(figures: Mapping[str, Callable[[], Any]], folder: Path | None =
                            "folder you can write to as --out") from None
     if meta is not None and folder is None:
         files = dict(meta["files"])
-        files.update({f"{FIGURES_DIR}/{p.name}": sha256(p) for p in written})
+        files.update({f"{FIGURES_DIR}/{p.name}": sha256_file(p) for p in written})
         _write_meta(Path(results), {**meta, "files": files})
     return written
 

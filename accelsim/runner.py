@@ -28,6 +28,7 @@ from accelsim import points as P
 from accelsim import results as R
 from accelsim import workloads as W
 from accelsim.execution import SERIAL, SchedulerError
+from accelsim.modelfile import sha256_file
 from accelsim.points import Point, check, resolve
 from accelsim.scenario import DEFAULT_RESULTS, Scenario, SimulationSpec
 
@@ -73,7 +74,7 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
     """Simulate images ``start:stop`` of a point, a few at a time so that progress shows
     (``topic``: see :func:`accelsim.execution.report_progress`). Image numbers in the returned
     tables count from 0 over the whole point."""
-    network = P.cached_network(str(point.model_path), P.sha256(point.model_path))
+    network = P.cached_network(str(point.model_path), sha256_file(point.model_path))
     images, labels, order = select_images(point, network)
     hardware = P.hardware_of(point.scenario)
     ann_network, ann_weights = A.network_for(point.model_path, network, hardware)
@@ -170,7 +171,7 @@ def _meta(point: Point, wall_s: float) -> dict[str, Any]:
     return {"key": point.key, "point": point.index, "params": point.params,
             "model_source": W.SOURCE if point.scenario.workload is not None else "trained model",
             "model_path": str(point.model_path),
-            "model_manifest_sha256": P.sha256(point.model_path), "wall_s": round(wall_s, 3),
+            "model_manifest_sha256": sha256_file(point.model_path), "wall_s": round(wall_s, 3),
             "time_unit": _time_unit(point), "versions": P.versions()}
 
 

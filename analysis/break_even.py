@@ -37,6 +37,7 @@ from accelsim import ann
 from accelsim import columns as C
 from accelsim import points as P
 from accelsim.chip import simulate
+from accelsim.modelfile import sha256_file
 from accelsim.network import INPUT
 from accelsim.runner import select_images
 
@@ -118,7 +119,7 @@ def main() -> None:
     rows = []
     started = time.perf_counter()
     for point in points:
-        network = P.cached_network(str(point.model_path), P.sha256(point.model_path))
+        network = P.cached_network(str(point.model_path), sha256_file(point.model_path))
         hw = P.hardware_of(point.scenario)
         preset = point.scenario.hardware.preset
         T = point.scenario.simulation.timesteps or network.timesteps
