@@ -50,6 +50,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import torch
+from bench_chip import best_of_turns  # the same turn-taking timer (run from analysis/)
 
 from accelsim import columns as col
 from accelsim import workloads
@@ -87,17 +88,6 @@ def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndar
     return net, np.asarray(x, dtype=np.float64), f"workload at {rate:g}"
 
 
-def _best(repeats: int, *calls):
-    times = [[] for _ in calls]
-    results = [None] * len(calls)
-    for _ in range(repeats):
-        for i, call in enumerate(calls):
-            t0 = time.perf_counter()
-            results[i] = call()
-            times[i].append(time.perf_counter() - t0)
-    return [min(t) for t in times], results
-
-
 def speed(case: str, rate: float, n: int, repeats: int) -> dict:
     from accelsim import functional
     from accelsim.chip import simulate
@@ -113,7 +103,7 @@ def speed(case: str, rate: float, n: int, repeats: int) -> dict:
 
     functional.run(net, x[:1])  # compile
     simulate(net, x[:1], hardware=hw)
-    (torch_s, core_s, sim_s), (_, core, sim) = _best(
+    (torch_s, core_s, sim_s), (_, core, sim) = best_of_turns(
         repeats, baseline, lambda: functional.run(net, x), lambda: simulate(net, x, hardware=hw))
     counts = core.counts
     spiking = [layer.name for layer in net.layers if layer.kind == "spiking"]
