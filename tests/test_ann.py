@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chip_support import chain
 
 from accelsim import ann
 from accelsim import columns as col
@@ -246,23 +247,15 @@ def test_priced_component_by_component():
 
 
 def test_timing_of_a_linear_chain_by_hand():
-    # input (2,) -> h: 3 units on one tile -> out: 1 unit; U=1, unit latencies, 1 x 3 mesh.
-    h = Layer(name="h", kind="spiking", shape=(3,), inputs=(Projection(
-        source=INPUT, op="linear", weight="h.w"),))
-    out = Layer(name="out", kind="output", shape=(1,), inputs=(Projection(
-        source="h", op="linear", weight="out.w"),))
-    net = Network(architecture=Architecture(name="c", input_shape=(2,), num_classes=1,
-                                            layers=(h, out)),
-                  weights={"h.w": np.ones((3, 2), np.float32),
-                           "out.w": np.ones((1, 3), np.float32)},
-                  timesteps=1, input_mean=(0.0,), input_std=(1.0,))
+    # l0 on one tile; U=1, unit latencies, 1 x 3 mesh.
+    net = chain([3], inputs=2)  # input (2,) -> l0: 3 units -> out: 1 unit, weights 1
     hw = load_hardware("45nm-generic", {
         "mesh.rows": 1, "mesh.cols": 3, "tile.accumulate_units": 1,
         "tile.neuron_update_units": 1, "noc.hop_latency_x_cycles": 2,
         "schedule.barrier_cycles": 5})
-    mapping = map_network(net, hw, {"h": 1, "out": 1})
+    mapping = map_network(net, hw, {"l0": 1, "out": 1})
     res = ann.simulate_ann(net, np.ones((1, 2)), None, hw, schedule="barrier", mapping=mapping)
-    # h (tile 0): MAC 2 inputs x 3 units = 6 steps; fire 3 neurons = 3; send 3 packets
+    # l0 (tile 0): MAC 2 inputs x 3 units = 6 steps; fire 3 neurons = 3; send 3 packets
     # (1 cycle each) to tile 1, 1 hop of 2 cycles: arrives at 6 + 3 + 3 + 2 = 14.
     # out (tile 1): barrier 5, MAC 3 steps, fire 1: ends at 14 + 5 + 3 + 1 = 23.
     assert res.layers[col.CYCLES].tolist() == [14, 9]

@@ -191,25 +191,17 @@ def test_a_scenario_rounding_unlike_its_chip_is_refused_before_simulating(tmp_pa
 
 def test_the_ann_times_and_prices_its_additions_at_its_layer_kind():
     """The ANN chain of test_ann's hand timeline with dense synapses 3 cycles and 35.5 pJ:
-    h's MAC is 6 steps x 3 = 18 cycles (then fire 3, send 3, hop 2: 26), out's 3 x 3 = 9 after
+    l0's MAC is 6 steps x 3 = 18 cycles (then fire 3, send 3, hop 2: 26), out's 3 x 3 = 9 after
     the barrier 5 and before its fire 1 (26 + 5 + 9 + 1 = 41); no spikes out."""
     from accelsim import ann
 
-    h = Layer(name="h", kind="spiking", shape=(3,), inputs=(Projection(
-        source=INPUT, op="linear", weight="h.w"),))
-    out = Layer(name="out", kind="output", shape=(1,), inputs=(Projection(
-        source="h", op="linear", weight="out.w"),))
-    net = Network(architecture=Architecture(name="c", input_shape=(2,), num_classes=1,
-                                            layers=(h, out)),
-                  weights={"h.w": np.ones((3, 2), np.float32),
-                           "out.w": np.ones((1, 3), np.float32)},
-                  timesteps=1, input_mean=(0.0,), input_std=(1.0,))
+    net = chain([3], inputs=2)  # input (2,) -> l0: 3 units -> out: 1 unit, weights 1
     hw = load_hardware("45nm-generic", {
         "mesh.rows": 1, "mesh.cols": 3, "tile.accumulate_units": 1,
         "tile.neuron_update_units": 1, "noc.hop_latency_x_cycles": 2,
         "schedule.barrier_cycles": 5, "tile.accumulate_latency_cycles": KIND_CYCLES,
         "energy.accumulate_pj": {"conv": 24.0, "dense": 35.5, "sparse": 33.6}})
-    mapping = map_network(net, hw, {"h": 1, "out": 1})
+    mapping = map_network(net, hw, {"l0": 1, "out": 1})
     res = ann.simulate_ann(net, np.ones((1, 2)), None, hw, schedule="barrier", mapping=mapping)
     assert res.layers[col.CYCLES].tolist() == [26, 15]
     assert res.images[col.TOTAL_CYCLES].tolist() == [41]

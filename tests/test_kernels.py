@@ -162,10 +162,12 @@ def test_lif_step_matches_naive_and_clears_the_step(c, h, w, leak, threshold, se
     assert not current.any() and not touched.any() and not reached.any()
 
 
+@pytest.mark.parametrize("truncate, rounding", [(False, np.floor), (True, np.trunc)])
 @SETTINGS
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**31 - 1))
-def test_fixed_lif_step_floors_and_saturates(c, h, w, seed):
-    """int64 membranes: u = clip(floor(u * L / 2**s) + I, lo, hi), strict threshold, soft reset."""
+def test_fixed_lif_step_rounds_and_saturates(truncate, rounding, c, h, w, seed):
+    """int64 membranes: u = clip(round(u * L / 2**s) + I, lo, hi), strict threshold, soft reset;
+    round is floor, or truncation toward zero (Loihi)."""
     rng = np.random.default_rng(seed)
     n = c * h * w
     u0 = rng.integers(-300, 300, size=(c, h, w))
@@ -175,8 +177,8 @@ def test_fixed_lif_step_floors_and_saturates(c, h, w, seed):
     out = [np.zeros(n, dtype=np.int32) for _ in range(4)]
     n_spikes, _ = k.lif_step(current, membrane, np.zeros(h * w, dtype=np.uint8),
                              np.zeros(n, dtype=np.uint8), c, h, w, 3, 2, v, lo, hi,
-                             np.zeros(n, dtype=np.uint8), *out)
-    u = np.clip(np.floor(u0 * 3 / 4) + i0, lo, hi)
+                             np.zeros(n, dtype=np.uint8), *out, truncate)
+    u = np.clip(rounding(u0 * 3 / 4) + i0, lo, hi)
     fired = u > v
     np.testing.assert_array_equal(out[0][:n_spikes], np.flatnonzero(fired))
     np.testing.assert_array_equal(membrane, naive.chw_to_hwc(u - v * fired).astype(np.int64))
@@ -191,26 +193,6 @@ def test_fixed_leak_rounding_floor_and_truncate_differ_on_negative_membranes():
         k.lif_step(current, membrane, np.zeros(1, dtype=np.uint8), np.zeros(4, dtype=np.uint8),
                    4, 1, 1, 3, 2, 100, -256, 255, np.zeros(4, dtype=np.uint8), *out, truncate)
         assert membrane.tolist() == expected
-
-
-@SETTINGS
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**31 - 1))
-def test_fixed_lif_step_truncates_toward_zero(c, h, w, seed):
-    """int64 membranes, Loihi rounding: u = clip(trunc(u * L / 2**s) + I, lo, hi)."""
-    rng = np.random.default_rng(seed)
-    n = c * h * w
-    u0 = rng.integers(-300, 300, size=(c, h, w))
-    i0 = rng.integers(-200, 200, size=(c, h, w))
-    lo, hi, v = -256, 255, 100
-    membrane, current = naive.chw_to_hwc(u0), naive.chw_to_hwc(i0)
-    out = [np.zeros(n, dtype=np.int32) for _ in range(4)]
-    n_spikes, _ = k.lif_step(current, membrane, np.zeros(h * w, dtype=np.uint8),
-                             np.zeros(n, dtype=np.uint8), c, h, w, 3, 2, v, lo, hi,
-                             np.zeros(n, dtype=np.uint8), *out, True)
-    u = np.clip(np.trunc(u0 * 3 / 4) + i0, lo, hi)
-    fired = u > v
-    np.testing.assert_array_equal(out[0][:n_spikes], np.flatnonzero(fired))
-    np.testing.assert_array_equal(membrane, naive.chw_to_hwc(u - v * fired).astype(np.int64))
 
 
 def test_accumulate_step_sums_without_leak_or_threshold():
