@@ -37,26 +37,33 @@ tile d:
    packets in (ready, neuron, destination) order, ``packet_cycles = ceil(packet bits / link
    width) * flit_cycles`` each. A packet is *admitted* (its credit taken) at ``inject = max(
    ready, port free, previous admission at the destination, destination open for t,
-   start_{k-depth})``: the destination's input queue holds ``depth`` packets (admitted, not yet
-   started), so a full queue stalls the sender's port; ``stall_cycles`` counts that wait.
-   The destination is open for t once every source's end-of-timestep signal of t-1 arrived.
-   The head reaches the destination after ``|dx| * hop_x + |dy| * hop_y`` cycles (XY routing);
-   the destination's ejection link is serialised (``packet_cycles`` per packet, in queue order),
-   and the packet has arrived when it has fully passed it.
+   start_{k-depth}, a slot in the router's injection buffer)``: the destination's input queue
+   holds ``depth`` packets (admitted, not yet started), so a full queue stalls the sender's
+   port; ``stall_cycles`` counts that wait. The destination is open for t once every source's
+   end-of-timestep signal of t-1 arrived. The packet then crosses the mesh on its XY route
+   (:mod:`accelsim.chip.mesh`): every directed link is serialised (``packet_cycles`` per
+   packet) and ends in a router input buffer of ``noc.router_buffer_packets`` whole packets
+   (virtual cut-through, FIFO, credit-based back-pressure); the destination's ejection link is
+   serialised too, and the packet has arrived when it has fully passed it. Alone on the mesh
+   it arrives ``|dx| * hop_x + |dy| * hop_y + packet_cycles`` after its admission.
 
-*Queue order* at a destination is (timestep, ready cycle, source tile, neuron): the order spikes
-were emitted, ties broken by source tile then neuron. Admission, ejection and service all follow
-it, so every quantity above is a max-plus recurrence over packets ordered by that key, and the
-model is deterministic.
+*Queue order* is (timestep, ready cycle, source tile, neuron, destination tile): the order spikes
+were emitted (oldest timestep first), ties broken by source tile, neuron, destination. Ports,
+admission, every mesh link and buffer, ejection and service follow it (static arbitration: a
+link waits for the next packet in that order even when a later one is already at its input, and
+in the ``pipelined`` schedule it carries timestep t's packets before t+1's). So a packet never
+waits for one later in the order, every quantity above is a max-plus recurrence over packets
+ordered by that key, the mesh cannot deadlock, and the model is deterministic.
 
 Schedules: ``barrier`` starts timestep t+1 on every tile ``barrier_cycles`` after the last tile
 finished timestep t; ``pipelined`` has no global barrier (a tile moves on when its own phases
 and inputs allow).
 
-Not modelled: contention on intermediate mesh links and router buffers (only the injection and
-ejection ports serialise), dynamic DRAM arbitration (time division instead), loading the analog
-image into the first layer's tiles, and overlap of a tile's fire phase with its integration of
-the next timestep.
+Not modelled: work-conserving or adaptive mesh arbitration (links follow the static queue order
+above; a router never lets a later packet overtake an earlier one that has not yet reached it),
+virtual channels, credit return latency (a credit is back upstream the cycle its slot frees),
+dynamic DRAM arbitration (time division instead), loading the analog image into the first
+layer's tiles, and overlap of a tile's fire phase with its integration of the next timestep.
 
 Modes. Both are SimPy simulations (the reference one ``simpy.Environment`` per image, the fast
 mode one per batch of images on copies of the chip) and step every tile
@@ -68,12 +75,14 @@ what a SimPy event is:
   process; the end of a group's SEND (carrying its tiles' end-of-timestep cycles), a group
   being ready to accept timestep t, and the barrier are events; the DRAM channel is a
   ``simpy.Resource``. The work of a phase (the fire-ready cycles, and every packet's admission,
-  arrival, start and finish with the per-tile counters) is computed by numba kernels over the
-  phase's packets.
+  every hop, arrival, start and finish with the per-tile counters) is computed by numba kernels
+  over the phase's packets; the phases that send are timed one after another in queue order
+  (timestep, then sending layer in network order), as they share the mesh.
 - ``reference`` (:mod:`accelsim.chip.reference`): events are *spike packets*. Each tile has a
-  unit process, an output-port process and an admission process; an input queue is a
-  ``simpy.Store`` of capacity ``depth``, an ejection link a ``simpy.Resource``, and every
-  packet waits for its port, its credit, its flight, its ejection and its service as events.
+  unit process, an output-port process and an admission process; every mesh channel a process
+  that hands it to its packets in queue order; an input queue and every router buffer is a
+  ``simpy.Store`` of its capacity (its credits), and every packet is a process that waits for
+  its port, its credits, each hop and its service as events.
 
 Both fill the same :class:`Timeline`; the tests demand exact equality.
 

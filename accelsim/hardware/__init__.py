@@ -111,13 +111,19 @@ class TileConfig(_Section):
 
 
 class NocConfig(_Section):
-    """Spike packets on the mesh: XY routing, per-hop latency, link serialisation."""
+    """Spike packets on the mesh: XY routing, per-hop latency, serialised links, finite router
+    buffers (accelsim.chip.mesh)."""
 
     hop_latency_x_cycles: int = Field(ge=0, description="per east-west hop")
     hop_latency_y_cycles: int = Field(ge=0, description="per north-south hop")
     link_width_bits: int = Field(ge=1)
     packet_bits: int = Field(ge=1, description="one spike packet (address + header)")
     flit_cycles: int = Field(1, ge=1, description="cycles to move one link-width flit")
+    router_buffer_packets: int = Field(
+        4, ge=1, description="whole packets one router input buffer holds (virtual "
+        "cut-through, credit-based; accelsim.chip.mesh); design choice: 4, so that one "
+        "stream never waits for credits while a slot is held for at most 3 packet times "
+        "(hop latency + packet cycles)")
 
     @property
     def packet_cycles(self) -> int:
