@@ -84,13 +84,32 @@ def injection_credit(s, ring, ring_n, depth):
 
 
 @njit(cache=True)
+def _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, eject):
+    """The head crosses channel ``c`` out of buffer ``held`` (where it is packet ``k_held``):
+    returns the cycle it starts; updates the channel, the buffer it leaves and, unless ``c``
+    is an ejection channel, the count of the buffer it enters."""
+    x = max(head, free[c])
+    if k_held > 0:  # FIFO: the packet ahead in the buffer has gone
+        x = max(x, ring[held, (k_held - 1) & mask])
+    if not eject:
+        k = ring_n[c]
+        if k >= depth:  # credit: packet k - depth has left c's buffer
+            x = max(x, ring[c, (k - depth) & mask])
+        ring_n[c] = k + 1
+    free[c] = x + F
+    ring[held, k_held & mask] = x + F
+    return x
+
+
+@njit(cache=True)
 def traverse(inj, s, d, cols, hop_x, hop_y, packet_cycles, depth, free, ring, ring_n):
     """Move one packet, injected by tile ``s`` at ``inj`` (its credit in the injection buffer
     taken, see :func:`injection_credit`), to tile ``d``; every packet earlier in queue order
     has been moved. ``free`` (channels,) holds when each channel is next free, ``ring``
     (channels, ring_size) when each buffer's recent packets left it (tail gone), ``ring_n``
     how many packets entered each buffer; all are updated. Returns when the packet has fully
-    crossed the ejection channel."""
+    crossed the ejection channel. (The route of :func:`next_channel`, walked without a
+    division per hop.)"""
     mask = ring.shape[1] - 1
     F = packet_cycles
     held = s * PORTS + INJECT  # the buffer the packet is in
@@ -98,23 +117,25 @@ def traverse(inj, s, d, cols, hop_x, hop_y, packet_cycles, depth, free, ring, ri
     ring_n[held] = k_held + 1
     head = inj
     r = s
-    while True:
-        c, nxt, lat = next_channel(r, d, cols, hop_x, hop_y)
-        x = max(head, free[c])
-        if k_held > 0:  # FIFO: the packet ahead in the buffer has gone
-            x = max(x, ring[held, (k_held - 1) & mask])
-        eject = c % PORTS == EJECT
+    sc, dc = s % cols, d % cols
+    step, port = (1, EAST) if dc > sc else (-1, WEST)
+    for _ in range(abs(dc - sc)):
+        c = r * PORTS + port
         k = ring_n[c]
-        if not eject and k >= depth:  # credit: packet k - depth has left c's buffer
-            x = max(x, ring[c, (k - depth) & mask])
-        free[c] = x + F
-        ring[held, k_held & mask] = x + F
-        if eject:
-            return x + F
-        ring_n[c] = k + 1
+        x = _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, False)
         held, k_held = c, k
-        head = x + lat
-        r = nxt
+        head = x + hop_x
+        r += step
+    step, port = (cols, SOUTH) if d > r else (-cols, NORTH)
+    for _ in range(abs(d - r) // cols):
+        c = r * PORTS + port
+        k = ring_n[c]
+        x = _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, False)
+        held, k_held = c, k
+        head = x + hop_y
+        r += step
+    x = _hop(head, d * PORTS + EJECT, held, k_held, F, depth, free, ring, ring_n, mask, True)
+    return x + F
 
 
 def state(images: int, rows: int, cols: int, depth: int
