@@ -38,8 +38,8 @@ tile d:
    width) * flit_cycles`` each. A packet is *admitted* (its credit taken) at ``inject = max(
    ready, port free, previous admission at the destination, destination open for t,
    start_{k-depth}, a slot in the router's injection buffer)``: the destination's input queue
-   holds ``depth`` packets (admitted, not yet started), so a full queue stalls the sender's
-   port; ``stall_cycles`` counts that wait. The destination is open for t once every source's
+   holds ``depth`` packets (admitted, not yet started), so a full queue (or a full injection
+   buffer) stalls the sender's port; ``stall_cycles`` counts that wait. The destination is open for t once every source's
    end-of-timestep signal of t-1 arrived. The packet then crosses the mesh on its XY route
    (:mod:`accelsim.chip.mesh`): every directed link is serialised (``packet_cycles`` per
    packet) and ends in a router input buffer of ``noc.router_buffer_packets`` whole packets
