@@ -14,7 +14,11 @@ tile d:
    cycles to read the tile's weights from its SRAM banks, and the DRAM time of spilled
    weights); the current is kept for every timestep. With ``first_layer: bias`` there is no
    MAC phase: a host computes the current and the chip holds it as each neuron's bias (no
-   MACs, no weight reads; the bias is read from membrane storage at every update).
+   MACs, no weight reads; the bias is read from membrane storage at every update). A layer's
+   own bias (:class:`~accelsim.network.Layer` ``bias``) is held the same way: each neuron's
+   constant current (its bias plus any analog-input current) is written to membrane storage
+   once at t = 1 and read at every update, and all its neurons count as active at every
+   timestep; it costs no cycles of its own (the update reads it).
 2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
    time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
    first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
@@ -255,7 +259,9 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
     dram = per_layer("dram_bits")
     end = np.maximum.reduceat(tile_end, starts, axis=2).transpose(0, 2, 1)
     neurons = np.add.reduceat(plan.tile_neurons, starts)[None, :, None]
-    has_const = np.array([any(p.source == INPUT for p in layer.inputs) for layer in layers])
+    # a constant current (analog input, bias) is held per neuron: written once, read every update
+    has_const = np.array([layer.bias is not None or any(p.source == INPUT for p in layer.inputs)
+                          for layer in layers])
     const = np.where(has_const, 1, 0)[None, :, None] * neurons
     mem_read = (synops + neurons + const) * mb
     mem_write = (synops + neurons) * mb
