@@ -52,6 +52,19 @@ def test_import_dietsnn_writes_a_model_file(workdir):
     assert r.exit_code == 2 and "--mean/--std" in r.output
 
 
+def test_import_dietsnn_reads_the_authors_resnet(workdir):
+    torch = pytest.importorskip("torch")
+    from test_checkpoints import _authors_resnet_state_dict
+
+    torch.save({"state_dict": _authors_resnet_state_dict()[0]}, workdir / "resnet.pth")
+    r = CliRunner().invoke(app, ["import-dietsnn", str(workdir / "resnet.pth"),
+                                 str(workdir / "resnet"), "--arch", "resnet20", "--mean",
+                                 "0,0,0", "--std", "1,1,1"])
+    assert r.exit_code == 0, r.output
+    net = load_model(workdir / "resnet")
+    assert net.architecture.name == "resnet20" and net.layers[-2].name == "stage4.block2.conv2"
+
+
 def test_import_dietsnn_refuses_a_pickle_with_a_payload(workdir):
     torch = pytest.importorskip("torch")
     from test_checkpoints import _authors_state_dict, _Payload
