@@ -156,13 +156,18 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
              mode: Literal["fast", "reference"] = "fast",
              schedule: Literal["barrier", "pipelined"] | None = None,
              arithmetic: Literal["float", "fixed"] = "float", quantization=None,
-             per_tile: bool = False) -> SimulationResult:
+             per_tile: bool = False, trace: str | Path | None = None,
+             trace_image: int = 0) -> SimulationResult:
     """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
     ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
     ``quantization`` against the tile (:func:`accelsim.quantize.check_tile`: widths, leak
     rounding) and rounds the leak as the tile does unless it names a rounding.
+
+    ``trace`` (a path) also writes the timeline of image ``trace_image`` (0-based; the first by
+    default) as a Chrome trace: the file ``accelsim trace --image K`` writes for that image
+    (:func:`accelsim.trace.trace_image`).
     """
     from accelsim import functional, quantize
 
@@ -175,9 +180,22 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     assert result.spikes is not None
     if labels is not None:
         labels = _labels(labels, len(result.predictions), network.layers[-1].neurons)
-    return replay(network, result.spikes, hw, counts=result.counts,
-                  predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
-                  schedule=schedule, per_tile=per_tile)
+    if trace is not None and (isinstance(trace_image, bool)
+                              or not isinstance(trace_image, int | np.integer)
+                              or not 0 <= trace_image < len(result.predictions)):
+        raise ValueError(f"trace_image {trace_image!r}: pick an image 0..."
+                         f"{len(result.predictions) - 1} of the {len(result.predictions)} given")
+    simulated = replay(network, result.spikes, hw, counts=result.counts,
+                       predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
+                       schedule=schedule, per_tile=per_tile)
+    if trace is not None:
+        from accelsim.trace import trace_image as image_trace
+        from accelsim.trace import write_trace
+
+        write_trace(trace, image_trace(network, images[trace_image], hw, timesteps=T,
+                                       mode=mode, schedule=schedule, arithmetic=arithmetic,
+                                       quantization=quantization)[0])
+    return simulated
 
 
 def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path, *,
