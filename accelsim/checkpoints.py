@@ -31,11 +31,11 @@ ResNet (:data:`accelsim.architectures.RESNET_PLANS`; the network is the plan's, 
   ``resnet34`` plan pools the stem by 4 and the last map globally, so only a checkpoint with
   ``Linear(512, classes)`` fits it).
 
-The weights run under accelsim's neuron (docs/design.md §2). The authors' forward pass differs
-in two ways, so an imported model's spikes are not theirs step for step: a layer there emits the
-spikes of its membrane *before* the step's update (one step of delay per layer), and subtracts
-the threshold from the leaked membrane (``u = lambda u + I - v o``) where accelsim leaks the
-reset membrane.
+The weights run under accelsim's no-delay neuron (docs/design.md §2). Revisions of the authors'
+``*_spiking.py`` that compute a layer's spikes from its membrane *before* the step's update (one
+step of delay per layer, the threshold subtracted from the leaked membrane: ``u = lambda u + I -
+v o``) give other spikes from the same weights, so an imported model is compared with theirs by
+accuracy, not spike for spike.
 
 Loading uses ``torch.load(weights_only=True)``: a checkpoint that needs anything but tensors and
 plain containers to unpickle (a pickle carrying code) is refused, and nothing in it runs.
