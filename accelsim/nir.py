@@ -17,11 +17,10 @@ v_threshold = v, v_reset = 0)``. The accumulate-only output layer is NIR's integ
 shape), all equal; a conv or linear projection is a ``Conv2d`` (zero bias) / ``Linear``, except
 that a layer's bias (a constant current every step, one value per channel or unit) rides on its
 first weighted projection: that ``Conv2d``'s ``bias``, or an ``Affine`` instead of the
-``Linear``; an average
-pool of the source's spikes an ``AvgPool2d`` (kernel = stride); a linear projection from a
-(C, H, W) layer goes through ``Flatten`` (C, H, W order, as accelsim flattens); a ResNet shortcut
-is an edge from the source neuron (or its pool) straight into the target neuron, and NIR sums
-the currents of every edge into a node, as accelsim does.
+``Linear``; an average pool of the source's spikes is an ``AvgPool2d`` (kernel = stride); a
+linear projection from a (C, H, W) layer goes through ``Flatten`` (C, H, W order, as accelsim
+flattens); a ResNet shortcut is an edge from the source neuron (or its pool) straight into the
+target neuron, and NIR sums the currents of every edge into a node, as accelsim does.
 
 What NIR does not say, and how accelsim records it (node and graph ``metadata``, which NIR
 files keep, so that export -> import is exact):
@@ -46,11 +45,10 @@ by more than 1e-6. The biases of a neuron's incoming ``Conv2d`` / ``Affine`` nod
 ``Scale`` after them, and the input gain) add up to the layer's bias, named ``<layer>.bias``
 (or the name in the neuron's ``bias`` metadata). Not supported, each with an error naming the
 node: a bias on a layer without a weighted input (export), per-neuron leaks or thresholds that
-differ within a layer, ``v_leak`` or
-``v_reset`` not zero, pools with padding or kernel != stride, dilation, groups, non-square
-kernels, recurrent edges, nested graphs, and every other primitive (Delay, Threshold, LI,
-Conv1d, ...). A graph that ends in a spiking neuron gets an accumulate-only output layer
-``readout`` that sums its spikes (the usual rate readout).
+differ within a layer, ``v_leak`` or ``v_reset`` not zero, pools with padding or kernel !=
+stride, dilation, groups, non-square kernels, recurrent edges, nested graphs, and every other
+primitive (Delay, Threshold, LI, Conv1d, ...). A graph that ends in a spiking neuron gets an
+accumulate-only output layer ``readout`` that sums its spikes (the usual rate readout).
 """
 
 from __future__ import annotations
