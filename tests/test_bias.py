@@ -185,3 +185,18 @@ def test_model_file_round_trip_keeps_the_bias_exactly(biased, tmp_path):
         np.testing.assert_array_equal(back.weights[name], w)
     a, b = run(net, images), run(back, images)
     np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_a_model_file_without_its_bias_tensor_is_refused_by_name(biased, tmp_path):
+    import json
+
+    from accelsim.modelfile import ModelFileError
+
+    net, _ = biased
+    manifest = save_model(tmp_path / "biased", net)
+    data = json.loads(manifest.read_text())
+    first = net.layers[0]
+    del data["weights"][first.bias]  # the manifest lists the tensors; one bias left out
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match=rf"missing \['{first.bias}'\]"):
+        load_model(tmp_path / "biased")
