@@ -43,13 +43,14 @@ tile d:
    ready, port free, previous admission at the destination, destination open for t,
    start_{k-depth}, a slot in the router's injection buffer)``: the destination's input queue
    holds ``depth`` packets (admitted, not yet started), so a full queue (or a full injection
-   buffer) stalls the sender's port; ``stall_cycles`` counts that wait. The destination is open for t once every source's
-   end-of-timestep signal of t-1 arrived. The packet then crosses the mesh on its XY route
-   (:mod:`accelsim.chip.mesh`): every directed link is serialised (``packet_cycles`` per
-   packet) and ends in a router input buffer of ``noc.router_buffer_packets`` whole packets
-   (virtual cut-through, FIFO, credit-based back-pressure); the destination's ejection link is
-   serialised too, and the packet has arrived when it has fully passed it. Alone on the mesh
-   it arrives ``|dx| * hop_x + |dy| * hop_y + packet_cycles`` after its admission.
+   buffer) stalls the sender's port; ``stall_cycles`` counts that wait. The destination is
+   open for t once every source's end-of-timestep signal of t-1 arrived. The packet then
+   crosses the mesh on its XY route (:mod:`accelsim.chip.mesh`): every directed link is
+   serialised (``packet_cycles`` per packet) and ends in a router input buffer of
+   ``noc.router_buffer_packets`` whole packets (virtual cut-through, FIFO, credit-based
+   back-pressure); the destination's ejection link is serialised too, and the packet has
+   arrived when it has fully passed it. Alone on the mesh it arrives ``|dx| * hop_x + |dy| *
+   hop_y + packet_cycles`` after its admission.
 
 *Queue order* is (timestep, ready cycle, source tile, neuron, destination tile): the order spikes
 were emitted (oldest timestep first), ties broken by source tile, neuron, destination. Ports,
