@@ -194,10 +194,6 @@ def accumulate_cycles(synops_by_kind: np.ndarray, hardware: Hardware) -> np.ndar
                for k, kind in enumerate(SYNAPSE_KINDS))
 
 
-def _coords(tiles: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    return tiles // cols, tiles % cols
-
-
 def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
     """For each output position of one axis, the kernel taps that land inside the input."""
     o = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]
@@ -262,7 +258,7 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             mac_dram[t] += spill
     fire = (ceil_div(tile_neurons, tile_cfg.neuron_update_units)
             * tile_cfg.neuron_update_latency_cycles)
-    rr, cc = _coords(np.arange(n_tiles), hw.mesh.cols)
+    rr, cc = mapping.tile_row, mapping.tile_col
     dx = np.abs(cc[:, None] - cc[None, :])
     dy = np.abs(rr[:, None] - rr[None, :])
     hop = dx * hw.noc.hop_latency_x_cycles + dy * hw.noc.hop_latency_y_cycles
