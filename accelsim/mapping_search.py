@@ -6,10 +6,12 @@ never changes what spikes) through the cycle-level chip for every candidate:
 
 1. each policy of :data:`accelsim.hardware.MAPPING_POLICIES` as :mod:`accelsim.mapping` places
    the network;
-2. from the best of them, ``rounds`` rounds of coordinate descent over the layers in network
+2. from each of them, ``rounds`` rounds of coordinate descent over the layers in network
    order: the layer's tile count halved, then doubled (within what the layer can use and the
-   chip holds), every other layer's count fixed; a candidate is kept when it lowers the
-   objective.
+   chip holds), every other layer's count fixed; a move is kept when it lowers the objective.
+
+The choice is the best mapping evaluated; the hardware's own mapping (evaluated first) is kept
+unless a candidate is strictly better.
 
 Deterministic: the same network, images and hardware give the same choice. The objective is
 the mean over the sample (``edp``: mean energy x mean latency, as the summary reports it).
@@ -119,34 +121,37 @@ def search(network: Network, images: np.ndarray, hardware: Hardware, *,
         return hardware.model_copy(update={"mapping": MappingConfig(
             policy=policy, tiles_per_layer=counts or {})})
 
-    default, _ = evaluate(hardware)
-    best_value, best_hw = default, hardware
-    best_policy, best_counts = "", {}
-    for policy in MAPPING_POLICIES:
+    def descend(policy: str) -> tuple[float, Hardware]:
+        """Coordinate descent over the layers' tile counts from ``policy``'s own mapping."""
         hw = with_mapping(policy)
         value, counts = evaluate(hw)
-        if not best_policy or value < best_value:
-            best_value, best_policy, best_counts, best_hw = value, policy, counts, hw
-    cap = hardware.tile.max_neurons
-    for _ in range(rounds):
-        moved = False
-        for layer in network.layers:
-            here = best_counts[layer.name]
-            for n in (here // 2, here * 2):
-                n = min(max(n, min_tiles(layer, cap)), max_tiles(layer))
-                trial = {**best_counts, layer.name: n}
-                if n == here or sum(trial.values()) > hardware.mesh.tiles:
-                    continue
-                hw = with_mapping(best_policy, trial)
-                try:
-                    value, counts = evaluate(hw)
-                except MappingError:
-                    continue
-                if value < best_value:
-                    best_value, best_counts, best_hw, moved = value, counts, hw, True
-                    break
-        if not moved:
-            break
+        cap = hardware.tile.max_neurons
+        for _ in range(rounds):
+            moved = False
+            for layer in network.layers:
+                here = counts[layer.name]
+                for n in (here // 2, here * 2):
+                    n = min(max(n, min_tiles(layer, cap)), max_tiles(layer))
+                    trial = {**counts, layer.name: n}
+                    if n == here or sum(trial.values()) > hardware.mesh.tiles:
+                        continue
+                    try:
+                        tried, _ = evaluate(with_mapping(policy, trial))
+                    except MappingError:
+                        continue
+                    if tried < value:
+                        value, counts, hw, moved = tried, trial, with_mapping(policy, trial), True
+                        break
+            if not moved:
+                break
+        return value, hw
+
+    default, _ = evaluate(hardware)
+    best_value, best_hw = default, hardware
+    for policy in MAPPING_POLICIES:
+        value, hw = descend(policy)
+        if value < best_value:
+            best_value, best_hw = value, hw
     table = pd.DataFrame(rows)
     chosen = int(np.flatnonzero(table["objective"].to_numpy() == best_value)[0])
     table["chosen"] = np.arange(len(table)) == chosen
