@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chip_support import chain, tiny_hw
+from chip_support import assert_modes_equal, chain, tiny_hw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -259,6 +259,18 @@ def test_compact_snakes_through_the_mesh():
     assert steps.tolist() == [1] * 5
     m = map_network(net, tiny_hw(mesh__rows=2, mesh__cols=3))
     assert m.tile_col.tolist() == [0, 1, 2, 0, 1, 2]
+    # both modes agree on the snake, and every packet travels one hop (one spike per layer)
+    spikes = _every_neuron_spikes_once(net)
+    result, _ = assert_modes_equal(net, spikes, hw, 1)
+    per_layer = result.layers.set_index(col.LAYER)
+    assert per_layer[col.NOC_PACKETS].tolist() == [1, 1, 1, 1, 1, 0]
+    assert per_layer[col.NOC_HOPS].tolist() == [1, 1, 1, 1, 1, 0]
+
+
+def test_compact_dense_fast_equals_reference():
+    net = _dense()
+    hw = load_hardware("loihi-like", {"mapping.policy": "compact"})
+    assert_modes_equal(net, _every_neuron_spikes_once(net), hw, 1)
 
 
 def test_compact_takes_the_fewest_tiles_that_hold_each_layer():
