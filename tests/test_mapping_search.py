@@ -77,3 +77,30 @@ def test_search_spec_is_validated():
         SearchSpec(images=0)
     with pytest.raises(ValueError, match="objective must be one of"):
         search(_net(), _images(1), load_hardware("45nm-generic"), objective="power")
+
+
+def test_a_scenario_simulates_the_choice_and_reports_it(tmp_path, monkeypatch):
+    from scenario_support import save_tiny_model, write_scenario
+
+    from accelsim import results as R
+    from accelsim import runner
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "trained_models").mkdir()
+    save_tiny_model(tmp_path / "trained_models")
+    path = write_scenario(tmp_path, "name: searched\nmodel: tiny\ndata: {images: 3}\n"
+                          "hardware: {overrides: {mesh.rows: 3, mesh.cols: 3}}\n"
+                          "mapping_search: {objective: latency, images: 2, rounds: 1}\n")
+    res = R.load(runner.run(path, scheduler=runner.SERIAL, progress=False).folder)
+    row = res.summary.iloc[0]
+    assert row[col.SEARCH_OBJECTIVE] == "latency"
+    assert row[col.MAPPING_POLICY] in ("spread", "compact")
+    assert row[col.SEARCH_BEST] <= row[col.SEARCH_DEFAULT]
+    assert row[col.SEARCH_GAIN] == pytest.approx(1 - row[col.SEARCH_BEST] / row[col.SEARCH_DEFAULT])
+    # the run simulated the chosen mapping
+    assert row[col.MAPPING_TILES] == " ".join(f"{k}:{v}" for k, v in zip(
+        res.mapping[col.LAYER], res.mapping[col.TILES], strict=True))
+    # the search's sample is the run's first 2 images: its latency is theirs
+    first = res.images[res.images[col.IMAGE] < 2][col.LATENCY_US].mean()
+    assert row[col.SEARCH_BEST] == pytest.approx(first, rel=1e-12)
+    assert "mapping (searched)" in R.format_summary(res)
