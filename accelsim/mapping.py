@@ -326,8 +326,9 @@ def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int
     compact = hw.mapping.policy == "compact"
     most = [_fewest_holding(network, layer, counts[i], hw) if compact else _chw(layer)[0]
             for i, layer in enumerate(layers)]
-    if compact and sum(most) <= available:
-        return [counts[i] if i in fixed else most[i] for i in range(len(layers))]
+    fewest = [counts[i] if i in fixed else most[i] for i in range(len(layers))]
+    if compact and sum(fewest) <= available:
+        return fewest
     # split by channel where that lowers the largest per-tile weight footprint
     heap = [(-bits[i] / counts[i], i) for i in range(len(layers))
             if counts[i] < most[i] and i not in fixed]
@@ -363,7 +364,7 @@ def _fewest_holding(network: Network, layer: Layer, least: int, hw: Hardware) ->
     stay in SRAM; ``least`` when no number of tiles keeps them in SRAM."""
     c, h, w = _chw(layer)
     per_channel = _layer_weight_bits(network, layer, hw.tile.weight_bits) // c
-    if per_channel > hw.tile.weight_sram_capacity_bits:
+    if not 0 < per_channel <= hw.tile.weight_sram_capacity_bits:
         return least
     groups = -(-c // (hw.tile.weight_sram_capacity_bits // per_channel))
     for n in range(max(least, groups), max_tiles(layer) + 1):

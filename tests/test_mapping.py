@@ -357,3 +357,14 @@ def test_fixed_layers_leave_the_rest_to_the_policy():
     assert counts["l0"] == 3 and sum(counts.values()) == 8
     with pytest.raises(MappingError, match=r"needs 10 tiles \(tiles_per_layer.*'l0' alone needs 8"):
         map_network(chain([8, 6]), hw, {"l0": 8})
+
+
+def test_compact_with_a_fixed_layer_shares_what_is_left():
+    """chain 4-6 on 8 tiles: compact holds l0, l1, out on one tile each; with l0 fixed at 6,
+    the rest get one each (8 used); fixed at 7 the 9 tiles asked exceed the chip."""
+    hw = tiny_hw(mesh__cols=8, mapping__policy="compact")
+    assert map_network(chain([4, 6]), hw).table()[col.TILES].tolist() == [1, 1, 1]
+    assert map_network(chain([4, 6]), hw, {"l0": 4}).table()[col.TILES].tolist() == [4, 1, 1]
+    assert map_network(chain([8, 6]), hw, {"l0": 6}).table()[col.TILES].tolist() == [6, 1, 1]
+    with pytest.raises(MappingError, match="needs 9 tiles"):
+        map_network(chain([8, 6]), hw, {"l0": 7})
