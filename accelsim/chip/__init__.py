@@ -14,7 +14,11 @@ tile d:
    cycles to read the tile's weights from its SRAM banks, and the DRAM time of spilled
    weights); the current is kept for every timestep. With ``first_layer: bias`` there is no
    MAC phase: a host computes the current and the chip holds it as each neuron's bias (no
-   MACs, no weight reads; the bias is read from membrane storage at every update).
+   MACs, no weight reads; the bias is read from membrane storage at every update). A layer's
+   own bias (:class:`~accelsim.network.Layer` ``bias``) is held the same way: each neuron's
+   constant current (its bias plus any analog-input current) is written to membrane storage
+   once at t = 1 and read at every update, and all its neurons count as active at every
+   timestep; it costs no cycles of its own (the update reads it).
 2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
    time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
    first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
@@ -152,13 +156,18 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
              mode: Literal["fast", "reference"] = "fast",
              schedule: Literal["barrier", "pipelined"] | None = None,
              arithmetic: Literal["float", "fixed"] = "float", quantization=None,
-             per_tile: bool = False) -> SimulationResult:
+             per_tile: bool = False, trace: str | Path | None = None,
+             trace_image: int = 0) -> SimulationResult:
     """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
     ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
     ``quantization`` against the tile (:func:`accelsim.quantize.check_tile`: widths, leak
     rounding) and rounds the leak as the tile does unless it names a rounding.
+
+    ``trace`` (a path) also writes the timeline of image ``trace_image`` (0-based; the first by
+    default) as a Chrome trace: the file ``accelsim trace --image K`` writes for that image
+    (:func:`accelsim.trace.trace_image`).
     """
     from accelsim import functional, quantize
 
@@ -171,9 +180,22 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     assert result.spikes is not None
     if labels is not None:
         labels = _labels(labels, len(result.predictions), network.layers[-1].neurons)
-    return replay(network, result.spikes, hw, counts=result.counts,
-                  predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
-                  schedule=schedule, per_tile=per_tile)
+    if trace is not None and (isinstance(trace_image, bool)
+                              or not isinstance(trace_image, int | np.integer)
+                              or not 0 <= trace_image < len(result.predictions)):
+        raise ValueError(f"trace_image {trace_image!r}: pick an image 0..."
+                         f"{len(result.predictions) - 1} of the {len(result.predictions)} given")
+    simulated = replay(network, result.spikes, hw, counts=result.counts,
+                       predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
+                       schedule=schedule, per_tile=per_tile)
+    if trace is not None:
+        from accelsim.trace import trace_image as image_trace
+        from accelsim.trace import write_trace
+
+        write_trace(trace, image_trace(network, images[trace_image], hw, timesteps=T,
+                                       mode=mode, schedule=schedule, arithmetic=arithmetic,
+                                       quantization=quantization)[0])
+    return simulated
 
 
 def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path, *,
@@ -255,7 +277,9 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
     dram = per_layer("dram_bits")
     end = np.maximum.reduceat(tile_end, starts, axis=2).transpose(0, 2, 1)
     neurons = np.add.reduceat(plan.tile_neurons, starts)[None, :, None]
-    has_const = np.array([any(p.source == INPUT for p in layer.inputs) for layer in layers])
+    # a constant current (analog input, bias) is held per neuron: written once, read every update
+    has_const = np.array([layer.bias is not None or any(p.source == INPUT for p in layer.inputs)
+                          for layer in layers])
     const = np.where(has_const, 1, 0)[None, :, None] * neurons
     mem_read = (synops + neurons + const) * mb
     mem_write = (synops + neurons) * mb
