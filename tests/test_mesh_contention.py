@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from accelsim import columns as col
 from accelsim.chip import mesh
 from accelsim.functional import SpikeTrain
+from accelsim.mapping import map_network
 from accelsim.network import INPUT, Architecture, Layer, Network, Projection
 
 MODES = ["fast", "reference"]
@@ -141,6 +142,29 @@ def test_zero_load_chip_packet_in_both_modes(rows, cols, data, hop_x, hop_y, fli
                           tiles_per_layer={"l0": tiles, "out": 1})
         packet = tls[0].packet_table()[0]
         assert packet[6] == packet[5] + hops + flits
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(rows=st.integers(2, 4), cols=st.integers(2, 4), hop_x=st.integers(1, 3),
+       hop_y=st.integers(1, 5), data=st.data())
+def test_zero_load_follows_the_snake_placement_of_compact(rows, cols, hop_x, hop_y, data):
+    """Under ``compact`` tile ids are not row-major (odd mesh rows run right to left): a lone
+    packet's latency follows the tiles' own mesh coordinates, in both modes."""
+    tiles = data.draw(st.integers(cols, rows * cols - 1))  # the chain reaches a second row
+    i = data.draw(st.integers(0, tiles - 1))
+    hw = tiny_hw(mesh__rows=rows, mesh__cols=cols, noc__hop_latency_x_cycles=hop_x,
+                 noc__hop_latency_y_cycles=hop_y, mapping__policy="compact")
+    net = chain([tiles])
+    mapping = map_network(net, hw, {"l0": tiles, "out": 1})
+    src, dest = mapping.layers[0].tiles[i], mapping.layers[1].tiles[0]
+    row, col_ = mapping.tile_row, mapping.tile_col
+    assert not np.array_equal(row * cols + col_, np.arange(len(row)))  # really a snake
+    hops = abs(col_[src] - col_[dest]) * hop_x + abs(row[src] - row[dest]) * hop_y
+    for mode in MODES:
+        _, tls = run_mode(net, [{"l0": train([[i]])}], hw, 1, mode=mode,
+                          tiles_per_layer={"l0": tiles, "out": 1})
+        packet = tls[0].packet_table()[0]
+        assert packet[6] == packet[5] + hops + 1
 
 
 def _traffic(net: Network, T: int, rate: float, rng) -> dict[str, SpikeTrain]:

@@ -52,8 +52,8 @@ from accelsim.chip.timeline import Phase, Timeline
 def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class,
                     reach_start, reach_cols, synops, sram_bits, dram_bits, service,
                     hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
-                    finish, ring, ring_n, head, mesh_cols, hop_x, hop_y, buffer_depth,
-                    link_free, link_ring, link_ring_n,
+                    finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y,
+                    buffer_depth, link_free, link_ring, link_ring_n,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
@@ -86,7 +86,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             d = dest_tiles[j]
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
-            inj = max(inj, mesh.injection_credit(s, link_ring, link_ring_n, buffer_depth))
+            inj = max(inj, mesh.injection_credit(router[s], link_ring, link_ring_n,
+                                                 buffer_depth))
             k = ring_n[d]
             h = head[d]  # packets of d's queue known to have started by its last admission
             if k >= depth:
@@ -103,8 +104,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             stall[s] += inj - free_at
             port = inj + packet_cycles
             last_admit[d] = inj
-            arrival = mesh.traverse(inj, s, d, mesh_cols, hop_x, hop_y, packet_cycles,
-                                    buffer_depth, link_free, link_ring, link_ring_n)
+            arrival = mesh.traverse(inj, router[s], router[d], mesh_cols, hop_x, hop_y,
+                                    packet_cycles, buffer_depth, link_free, link_ring, link_ring_n)
             start = max(arrival, finish[d])
             ring[d, k & mask] = start
             ring_n[d] = k + 1
@@ -199,9 +200,10 @@ def ready_kernel(indices, tile_of, local_of, tiles, fire_start, units, latency):
 def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, latency, src_tiles,
                 dest_tiles, neuron_class, reach_start, reach_cols, synops, sram_bits, dram_bits,
                 service, hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
-                finish, ring, ring_n, head, mesh_cols, hop_x, hop_y, buffer_depth, link_free,
-                link_ring, link_ring_n, stall, busy, queue_peak, packets_out, packets_in, hx, hy,
-                synops_in, sram_in, dram_in, record, record_at, neurons, ready_out, events, sent):
+                finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y, buffer_depth,
+                link_free, link_ring, link_ring_n, stall, busy, queue_peak, packets_out, packets_in,
+                hx, hy, synops_in, sram_in, dram_in, record, record_at, neurons, ready_out, events,
+                sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
 
     Image b's spikes of t are ``indices[offsets[b, t]:offsets[b, t + 1]]``; the per-tile state
@@ -224,8 +226,8 @@ def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, laten
             n, local, ready, src_tiles, dest_tiles, neuron_class, reach_start, reach_cols,
             synops, sram_bits, dram_bits,
             service, hops_x, hops_y, packet_cycles, depth, port_free[b],
-            last_admit[b], open_[b], finish[b], ring[b], ring_n[b], head[b], mesh_cols, hop_x,
-            hop_y, buffer_depth, link_free[b], link_ring[b], link_ring_n[b],
+            last_admit[b], open_[b], finish[b], ring[b], ring_n[b], head[b], router, mesh_cols,
+            hop_x, hop_y, buffer_depth, link_free[b], link_ring[b], link_ring_n[b],
             stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
             synops_in[b, t], sram_in[b, t], dram_in[b, t], record,
@@ -423,7 +425,7 @@ class _FastChip:
                     fo.sram_bits, fo.dram_bits, fo.service, fo.hops_x,
                     fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
                     self.last_admit, self.open_, self.finish, self.ring,
-                    self.ring_n, self.head, hw.mesh.cols, hw.noc.hop_latency_x_cycles,
+                    self.ring_n, self.head, plan.router, hw.mesh.cols, hw.noc.hop_latency_x_cycles,
                     hw.noc.hop_latency_y_cycles, hw.noc.router_buffer_packets, self.link_free,
                     self.link_ring, self.link_ring_n, tl.stall, tl.busy, tl.queue_peak,
                     tl.packets_out, tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in,

@@ -110,7 +110,9 @@ class _Chip:
     def route(self, s: int, d: int) -> list[tuple[int, int]]:
         if (s, d) not in self.routes:
             noc = self.plan.hardware.noc
-            self.routes[s, d] = mesh.route(s, d, self.plan.hardware.mesh.cols,
+            router = self.plan.router  # routes run between routers, not tile ids
+            self.routes[s, d] = mesh.route(int(router[s]), int(router[d]),
+                                           self.plan.hardware.mesh.cols,
                                            noc.hop_latency_x_cycles, noc.hop_latency_y_cycles)
         return self.routes[s, d]
 
