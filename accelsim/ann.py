@@ -303,8 +303,10 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                                      axis=1)
                 cy = cum[:, place.row_end] - cum[:, place.row_start]  # (H, tiles) rows reached
                 cx = _reach(W, Wo, p.kernel, p.stride, p.padding).sum(axis=1)
+                # outputs of tile k a value at position (y, x) reaches: the same in every
+                # source channel, so sums over values go through per-position counts
                 per_channel = (cy[:, None, :] * cx[None, :, None]).reshape(H * W, -1)
-                reach = np.tile(per_channel.astype(np.float64), (C, 1))  # per value, channel
+                at_position = nz.reshape(images, C, H * W)
                 band = {}
                 for y0, y1 in set(zip(place.row_start.tolist(), place.row_end.tolist(),
                                       strict=True)):
@@ -314,14 +316,14 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                     place.row_start.tolist(), place.row_end.tolist(), strict=True)],
                     dtype=np.int64)  # per source channel
                 # float products are exact at these sizes, and use BLAS
-                macs = np.rint(nz.astype(np.float64) @ reach).astype(np.int64) * ch[None, :]
+                macs = np.rint(at_position.sum(axis=1, dtype=np.float64)
+                               @ per_channel).astype(np.int64) * ch[None, :]
                 c["macs"][:, tiles] += macs
                 c["act_read"][:, tiles] += macs * ab
                 c["steps"][:, tiles] += C * steps_per_row
                 in_sram = np.minimum(rows.rows_in_sram, C)
                 c["sram"][:, tiles] += in_sram * steps_per_row * wb
                 c["dram"][:, tiles] += (C - in_sram) * steps_per_row * wb
-                reached = reach > 0
             elif p.op == "linear":
                 F = nz.shape[1]
                 active = nz.sum(axis=1)[:, None]
@@ -350,10 +352,17 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
             owner = _source_tiles(mapping, p.source, shape, p.pool)
             # per_src[n, s, d]: packets from tile s to destination d (float products are exact)
             per_src = np.zeros((images, n_tiles, len(tiles)), dtype=np.int64)
-            nzf, rf = nz.astype(np.float64), reached.astype(np.float64)
-            for s in np.unique(owner):
-                mine = owner == s
-                per_src[:, s, :] = np.rint(nzf[:, mine] @ rf[mine]).astype(np.int64)
+            if p.op == "conv":
+                rf = (per_channel > 0).astype(np.float64)
+                own = owner.reshape(C, H * W)
+                for s in np.unique(owner):
+                    sent = (at_position & (own == s)[None]).sum(axis=1, dtype=np.float64)
+                    per_src[:, s, :] = np.rint(sent @ rf).astype(np.int64)
+            else:
+                nzf, rf = nz.astype(np.float64), reached.astype(np.float64)
+                for s in np.unique(owner):
+                    mine = owner == s
+                    per_src[:, s, :] = np.rint(nzf[:, mine] @ rf[mine]).astype(np.int64)
             received = per_src.sum(axis=1)
             c["packets_in"][:, tiles] += received
             c["act_write"][:, tiles] += received * ab
