@@ -16,7 +16,10 @@ Layouts
 - Active-neuron flags: ``reached`` holds one flag per target *position* (a conv or linear fan-out
   always reaches all ``C_out`` neurons of a position), ``touched`` one per neuron (shortcuts).
 - Per target neuron the contributions are added in the order of the source spikes (ascending
-  CHW), projection after projection, after the constant current of an analog-fed layer.
+  CHW), projection after projection, after the constant current of an analog-fed layer. A pooled
+  source's spikes are first gathered per pooled cell (:func:`pooled_cells`): a cell with ``k``
+  spikes adds ``k * W / pool**2`` once, as the float64 reference does (pool, then multiply);
+  ``synaptic_ops`` still counts every spike's accumulations.
 - Conv weights are ``(C_in, k, k, C_out)``, linear weights ``(in, out)``; both are already
   multiplied by ``1 / pool**2`` when the projection pools its source (average pooling of spikes
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
@@ -57,28 +60,83 @@ N_LAYER_COLS = 8
 
 
 @njit(cache=True)
+def pooled_cells(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
+                 pool: int, src_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 int]:
+    """The pooled cells that spikes (ascending CHW) fall in, each once: (channel, pooled row,
+    pooled column, spikes in the cell) and their number.
+
+    Average pooling is linear, so a cell with ``k`` spikes adds ``k * W / pool**2`` once instead
+    of ``W / pool**2`` ``k`` times (torch's order: pool, then multiply); the spikes of one
+    (channel, pooled row) are contiguous in CHW order, so one pass with a row of counters finds
+    the cells, listed per (channel, pooled row) in the order of their first spike.
+    """
+    cells_c = np.empty(n_spikes, dtype=np.int32)
+    cells_y = np.empty(n_spikes, dtype=np.int32)
+    cells_x = np.empty(n_spikes, dtype=np.int32)
+    cells_k = np.empty(n_spikes, dtype=np.int64)
+    count = np.zeros(src_w // pool, dtype=np.int64)
+    m = 0
+    s = 0
+    while s < n_spikes:
+        c = spike_c[s]
+        py = spike_y[s] // pool
+        e = s
+        while e < n_spikes and spike_c[e] == c and spike_y[e] // pool == py:
+            count[spike_x[e] // pool] += 1
+            e += 1
+        for q in range(s, e):
+            px = spike_x[q] // pool
+            if count[px]:
+                cells_c[m] = c
+                cells_y[m] = py
+                cells_x[m] = px
+                cells_k[m] = count[px]
+                count[px] = 0
+                m += 1
+        s = e
+    return cells_c, cells_y, cells_x, cells_k, m
+
+
+@njit(cache=True)
 def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
                  pool: int, out_c: int, out_h: int, out_w: int, kernel: int, stride: int,
                  padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
-                 reached: np.ndarray) -> int:
-    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done.
+                 reached: np.ndarray, src_w: int) -> int:
+    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done (one
+    per spike and weight, pooled or not).
 
-    Spikes come as (channel, row, column) of the unpooled source; ``reached[oy * out_w + ox]`` is
-    set for every target position that received a row of weights.
+    Spikes come as (channel, row, column) of the unpooled source (``src_w`` columns wide, needed
+    when ``pool > 1``: :func:`pooled_cells`); ``reached[oy * out_w + ox]`` is set for every
+    target position that received a row of weights.
     """
+    if pool > 1:
+        cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
+        return _conv_cells(cc, cy, cx, ck, m, out_c, out_h, out_w, kernel, stride, padding,
+                           weights, w_off, current, reached)
+    return _conv_cells(spike_c, spike_y, spike_x, spike_c[:0].astype(np.int64), n_spikes, out_c,
+                       out_h, out_w, kernel, stride, padding, weights, w_off, current, reached)
+
+
+@njit(cache=True)
+def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
+                cell_k: np.ndarray, n_cells: int, out_c: int, out_h: int, out_w: int,
+                kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
+                current: np.ndarray, reached: np.ndarray) -> int:
+    """The conv fan-out of input cells (channel, row, column), each ``cell_k`` spikes (one each
+    when ``cell_k`` is empty); returns the accumulations, counted per spike."""
     if stride != 1:
-        return _conv_scatter_strided(spike_c, spike_y, spike_x, n_spikes, pool, out_c, out_h,
-                                     out_w, kernel, stride, padding, weights, w_off, current,
-                                     reached)
+        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, n_cells, out_c, out_h,
+                                   out_w, kernel, stride, padding, weights, w_off, current,
+                                   reached)
     ops = 0
     kk = kernel * kernel
-    for s in range(n_spikes):
-        c = spike_c[s]
-        y = spike_y[s]
-        x = spike_x[s]
-        if pool > 1:
-            y = y // pool
-            x = x // pool
+    counted = cell_k.shape[0] > 0
+    for s in range(n_cells):
+        c = cell_c[s]
+        y = cell_y[s]
+        x = cell_x[s]
+        spikes = cell_k[s] if counted else 1
         # stride 1: tap ky reaches row oy = y + padding - ky; keep the taps inside the output
         ky0 = max(0, y + padding - out_h + 1)
         ky1 = min(kernel, y + padding + 1)
@@ -93,26 +151,36 @@ def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, 
                 base = pos * out_c
                 wbase = w_off + (c * kk + ky * kernel + kx) * out_c
                 # slices: non-negative unit-stride indices, so the loop vectorises
-                row = current[base:base + out_c]
-                w_row = weights[wbase:wbase + out_c]
-                for co in range(out_c):
-                    row[co] += w_row[co]
+                _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
                 reached[pos] = 1
-        ops += (ky1 - ky0) * (kx1 - kx0) * out_c
+        ops += (ky1 - ky0) * (kx1 - kx0) * out_c * spikes
     return ops
 
 
 @njit(cache=True)
-def _conv_scatter_strided(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
-                          n_spikes: int, pool: int, out_c: int, out_h: int, out_w: int,
-                          kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
-                          current: np.ndarray, reached: np.ndarray) -> int:
-    """:func:`conv_scatter` for any stride: a tap reaches a target only where it divides."""
+def _add_row(row: np.ndarray, w_row: np.ndarray, spikes: int) -> None:
+    """``row += spikes * w_row``; a plain add for one spike (no multiply, same rounding)."""
+    if spikes == 1:
+        for co in range(row.shape[0]):
+            row[co] += w_row[co]
+    else:
+        for co in range(row.shape[0]):
+            row[co] += spikes * w_row[co]
+
+
+@njit(cache=True)
+def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
+                        cell_k: np.ndarray, n_cells: int, out_c: int, out_h: int, out_w: int,
+                        kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
+                        current: np.ndarray, reached: np.ndarray) -> int:
+    """:func:`_conv_cells` for any stride: a tap reaches a target only where it divides."""
     ops = 0
-    for s in range(n_spikes):
-        c = spike_c[s]
-        y = spike_y[s] // pool
-        x = spike_x[s] // pool
+    counted = cell_k.shape[0] > 0
+    for s in range(n_cells):
+        c = cell_c[s]
+        y = cell_y[s]
+        x = cell_x[s]
+        spikes = cell_k[s] if counted else 1
         for ky in range(kernel):
             ny = y + padding - ky
             if ny < 0 or ny % stride != 0:
@@ -130,12 +198,9 @@ def _conv_scatter_strided(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.
                 pos = oy * out_w + ox
                 base = pos * out_c
                 wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
-                row = current[base:base + out_c]
-                w_row = weights[wbase:wbase + out_c]
-                for co in range(out_c):
-                    row[co] += w_row[co]
+                _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
                 reached[pos] = 1
-                ops += out_c
+                ops += out_c * spikes
     return ops
 
 
@@ -147,20 +212,21 @@ def linear_scatter(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
     """Add each spike's weight row ``W[:, i]`` into ``current``; returns the accumulations done.
 
     ``spikes`` are flat CHW indices; with pooling the (channel, row, column) give the pooled
-    cell. A linear layer is one position: ``reached[0]`` is set when any spike arrives.
+    cell (each cell's spikes added at once, :func:`pooled_cells`). A linear layer is one
+    position: ``reached[0]`` is set when any spike arrives.
     """
-    ph = src_h // pool
-    pw = src_w // pool
     row = current[:n_out]
-    for s in range(n_spikes):
-        if pool > 1:
-            idx = (spike_c[s] * ph + spike_y[s] // pool) * pw + spike_x[s] // pool
-        else:
-            idx = spikes[s]
-        wbase = w_off + idx * n_out
-        w_row = weights[wbase:wbase + n_out]
-        for o in range(n_out):
-            row[o] += w_row[o]
+    if pool > 1:
+        ph = src_h // pool
+        pw = src_w // pool
+        cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
+        for s in range(m):
+            wbase = w_off + ((cc[s] * ph + cy[s]) * pw + cx[s]) * n_out
+            _add_row(row, weights[wbase:wbase + n_out], ck[s])
+    else:
+        for s in range(n_spikes):
+            wbase = w_off + spikes[s] * n_out
+            _add_row(row, weights[wbase:wbase + n_out], 1)
     if n_spikes > 0:
         reached[0] = 1
     return n_spikes * n_out
@@ -403,7 +469,7 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
                     ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
                                         layers[li, L_H], layers[li, L_W], projs[p, P_KERNEL],
                                         projs[p, P_STRIDE], projs[p, P_PAD], weights,
-                                        projs[p, P_W_OFF], cur, rch)
+                                        projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W])
                 elif op == OP_LINEAR:
                     ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
                                           projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
