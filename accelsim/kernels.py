@@ -102,31 +102,36 @@ def pooled_cells(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, 
 def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
                  pool: int, out_c: int, out_h: int, out_w: int, kernel: int, stride: int,
                  padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
-                 reached: np.ndarray, src_w: int) -> int:
+                 reached: np.ndarray, src_w: int, row0: int = 0, row1: int = -1) -> int:
     """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done (one
     per spike and weight, pooled or not).
 
     Spikes come as (channel, row, column) of the unpooled source (``src_w`` columns wide, needed
     when ``pool > 1``: :func:`pooled_cells`); ``reached[oy * out_w + ox]`` is set for every
-    target position that received a row of weights.
+    target position that received a row of weights. Only output rows ``row0..row1-1`` (default:
+    all) are written, so that threads can share one layer by rows.
     """
+    if row1 < 0:
+        row1 = out_h
     if pool > 1:
         cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
-        return _conv_cells(cc, cy, cx, ck, m, out_c, out_h, out_w, kernel, stride, padding,
-                           weights, w_off, current, reached)
+        return _conv_cells(cc, cy, cx, ck, m, out_c, row0, row1, out_w, kernel, stride,
+                           padding, weights, w_off, current, reached)
     return _conv_cells(spike_c, spike_y, spike_x, spike_c[:0].astype(np.int64), n_spikes, out_c,
-                       out_h, out_w, kernel, stride, padding, weights, w_off, current, reached)
+                       row0, row1, out_w, kernel, stride, padding, weights, w_off, current,
+                       reached)
 
 
 @njit(cache=True)
 def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
-                cell_k: np.ndarray, n_cells: int, out_c: int, out_h: int, out_w: int,
+                cell_k: np.ndarray, n_cells: int, out_c: int, row0: int, row1: int, out_w: int,
                 kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
                 current: np.ndarray, reached: np.ndarray) -> int:
     """The conv fan-out of input cells (channel, row, column), each ``cell_k`` spikes (one each
-    when ``cell_k`` is empty); returns the accumulations, counted per spike."""
+    when ``cell_k`` is empty), into output rows ``row0..row1-1``; returns the accumulations,
+    counted per spike."""
     if stride != 1:
-        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, n_cells, out_c, out_h,
+        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, n_cells, out_c, row0, row1,
                                    out_w, kernel, stride, padding, weights, w_off, current,
                                    reached)
     ops = 0
@@ -138,8 +143,8 @@ def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
         x = cell_x[s]
         spikes = cell_k[s] if counted else 1
         # stride 1: tap ky reaches row oy = y + padding - ky; keep the taps inside the output
-        ky0 = max(0, y + padding - out_h + 1)
-        ky1 = min(kernel, y + padding + 1)
+        ky0 = max(0, y + padding - row1 + 1)
+        ky1 = min(kernel, y + padding - row0 + 1)
         kx0 = max(0, x + padding - out_w + 1)
         kx1 = min(kernel, x + padding + 1)
         if ky1 <= ky0 or kx1 <= kx0:
@@ -170,9 +175,9 @@ def _add_row(row: np.ndarray, w_row: np.ndarray, spikes: int) -> None:
 
 @njit(cache=True)
 def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
-                        cell_k: np.ndarray, n_cells: int, out_c: int, out_h: int, out_w: int,
-                        kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
-                        current: np.ndarray, reached: np.ndarray) -> int:
+                        cell_k: np.ndarray, n_cells: int, out_c: int, row0: int, row1: int,
+                        out_w: int, kernel: int, stride: int, padding: int, weights: np.ndarray,
+                        w_off: int, current: np.ndarray, reached: np.ndarray) -> int:
     """:func:`_conv_cells` for any stride: a tap reaches a target only where it divides."""
     ops = 0
     counted = cell_k.shape[0] > 0
@@ -186,7 +191,7 @@ def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarr
             if ny < 0 or ny % stride != 0:
                 continue
             oy = ny // stride
-            if oy >= out_h:
+            if oy < row0 or oy >= row1:
                 continue
             for kx in range(kernel):
                 nx = x + padding - kx
@@ -235,14 +240,21 @@ def linear_scatter(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
 @njit(cache=True)
 def identity_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
                      n_spikes: int, pool: int, out_c: int, out_w: int, increment,
-                     current: np.ndarray, touched: np.ndarray) -> int:
+                     current: np.ndarray, touched: np.ndarray, row0: int = 0,
+                     row1: int = -1) -> int:
     """Shortcut: each spike adds ``increment`` (1 / pool**2 in float mode) to the one neuron its
-    (pooled) cell maps to, and marks that neuron in ``touched`` (per neuron, HWC)."""
+    (pooled) cell maps to, and marks that neuron in ``touched`` (per neuron, HWC); only target
+    rows ``row0..row1-1`` (default: all). Returns the accumulations done."""
+    ops = 0
     for s in range(n_spikes):
-        j = ((spike_y[s] // pool) * out_w + spike_x[s] // pool) * out_c + spike_c[s]
+        oy = spike_y[s] // pool
+        if oy < row0 or (row1 >= 0 and oy >= row1):
+            continue
+        j = (oy * out_w + spike_x[s] // pool) * out_c + spike_c[s]
         current[j] += increment
         touched[j] = 1
-    return n_spikes
+        ops += 1
+    return ops
 
 
 def leak_of(membrane, leak, shift, truncate=False):
@@ -268,25 +280,13 @@ def _leak_of_jit(membrane, leak, shift, truncate=False):
 
 
 @njit(cache=True)
-def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
-             touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
-             fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
-             out_x: np.ndarray, truncate: bool = False) -> tuple[int, int]:
-    """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
-
-    Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
-    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
-    ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
-    set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
-    Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
-    their (channel, row, column) to ``out_c, out_y, out_x``; ``fired`` is scratch (one per
-    neuron).
-
-    Two passes: the update runs in the storage order (HWC, unit stride, so it vectorises) and
-    leaves 0/1 in ``fired``; a second pass lists the spikes in CHW order.
-    """
+def lif_update(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+               touched: np.ndarray, c_: int, p0: int, p1: int, leak, shift: int, threshold, lo,
+               hi, fired: np.ndarray, truncate: bool = False) -> int:
+    """The update of :func:`lif_step` for positions ``p0..p1-1`` only (0/1 left in ``fired``);
+    returns the active neurons."""
     active = 0
-    for pos in range(h_ * w_):
+    for pos in range(p0, p1):
         r = reached[pos]
         base = pos * c_
         cur = current[base:base + c_]
@@ -302,9 +302,17 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
             mem[c] = u
             out[c] = f
             cur[c] = 0
-            active += r | tch[c]
+            active += int(r | tch[c])
             tch[c] = 0
         reached[pos] = 0
+    return active
+
+
+@njit(cache=True)
+def list_spikes(fired: np.ndarray, c_: int, h_: int, w_: int, out_spikes: np.ndarray,
+                out_c: np.ndarray, out_y: np.ndarray, out_x: np.ndarray) -> int:
+    """The 0/1 map ``fired`` (HWC) as spike indices in ascending CHW order, with their
+    (channel, row, column); returns the spikes."""
     n = 0
     k = 0
     for c in range(c_):
@@ -317,7 +325,30 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
                     out_x[n] = x
                     n += 1
                 k += 1
-    return n, active
+    return n
+
+
+@njit(cache=True)
+def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+             touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
+             fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
+             out_x: np.ndarray, truncate: bool = False) -> tuple[int, int]:
+    """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
+
+    Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
+    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
+    ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
+    set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
+    Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
+    their (channel, row, column) to ``out_c, out_y, out_x``; ``fired`` is scratch (one per
+    neuron).
+
+    Two passes: the update (:func:`lif_update`) runs in the storage order (HWC, unit stride, so
+    it vectorises) and leaves 0/1 in ``fired``; :func:`list_spikes` lists them in CHW order.
+    """
+    active = lif_update(current, membrane, reached, touched, c_, 0, h_ * w_, leak, shift,
+                        threshold, lo, hi, fired, truncate)
+    return list_spikes(fired, c_, h_, w_, out_spikes, out_c, out_y, out_x), active
 
 
 @njit(cache=True)
@@ -331,7 +362,7 @@ def accumulate_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarr
     for j in range(current.shape[0]):
         membrane[j] = min(max(membrane[j] + current[j], lo), hi)
         current[j] = 0
-        active += reached[j // c_] | touched[j]
+        active += int(reached[j // c_] | touched[j])
         touched[j] = 0
     reached[:current.shape[0] // c_] = 0
     return active
@@ -405,6 +436,107 @@ def _constant_currents(x: np.ndarray, layers: np.ndarray, projs: np.ndarray,
 
 
 @njit(cache=True)
+def _band(li: int, row0: int, row1: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
+          thresholds: np.ndarray, lo, hi, projs: np.ndarray, proj_start: np.ndarray,
+          weights: np.ndarray, membrane: np.ndarray, current: np.ndarray, reached: np.ndarray,
+          touched: np.ndarray, const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
+          spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray,
+          truncate: bool) -> tuple[int, int]:
+    """Layer ``li``'s timestep on its output rows ``row0..row1-1``: the input currents (the
+    constant current first, then each projection's spikes in order) and the neuron update,
+    leaving 0/1 in ``fired``. Returns (accumulations, active neurons). Rows are independent, so
+    bands of one layer can run on different threads."""
+    if row1 <= row0:
+        return 0, 0
+    off = layers[li, L_OFF]
+    n = layers[li, L_N]
+    c_ = layers[li, L_C]
+    w_ = layers[li, L_W]
+    p0 = row0 * w_
+    p1 = row1 * w_
+    cur = current[off:off + n]
+    rch = reached[off:off + n]
+    tch = touched[off:off + n]
+    if layers[li, L_HAS_CONST]:
+        cst = const[off:off + n]
+        for j in range(p0 * c_, p1 * c_):
+            cur[j] += cst[j]
+        rch[p0:p1] = 1
+    ops = 0
+    for p in range(proj_start[li], proj_start[li + 1]):
+        s = projs[p, P_SOURCE]
+        if s < 0:
+            continue
+        ns = n_spikes[s]
+        soff = layers[s, L_OFF]
+        send = soff + layers[s, L_N]
+        sc = spike_c[soff:send]
+        sy = spike_y[soff:send]
+        sx = spike_x[soff:send]
+        op = projs[p, P_OP]
+        if op == OP_CONV:
+            ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, layers[li, L_H], w_,
+                                projs[p, P_KERNEL], projs[p, P_STRIDE], projs[p, P_PAD],
+                                weights, projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W], row0,
+                                row1)
+        elif op == OP_LINEAR:
+            if row0 == 0:  # a linear target is one row
+                ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
+                                      projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
+                                      projs[p, P_W_OFF], cur, rch)
+        else:
+            ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
+                                    weights[projs[p, P_W_OFF]], cur, tch, row0, row1)
+    mem = membrane[off:off + n]
+    if layers[li, L_OUTPUT]:
+        active = accumulate_step(cur[p0 * c_:p1 * c_], mem[p0 * c_:p1 * c_], rch[p0:p1],
+                                 tch[p0 * c_:p1 * c_], c_, lo, hi)
+    else:
+        active = lif_update(cur, mem, rch, tch, c_, p0, p1, leaks[li], shift, thresholds[li],
+                            lo, hi, fired[off:off + n], truncate)
+    return ops, active
+
+
+@njit(cache=True)
+def _finish(li: int, t: int, ops: int, active: int, layers: np.ndarray, projs: np.ndarray,
+            proj_start: np.ndarray, fired: np.ndarray, spikes: np.ndarray, spike_c: np.ndarray,
+            spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray, macs: np.ndarray,
+            row: np.ndarray, record: bool, rec: np.ndarray, rec_n: np.ndarray,
+            rec_pos: np.ndarray) -> None:
+    """Close layer ``li``'s timestep ``t`` after all its bands: list its spikes (ascending CHW),
+    fill its count row and, when ``record``, its spike record."""
+    off = layers[li, L_OFF]
+    n = layers[li, L_N]
+    row[:] = 0
+    row[C_NEURONS] = n
+    row[C_UPDATES] = n
+    if layers[li, L_HAS_CONST] and t == 0:
+        row[C_MACS] = macs[li]
+    for p in range(proj_start[li], proj_start[li + 1]):
+        s = projs[p, P_SOURCE]
+        seen = s < 0
+        for q in range(proj_start[li], p):
+            seen = seen or projs[q, P_SOURCE] == s
+        if not seen:
+            row[C_SPIKES_IN] += n_spikes[s]
+    row[C_SYNOPS] = ops
+    row[C_ACTIVE] = active
+    if layers[li, L_OUTPUT]:
+        n_spikes[li] = 0
+        return
+    k = list_spikes(fired[off:off + n], layers[li, L_C], layers[li, L_H], layers[li, L_W],
+                    spikes[off:off + n], spike_c[off:off + n], spike_y[off:off + n],
+                    spike_x[off:off + n])
+    n_spikes[li] = k
+    row[C_SPIKES_OUT] = k
+    if record:
+        start = layers[li, L_REC_OFF] + rec_pos[li]
+        rec[start:start + k] = spikes[off:off + k]
+        rec_pos[li] += k
+        rec_n[li, t] = k
+
+
+@njit(cache=True)
 def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarray,
               shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
               proj_start: np.ndarray, weights: np.ndarray, membrane: np.ndarray,
@@ -427,75 +559,56 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
     reached[:] = 0
     touched[:] = 0
     _constant_currents(x, layers, projs, weights, const, macs)
-    n_layers = layers.shape[0]
-    rec_pos = np.zeros(n_layers, dtype=np.int64)
+    rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
     for t in range(timesteps):
-        for li in range(n_layers):
-            off = layers[li, L_OFF]
-            n = layers[li, L_N]
-            cur = current[off:off + n]
-            rch = reached[off:off + n]
-            tch = touched[off:off + n]
-            row = counts[t, li]
-            row[:] = 0
-            row[C_NEURONS] = n
-            row[C_UPDATES] = n
-            if layers[li, L_HAS_CONST]:
-                cst = const[off:off + n]
-                for j in range(n):
-                    cur[j] += cst[j]
-                rch[:layers[li, L_H] * layers[li, L_W]] = 1
-                if t == 0:
-                    row[C_MACS] = macs[li]
-            ops = 0
-            for p in range(proj_start[li], proj_start[li + 1]):
-                s = projs[p, P_SOURCE]
-                if s < 0:
-                    continue
-                seen = False
-                for q in range(proj_start[li], p):
-                    if projs[q, P_SOURCE] == s:
-                        seen = True
-                ns = n_spikes[s]
-                if not seen:
-                    row[C_SPIKES_IN] += ns
-                soff = layers[s, L_OFF]
-                send = soff + layers[s, L_N]
-                sc = spike_c[soff:send]
-                sy = spike_y[soff:send]
-                sx = spike_x[soff:send]
-                op = projs[p, P_OP]
-                if op == OP_CONV:
-                    ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
-                                        layers[li, L_H], layers[li, L_W], projs[p, P_KERNEL],
-                                        projs[p, P_STRIDE], projs[p, P_PAD], weights,
-                                        projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W])
-                elif op == OP_LINEAR:
-                    ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
-                                          projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
-                                          projs[p, P_W_OFF], cur, rch)
-                else:
-                    ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
-                                            layers[li, L_W], weights[projs[p, P_W_OFF]], cur,
-                                            tch)
-            row[C_SYNOPS] = ops
-            mem = membrane[off:off + n]
-            if layers[li, L_OUTPUT]:
-                row[C_ACTIVE] = accumulate_step(cur, mem, rch, tch, layers[li, L_C], lo, hi)
-                n_spikes[li] = 0
-            else:
-                k, active = lif_step(cur, mem, rch, tch, layers[li, L_C], layers[li, L_H],
-                                     layers[li, L_W], leaks[li], shift, thresholds[li], lo, hi,
-                                     fired[off:off + n], spikes[off:off + n], spike_c[off:off + n],
-                                     spike_y[off:off + n], spike_x[off:off + n], truncate)
-                n_spikes[li] = k
-                row[C_SPIKES_OUT] = k
-                row[C_ACTIVE] = active
-                if record:
-                    start = layers[li, L_REC_OFF] + rec_pos[li]
-                    rec[start:start + k] = spikes[off:off + k]
-                    rec_pos[li] += k
-                    rec_n[li, t] = k
+        for li in range(layers.shape[0]):
+            ops, active = _band(li, 0, layers[li, L_H], layers, leaks, shift, thresholds, lo, hi,
+                                projs, proj_start, weights, membrane, current, reached, touched,
+                                const, fired, spikes, spike_c, spike_y, spike_x, n_spikes,
+                                truncate)
+            _finish(li, t, ops, active, layers, projs, proj_start, fired, spikes, spike_c,
+                    spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n, rec_pos)
+
+
+@njit(cache=True, parallel=True)
+def run_image_banded(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarray,
+                     shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
+                     proj_start: np.ndarray, weights: np.ndarray, membrane: np.ndarray,
+                     current: np.ndarray, reached: np.ndarray, touched: np.ndarray,
+                     const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
+                     spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
+                     n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
+                     rec: np.ndarray, rec_n: np.ndarray, bands: int,
+                     truncate: bool = False) -> None:
+    """:func:`run_image` with each layer step cut into ``bands`` bands of output rows run in
+    parallel (:func:`_band`), then its spikes listed (:func:`_finish`): per neuron the same
+    arithmetic in the same order, so the same result. For a large image that has the threads to
+    itself; each step pays one synchronisation of the threads."""
+    membrane[:] = 0
+    current[:] = 0
+    reached[:] = 0
+    touched[:] = 0
+    _constant_currents(x, layers, projs, weights, const, macs)
+    rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
+    ops = np.zeros(bands, dtype=np.int64)
+    active = np.zeros(bands, dtype=np.int64)
+    for t in range(timesteps):
+        for li in range(layers.shape[0]):
+            for b in prange(bands):
+                row0, row1 = chunk(layers[li, L_H], bands, b)
+                ops[b], active[b] = _band(li, row0, row1, layers, leaks, shift, thresholds, lo,
+                                          hi, projs, proj_start, weights, membrane, current,
+                                          reached, touched, const, fired, spikes, spike_c,
+                                          spike_y, spike_x, n_spikes, truncate)
+            _finish(li, t, ops.sum(), active.sum(), layers, projs, proj_start, fired, spikes,
+                    spike_c, spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n,
+                    rec_pos)
+
+
+@njit(cache=True)
+def chunk(n: int, parts: int, k: int) -> tuple[int, int]:
+    """Bounds of part ``k`` of ``n`` items cut into ``parts`` near-equal runs."""
+    return n * k // parts, n * (k + 1) // parts
 
 
 @njit(cache=True, parallel=True)
