@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import pandas as pd
 
@@ -189,38 +188,12 @@ RECORD_CHUNK = 64
 """Images per kernel call when recording spikes (bounds the record buffer's memory)."""
 
 
-BANDED_NEURONS = 1 << 22
-"""Neurons of one image from which, with fewer images than threads, every layer step is split
-over the threads by rows (:func:`accelsim.kernels.run_image_banded`): a smaller image's layer
-steps are too short to pay for a synchronisation of the threads each."""
-
-
 def _call(tables: CoreTables, x: np.ndarray, T: int, record: bool, counts: np.ndarray,
           output: np.ndarray, rec: np.ndarray, rec_n: np.ndarray) -> None:
-    total = int(k.membrane_size(tables.layers))
-    threads = numba.get_num_threads()
-    if x.shape[0] >= threads or total < BANDED_NEURONS:
-        k.run_images(x, T, tables.layers, tables.leaks, tables.leak_shift, tables.thresholds,
-                     tables.lo, tables.hi, tables.projs, tables.proj_start, tables.weights,
-                     k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n,
-                     tables.leak_truncate)
-        return
-    values = [np.zeros(total, dtype=tables.weights.dtype) for _ in range(3)]
-    flags = [np.zeros(total, dtype=np.uint8) for _ in range(3)]
-    lists = [np.zeros(total, dtype=np.int32) for _ in range(4)]
-    n_layers = tables.layers.shape[0]
-    sums = [np.zeros(n_layers, dtype=np.int64) for _ in range(2)]
-    last = slice(int(tables.layers[-1, k.L_OFF]), total)
-    for i in range(x.shape[0]):
-        ri = i if record else 0
-        membrane, current, const = values
-        reached, touched, fired = flags
-        k.run_image_banded(x[i], T, tables.layers, tables.leaks, tables.leak_shift,
-                           tables.thresholds, tables.lo, tables.hi, tables.projs,
-                           tables.proj_start, tables.weights, membrane, current, reached,
-                           touched, const, fired, *lists, *sums, counts[i], record, rec[ri],
-                           rec_n[ri], threads, tables.leak_truncate)
-        output[i] = membrane[last]
+    k.run_images(x, T, tables.layers, tables.leaks, tables.leak_shift, tables.thresholds,
+                 tables.lo, tables.hi, tables.projs, tables.proj_start, tables.weights,
+                 k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n,
+                 tables.leak_truncate)
 
 
 def run_tables(tables: CoreTables, x: np.ndarray, T: int,

@@ -240,21 +240,14 @@ def linear_scatter(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
 @njit(cache=True)
 def identity_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
                      n_spikes: int, pool: int, out_c: int, out_w: int, increment,
-                     current: np.ndarray, touched: np.ndarray, row0: int = 0,
-                     row1: int = -1) -> int:
+                     current: np.ndarray, touched: np.ndarray) -> int:
     """Shortcut: each spike adds ``increment`` (1 / pool**2 in float mode) to the one neuron its
-    (pooled) cell maps to, and marks that neuron in ``touched`` (per neuron, HWC); only target
-    rows ``row0..row1-1`` (default: all). Returns the accumulations done."""
-    ops = 0
+    (pooled) cell maps to, and marks that neuron in ``touched`` (per neuron, HWC)."""
     for s in range(n_spikes):
-        oy = spike_y[s] // pool
-        if oy < row0 or (row1 >= 0 and oy >= row1):
-            continue
-        j = (oy * out_w + spike_x[s] // pool) * out_c + spike_c[s]
+        j = ((spike_y[s] // pool) * out_w + spike_x[s] // pool) * out_c + spike_c[s]
         current[j] += increment
         touched[j] = 1
-        ops += 1
-    return ops
+    return n_spikes
 
 
 def leak_of(membrane, leak, shift, truncate=False):
@@ -435,33 +428,64 @@ def _constant_currents(x: np.ndarray, layers: np.ndarray, projs: np.ndarray,
             macs[t] += dense_linear(x, x.shape[0], n, weights, projs[p, P_W_OFF], cur)
 
 
+TILE_BYTES = 256 * 1024
+"""Target current a stride-1 conv fills at a time: a larger map is done in tiles of output
+rows, so that the rows a spike adds into stay in cache."""
+
+
 @njit(cache=True)
-def _band(li: int, row0: int, row1: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
+def _conv_tiled(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
+                spike_x: np.ndarray, n_spikes: int, pool: int, out_c: int, out_w: int,
+                kernel: int, padding: int, weights: np.ndarray, w_off: int,
+                current: np.ndarray, reached: np.ndarray, src_c: int, src_h: int, src_w: int,
+                row0: int, row1: int, tile_bytes: int = TILE_BYTES) -> int:
+    """A stride-1 :func:`conv_scatter` into output rows ``row0..row1-1``, tile of rows by tile
+    of rows, each tile taking, channel by channel, only the spikes whose kernel window reaches
+    it (a range of the ascending flat indices ``spikes``). Per target neuron the spikes arrive
+    in the same order as in one pass over all of them, so the sums are the same."""
+    rows = max(1, tile_bytes // (out_w * out_c * 8))
+    listed = spikes[:n_spikes]
+    ops = 0
+    for r0 in range(row0, row1, rows):
+        r1 = min(row1, r0 + rows)
+        # (pooled) source rows whose taps reach output rows r0..r1-1
+        ya = max(0, r0 - padding) * pool
+        yb = min(src_h // pool, r1 - padding + kernel - 1) * pool
+        if yb <= ya:
+            continue
+        for c in range(src_c):
+            a = np.searchsorted(listed, (c * src_h + ya) * src_w)
+            b = np.searchsorted(listed, (c * src_h + yb) * src_w)
+            if b > a:
+                ops += conv_scatter(spike_c[a:b], spike_y[a:b], spike_x[a:b], b - a, pool,
+                                    out_c, 0, out_w, kernel, 1, padding, weights, w_off,
+                                    current, reached, src_w, r0, r1)
+    return ops
+
+
+@njit(cache=True)
+def _step(li: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
           thresholds: np.ndarray, lo, hi, projs: np.ndarray, proj_start: np.ndarray,
           weights: np.ndarray, membrane: np.ndarray, current: np.ndarray, reached: np.ndarray,
           touched: np.ndarray, const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
           spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray,
           truncate: bool) -> tuple[int, int]:
-    """Layer ``li``'s timestep on its output rows ``row0..row1-1``: the input currents (the
-    constant current first, then each projection's spikes in order) and the neuron update,
-    leaving 0/1 in ``fired``. Returns (accumulations, active neurons). Rows are independent, so
-    bands of one layer can run on different threads."""
-    if row1 <= row0:
-        return 0, 0
+    """Layer ``li``'s timestep: the input currents (the constant current first, then each
+    projection's spikes in order) and the neuron update, leaving 0/1 in ``fired``. Returns
+    (accumulations, active neurons)."""
     off = layers[li, L_OFF]
     n = layers[li, L_N]
     c_ = layers[li, L_C]
+    h_ = layers[li, L_H]
     w_ = layers[li, L_W]
-    p0 = row0 * w_
-    p1 = row1 * w_
     cur = current[off:off + n]
     rch = reached[off:off + n]
     tch = touched[off:off + n]
     if layers[li, L_HAS_CONST]:
         cst = const[off:off + n]
-        for j in range(p0 * c_, p1 * c_):
+        for j in range(n):
             cur[j] += cst[j]
-        rch[p0:p1] = 1
+        rch[:h_ * w_] = 1
     ops = 0
     for p in range(proj_start[li], proj_start[li + 1]):
         s = projs[p, P_SOURCE]
@@ -474,26 +498,28 @@ def _band(li: int, row0: int, row1: int, layers: np.ndarray, leaks: np.ndarray, 
         sy = spike_y[soff:send]
         sx = spike_x[soff:send]
         op = projs[p, P_OP]
-        if op == OP_CONV:
-            ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, layers[li, L_H], w_,
+        if op == OP_CONV and projs[p, P_STRIDE] == 1:
+            ops += _conv_tiled(spikes[soff:send], sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
+                               projs[p, P_KERNEL], projs[p, P_PAD], weights, projs[p, P_W_OFF],
+                               cur, rch, projs[p, P_SRC_C], projs[p, P_SRC_H],
+                               projs[p, P_SRC_W], 0, h_)
+        elif op == OP_CONV:
+            ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, h_, w_,
                                 projs[p, P_KERNEL], projs[p, P_STRIDE], projs[p, P_PAD],
-                                weights, projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W], row0,
-                                row1)
+                                weights, projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W])
         elif op == OP_LINEAR:
-            if row0 == 0:  # a linear target is one row
-                ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
-                                      projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
-                                      projs[p, P_W_OFF], cur, rch)
+            ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
+                                  projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
+                                  projs[p, P_W_OFF], cur, rch)
         else:
             ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
-                                    weights[projs[p, P_W_OFF]], cur, tch, row0, row1)
+                                    weights[projs[p, P_W_OFF]], cur, tch)
     mem = membrane[off:off + n]
     if layers[li, L_OUTPUT]:
-        active = accumulate_step(cur[p0 * c_:p1 * c_], mem[p0 * c_:p1 * c_], rch[p0:p1],
-                                 tch[p0 * c_:p1 * c_], c_, lo, hi)
+        active = accumulate_step(cur, mem, rch, tch, c_, lo, hi)
     else:
-        active = lif_update(cur, mem, rch, tch, c_, p0, p1, leaks[li], shift, thresholds[li],
-                            lo, hi, fired[off:off + n], truncate)
+        active = lif_update(cur, mem, rch, tch, c_, 0, h_ * w_, leaks[li], shift,
+                            thresholds[li], lo, hi, fired[off:off + n], truncate)
     return ops, active
 
 
@@ -503,7 +529,7 @@ def _finish(li: int, t: int, ops: int, active: int, layers: np.ndarray, projs: n
             spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray, macs: np.ndarray,
             row: np.ndarray, record: bool, rec: np.ndarray, rec_n: np.ndarray,
             rec_pos: np.ndarray) -> None:
-    """Close layer ``li``'s timestep ``t`` after all its bands: list its spikes (ascending CHW),
+    """Close layer ``li``'s timestep ``t``: list its spikes (ascending CHW),
     fill its count row and, when ``record``, its spike record."""
     off = layers[li, L_OFF]
     n = layers[li, L_N]
@@ -562,53 +588,11 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
     rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
     for t in range(timesteps):
         for li in range(layers.shape[0]):
-            ops, active = _band(li, 0, layers[li, L_H], layers, leaks, shift, thresholds, lo, hi,
-                                projs, proj_start, weights, membrane, current, reached, touched,
-                                const, fired, spikes, spike_c, spike_y, spike_x, n_spikes,
-                                truncate)
+            ops, active = _step(li, layers, leaks, shift, thresholds, lo, hi, projs, proj_start,
+                                weights, membrane, current, reached, touched, const, fired,
+                                spikes, spike_c, spike_y, spike_x, n_spikes, truncate)
             _finish(li, t, ops, active, layers, projs, proj_start, fired, spikes, spike_c,
                     spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n, rec_pos)
-
-
-@njit(cache=True, parallel=True)
-def run_image_banded(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarray,
-                     shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
-                     proj_start: np.ndarray, weights: np.ndarray, membrane: np.ndarray,
-                     current: np.ndarray, reached: np.ndarray, touched: np.ndarray,
-                     const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
-                     spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
-                     n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
-                     rec: np.ndarray, rec_n: np.ndarray, bands: int,
-                     truncate: bool = False) -> None:
-    """:func:`run_image` with each layer step cut into ``bands`` bands of output rows run in
-    parallel (:func:`_band`), then its spikes listed (:func:`_finish`): per neuron the same
-    arithmetic in the same order, so the same result. For a large image that has the threads to
-    itself; each step pays one synchronisation of the threads."""
-    membrane[:] = 0
-    current[:] = 0
-    reached[:] = 0
-    touched[:] = 0
-    _constant_currents(x, layers, projs, weights, const, macs)
-    rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
-    ops = np.zeros(bands, dtype=np.int64)
-    active = np.zeros(bands, dtype=np.int64)
-    for t in range(timesteps):
-        for li in range(layers.shape[0]):
-            for b in prange(bands):
-                row0, row1 = chunk(layers[li, L_H], bands, b)
-                ops[b], active[b] = _band(li, row0, row1, layers, leaks, shift, thresholds, lo,
-                                          hi, projs, proj_start, weights, membrane, current,
-                                          reached, touched, const, fired, spikes, spike_c,
-                                          spike_y, spike_x, n_spikes, truncate)
-            _finish(li, t, ops.sum(), active.sum(), layers, projs, proj_start, fired, spikes,
-                    spike_c, spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n,
-                    rec_pos)
-
-
-@njit(cache=True)
-def chunk(n: int, parts: int, k: int) -> tuple[int, int]:
-    """Bounds of part ``k`` of ``n`` items cut into ``parts`` near-equal runs."""
-    return n * k // parts, n * (k + 1) // parts
 
 
 @njit(cache=True, parallel=True)

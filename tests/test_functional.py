@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-
 import naive  # tests/naive.py: pytest puts tests/ on sys.path
 import numpy as np
 import pytest
@@ -319,28 +317,3 @@ def test_core_modules_import_without_a_cycle_and_without_torch():
     code = ("import sys, accelsim, accelsim.quantize, accelsim.chip.fast, accelsim.chip.reference\n"
             "assert 'torch' not in sys.modules and 'accelsim.testing' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
-
-
-@pytest.mark.parametrize("bands", [2, 3, 11])
-def test_layer_steps_split_by_rows_change_nothing(small, monkeypatch, bands):
-    """One image with every layer step cut into bands of output rows run in parallel (the path
-    of a large image that has the threads to itself; 11 bands leave some empty) gives the same
-    outputs, counts and spike trains bit for bit, in both arithmetics."""
-    from accelsim import core
-
-    net, images, _ = small
-    for arithmetic in ("float", "fixed"):
-        batch = run(net, images, arithmetic=arithmetic, record_spikes=True)
-        with monkeypatch.context() as m:
-            m.setattr(core, "BANDED_NEURONS", 0)
-            m.setattr(core, "numba", types.SimpleNamespace(get_num_threads=lambda: bands))
-            ones = [run(net, images[i:i + 1], arithmetic=arithmetic, record_spikes=True)
-                    for i in range(len(images))]
-        for i, one in enumerate(ones):
-            np.testing.assert_array_equal(one.output[0], batch.output[i])
-            mine = one.counts.drop(columns=col.IMAGE).reset_index(drop=True)
-            theirs = batch.counts[batch.counts[col.IMAGE] == i].drop(columns=col.IMAGE)
-            assert mine.equals(theirs.reset_index(drop=True))
-            for name, train in one.spikes[0].items():
-                np.testing.assert_array_equal(train.offsets, batch.spikes[i][name].offsets)
-                np.testing.assert_array_equal(train.indices, batch.spikes[i][name].indices)

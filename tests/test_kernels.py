@@ -109,6 +109,35 @@ def test_conv_scatter_adds_in_spike_order(case):
 
 
 @SETTINGS
+@given(conv_cases(), st.integers(1, 4), st.integers(0, 3))
+def test_conv_tiles_of_rows_add_exactly_as_one_pass(case, tile_rows, first_row):
+    """A stride-1 conv done tile of output rows by tile (the spikes each tile needs, channel by
+    channel) equals one pass over all spikes bit for bit: counts, currents and reached flags."""
+    pool, c_in, h, w, kernel, padding, _, c_out, seed = case
+    rng = np.random.default_rng(seed)
+    weights = kernel_weights("conv", rng.normal(size=(c_out, c_in, kernel, kernel)), pool)
+    spikes = _spikes(rng, c_in * h * w)
+    ho = naive.conv_out_size(h // pool, kernel, 1, padding)
+    wo = naive.conv_out_size(w // pool, kernel, 1, padding)
+    row0 = min(first_row, ho)
+    results = []
+    for tiled in (False, True):
+        current = np.zeros(c_out * ho * wo)
+        reached = np.zeros(ho * wo, dtype=np.uint8)
+        if tiled:
+            ops = k._conv_tiled(spikes, *_decoded(spikes, (c_in, h, w)), len(spikes), pool,
+                                c_out, wo, kernel, padding, weights, 0, current, reached, c_in,
+                                h, w, row0, ho, tile_rows * wo * c_out * 8)
+        else:
+            ops = k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho,
+                                 wo, kernel, 1, padding, weights, 0, current, reached, w, row0)
+        results.append((ops, current, reached))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+@SETTINGS
 @given(st.sampled_from([2, 3]), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
        st.integers(0, 2**31 - 1))
 def test_pooled_cells_are_the_pooled_spike_map(pool, c, ph, pw, seed):
