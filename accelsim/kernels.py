@@ -115,28 +115,26 @@ def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, 
         row1 = out_h
     if pool > 1:
         cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
-        return _conv_cells(cc, cy, cx, ck, m, out_c, row0, row1, out_w, kernel, stride,
+        return _conv_cells(cc, cy, cx, ck, True, m, out_c, row0, row1, out_w, kernel, stride,
                            padding, weights, w_off, current, reached)
-    return _conv_cells(spike_c, spike_y, spike_x, spike_c[:0].astype(np.int64), n_spikes, out_c,
-                       row0, row1, out_w, kernel, stride, padding, weights, w_off, current,
-                       reached)
+    return _conv_cells(spike_c, spike_y, spike_x, spike_c, False, n_spikes, out_c, row0, row1,
+                       out_w, kernel, stride, padding, weights, w_off, current, reached)
 
 
 @njit(cache=True)
 def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
-                cell_k: np.ndarray, n_cells: int, out_c: int, row0: int, row1: int, out_w: int,
-                kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
-                current: np.ndarray, reached: np.ndarray) -> int:
-    """The conv fan-out of input cells (channel, row, column), each ``cell_k`` spikes (one each
-    when ``cell_k`` is empty), into output rows ``row0..row1-1``; returns the accumulations,
+                cell_k: np.ndarray, counted: bool, n_cells: int, out_c: int, row0: int,
+                row1: int, out_w: int, kernel: int, stride: int, padding: int,
+                weights: np.ndarray, w_off: int, current: np.ndarray, reached: np.ndarray) -> int:
+    """The conv fan-out of input cells (channel, row, column), each ``cell_k`` spikes when
+    ``counted`` (else one each), into output rows ``row0..row1-1``; returns the accumulations,
     counted per spike."""
     if stride != 1:
-        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, n_cells, out_c, row0, row1,
-                                   out_w, kernel, stride, padding, weights, w_off, current,
-                                   reached)
+        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, counted, n_cells, out_c,
+                                   row0, row1, out_w, kernel, stride, padding, weights, w_off,
+                                   current, reached)
     ops = 0
     kk = kernel * kernel
-    counted = cell_k.shape[0] > 0
     for s in range(n_cells):
         c = cell_c[s]
         y = cell_y[s]
@@ -175,12 +173,12 @@ def _add_row(row: np.ndarray, w_row: np.ndarray, spikes: int) -> None:
 
 @njit(cache=True)
 def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
-                        cell_k: np.ndarray, n_cells: int, out_c: int, row0: int, row1: int,
-                        out_w: int, kernel: int, stride: int, padding: int, weights: np.ndarray,
-                        w_off: int, current: np.ndarray, reached: np.ndarray) -> int:
+                        cell_k: np.ndarray, counted: bool, n_cells: int, out_c: int,
+                        row0: int, row1: int, out_w: int, kernel: int, stride: int,
+                        padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
+                        reached: np.ndarray) -> int:
     """:func:`_conv_cells` for any stride: a tap reaches a target only where it divides."""
     ops = 0
-    counted = cell_k.shape[0] > 0
     for s in range(n_cells):
         c = cell_c[s]
         y = cell_y[s]
@@ -444,6 +442,9 @@ def _conv_tiled(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
     it (a range of the ascending flat indices ``spikes``). Per target neuron the spikes arrive
     in the same order as in one pass over all of them, so the sums are the same."""
     rows = max(1, tile_bytes // (out_w * out_c * 8))
+    if rows >= row1 - row0:  # one tile: one pass
+        return conv_scatter(spike_c, spike_y, spike_x, n_spikes, pool, out_c, 0, out_w, kernel,
+                            1, padding, weights, w_off, current, reached, src_w, row0, row1)
     listed = spikes[:n_spikes]
     ops = 0
     for r0 in range(row0, row1, rows):
