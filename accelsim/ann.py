@@ -270,7 +270,7 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
     wb, ab = hw.tile.weight_bits, hw.tile.activation_bits
     n_tiles = mapping.tiles_used
     c = {k: np.zeros((images, n_tiles), dtype=np.int64) for k in _COUNTERS}
-    rr, cc = np.arange(n_tiles) // hw.mesh.cols, np.arange(n_tiles) % hw.mesh.cols
+    rr, cc = mapping.tile_row, mapping.tile_col
     arch = network.architecture
     pooled_done: set[tuple[str, int]] = set()
     for place in mapping.layers:
@@ -399,8 +399,7 @@ def layer_ends(network: Network, hw: Hardware, mapping: Mapping, mac: np.ndarray
                for layer in layers]
     consumers = [[m for m in range(len(layers)) if s in sources[m]] for s in range(len(layers))]
     tiles = [p.tiles for p in mapping.layers]
-    rr = np.arange(mapping.tiles_used) // hw.mesh.cols
-    cc = np.arange(mapping.tiles_used) % hw.mesh.cols
+    rr, cc = mapping.tile_row, mapping.tile_col
 
     def hop(a: np.ndarray, b: np.ndarray) -> int:
         return int((np.abs(cc[a][:, None] - cc[b][None, :]) * hw.noc.hop_latency_x_cycles

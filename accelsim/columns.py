@@ -100,6 +100,17 @@ SNN_TO_ANN_ENERGY = "snn_to_ann_energy"  # full-system energy, SNN / ANN
 SNN_TO_ANN_COMPUTE_ONLY = "snn_to_ann_compute_only"  # compute-only estimate, SNN / ANN
 SNN_TO_ANN_LATENCY = "snn_to_ann_latency"
 
+# -- the mapping search (accelsim.mapping_search; summary columns of a scenario with one) -----
+MAPPING_POLICY = "mapping_policy"  # the chosen policy
+MAPPING_TILES = "mapping_tiles"  # the chosen tiles per layer, "layer:count ..."
+SEARCH_OBJECTIVE = "search_objective"  # energy, latency or edp
+SEARCH_DEFAULT = "search_default"  # the objective on the sample with the hardware's own mapping
+SEARCH_BEST = "search_best"  # ... with the chosen one
+SEARCH_GAIN = "search_gain"  # 1 - best / default
+SEARCH_CANDIDATES = "search_candidates"  # mappings replayed
+SEARCH_COLUMNS = (MAPPING_POLICY, MAPPING_TILES, SEARCH_OBJECTIVE, SEARCH_DEFAULT, SEARCH_BEST,
+                  SEARCH_GAIN, SEARCH_CANDIDATES)
+
 SUMMARY_COLUMNS = (ACCURACY, NUM_IMAGES, TIMESTEPS, LATENCY_CYCLES, LATENCY_US, ENERGY_UJ, EDP,
                    COMPUTE_ONLY_SNN_UJ, COMPUTE_ONLY_ANN_UJ, FULL_TO_COMPUTE_ONLY, SPIKES,
                    DRAM_BYTES, *COMPONENT_UJ, ANN_ACCURACY, ANN_LATENCY_US, ANN_ENERGY_UJ,

@@ -64,6 +64,8 @@ class CoreTables:
     proj_start: np.ndarray   # int64 (L+1,)
     weights: np.ndarray      # all projections' kernel-layout weights concatenated (an identity
                              # projection holds its one increment); float64 or int64
+    bias: np.ndarray         # (state size,) each neuron's bias (HWC, at its layer's offset), 0
+                             # where a layer has none; the weights' dtype
     names: tuple[str, ...]
     spiking: tuple[bool, ...]
     rec_size: int            # spike-record slots per image (T * spiking neurons)
@@ -105,6 +107,7 @@ def build_tables(network: Network, timesteps: int,
     projs: list[list[int]] = []
     proj_start = np.zeros(n_layers + 1, dtype=np.int64)
     chunks: list[np.ndarray] = []
+    biases: list[tuple[int, np.ndarray]] = []
     w_off = 0
     off = 0
     rec_off = 0
@@ -112,8 +115,11 @@ def build_tables(network: Network, timesteps: int,
         c, h, w = _chw(layer.shape)
         n = layer.neurons
         is_output = layer.kind == "output"
-        has_const = any(p.source == INPUT for p in layer.inputs)
+        # a constant current: from the analog input (once per image) and the bias
+        has_const = layer.bias is not None or any(p.source == INPUT for p in layer.inputs)
         layers[i] = (c, h, w, n, int(is_output), off, rec_off, int(has_const))
+        if layer.bias is not None:  # per channel, repeated at every (H, W) position (HWC)
+            biases.append((off, np.tile(np.asarray(src_weights[layer.bias], np.float64), h * w)))
         off += n
         if not is_output:
             rec_off += n * timesteps
@@ -138,10 +144,13 @@ def build_tables(network: Network, timesteps: int,
             w_off += kw.size
     proj_start[n_layers] = len(projs)
     all_weights = np.concatenate(chunks) if chunks else np.zeros(0)
+    bias = np.zeros(off)
+    for start, values in biases:
+        bias[start:start + values.size] = values
     return CoreTables(
         layers=layers, leaks=leaks, thresholds=thresholds,
         projs=np.asarray(projs, dtype=np.int64).reshape(-1, k.N_PROJ_COLS),
-        proj_start=proj_start, weights=all_weights,
+        proj_start=proj_start, weights=all_weights, bias=bias,
         names=tuple(layer.name for layer in arch.layers),
         spiking=tuple(layer.kind == "spiking" for layer in arch.layers),
         rec_size=rec_off)
@@ -193,7 +202,7 @@ def _call(tables: CoreTables, x: np.ndarray, T: int, record: bool, counts: np.nd
     k.run_images(x, T, tables.layers, tables.leaks, tables.leak_shift, tables.thresholds,
                  tables.lo, tables.hi, tables.projs, tables.proj_start, tables.weights,
                  k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n,
-                 tables.leak_truncate)
+                 tables.bias, tables.leak_truncate)
 
 
 def run_tables(tables: CoreTables, x: np.ndarray, T: int,

@@ -16,10 +16,11 @@ Layouts
 - Active-neuron flags: ``reached`` holds one flag per target *position* (a conv or linear fan-out
   always reaches all ``C_out`` neurons of a position), ``touched`` one per neuron (shortcuts).
 - Per target neuron the contributions are added in the order of the source spikes (ascending
-  CHW), projection after projection, after the constant current of an analog-fed layer. A pooled
-  source's spikes are first gathered per pooled cell (:func:`pooled_cells`): a cell with ``k``
-  spikes adds ``k * W / pool**2`` once, as the float64 reference does (pool, then multiply);
-  ``synaptic_ops`` still counts every spike's accumulations.
+  CHW), projection after projection, after the constant current (the layer's bias plus, for an
+  analog-fed layer, its input current). A pooled source's spikes are first gathered per pooled
+  cell (:func:`pooled_cells`): a cell with ``k`` spikes adds ``k * W / pool**2`` once, as the
+  float64 reference does (pool, then multiply); ``synaptic_ops`` still counts every spike's
+  accumulations.
 - Conv weights are ``(C_in, k, k, C_out)``, linear weights ``(in, out)``; both are already
   multiplied by ``1 / pool**2`` when the projection pools its source (average pooling of spikes
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
@@ -34,7 +35,8 @@ Counting rules (the columns of :data:`accelsim.columns.FUNCTIONAL_COUNTS`)
 - ``neuron_updates``: every neuron of the layer at every timestep (output layer included: its
   membrane is updated by the current each step).
 - ``active_neuron_updates``: neurons that received at least one accumulation this timestep; a layer
-  fed by the analog input receives its constant current every step, so all its neurons are active.
+  fed by the analog input or with a bias receives its constant current every step, so all its
+  neurons are active.
 """
 
 from __future__ import annotations
@@ -406,9 +408,11 @@ def dense_linear(x: np.ndarray, n_in: int, n_out: int, weights: np.ndarray, w_of
 
 @njit(cache=True)
 def _constant_currents(x: np.ndarray, layers: np.ndarray, projs: np.ndarray,
-                       weights: np.ndarray, const: np.ndarray, macs: np.ndarray) -> None:
-    """Currents of every projection from the analog input (computed once per image)."""
-    const[:] = 0
+                       weights: np.ndarray, bias: np.ndarray, const: np.ndarray,
+                       macs: np.ndarray) -> None:
+    """Each neuron's constant current: its bias plus every projection from the analog input
+    (computed once per image)."""
+    const[:] = bias
     macs[:] = 0
     for p in range(projs.shape[0]):
         if projs[p, P_SOURCE] >= 0:
@@ -571,7 +575,8 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
               fired: np.ndarray, spikes: np.ndarray, spike_c: np.ndarray,
               spike_y: np.ndarray, spike_x: np.ndarray,
               n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
-              rec: np.ndarray, rec_n: np.ndarray, truncate: bool = False) -> None:
+              rec: np.ndarray, rec_n: np.ndarray, bias: np.ndarray,
+              truncate: bool = False) -> None:
     """One image through all layers and timesteps; state arrays are reset here.
 
     The membrane dtype picks the arithmetic: float64 or int64 (fixed point, see ``lif_step``).
@@ -585,7 +590,7 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
     current[:] = 0
     reached[:] = 0
     touched[:] = 0
-    _constant_currents(x, layers, projs, weights, const, macs)
+    _constant_currents(x, layers, projs, weights, bias, const, macs)
     rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
     for t in range(timesteps):
         for li in range(layers.shape[0]):
@@ -601,7 +606,7 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
                shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
                proj_start: np.ndarray, weights: np.ndarray, n_blocks: int, record: bool,
                counts: np.ndarray, output: np.ndarray, rec: np.ndarray,
-               rec_n: np.ndarray, truncate: bool = False) -> None:
+               rec_n: np.ndarray, bias: np.ndarray, truncate: bool = False) -> None:
     """Run every image (rows of ``images``, flat CHW); parallel over ``n_blocks`` image blocks.
 
     float64 ``images``/``weights``/``output`` run the float arithmetic, int64 ones the fixed.
@@ -633,7 +638,7 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
             run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
                       proj_start, weights, membrane, current, reached, touched, const, fired,
                       spikes, spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record,
-                      rec[ri], rec_n[ri], truncate)
+                      rec[ri], rec_n[ri], bias, truncate)
             off = layers[last, L_OFF]
             output[i, :] = membrane[off:off + layers[last, L_N]]
 

@@ -1,29 +1,52 @@
 """Placing a network on the tiles of a chip.
 
-Policy (deterministic, stated once here):
+Policy (deterministic, stated once here; ``hardware.mapping`` chooses it):
 
 1. A tile holds one block of one layer: a range of output channels (units) times a range of
    rows, all columns. On ``n`` tiles a layer of ``C`` channels is cut into ``g`` *channel
    groups* (sizes differ by at most one), and each group into ``n // g`` or ``n // g + 1`` *row
-   bands* (the first ``n % g`` groups get one more; row counts differ by at most one). A
-   spike's packets go to the tiles its kernel window reaches, so few groups means little
-   traffic (``g = 1``: a spike reaches only the bands under its window), and many groups
-   means few weights per tile (every tile of a group stores that group's weights). ``g`` is
-   the smallest number of groups with which a tile's weights fit its SRAM, its neurons fit
-   ``tile.max_neurons`` and no band is thinner than a row; when no ``g`` keeps the weights in
-   SRAM, ``g = min(n, C)`` (fewest weights per tile; the rest spill). Linear layers have one
-   row: ``g = n``.
-2. Every layer gets at least the tiles it needs to respect ``tile.max_neurons`` (row bands
-   when one channel exceeds a tile). The remaining tiles go, one at a time, to the layer with
-   the most weight bits per tile (ties: the earlier layer) while splitting it further by
-   channel lowers that; this minimises the largest per-tile weight footprint. Tiles still left
-   go, one at a time, to the layer with the most neurons per tile (its work per timestep),
-   until every tile is used or every band is one row.
-3. Layers occupy consecutive tile numbers in layer order; tile ``i`` sits at mesh row
-   ``i // cols``, column ``i % cols``.
+   bands* (the first ``n % g`` groups get one more; row counts differ by at most one). A spike
+   is one packet per tile its kernel window reaches: with ``g`` groups that is ``g`` tiles per
+   band under the window. Row bands keep packets few but put all of a spike's work on the
+   band's tile; channel groups share every spike's work among ``g`` tiles, wherever on the
+   map the spikes fall, at ``g`` packets a spike. ``g`` is chosen per layer as the one with
+   which a spike holds its busiest resource the shortest: the sender's port (``packets x
+   noc.packet_cycles``) or the busiest receiving tile (its accumulate cycles for the spike,
+   at least a packet's ejection); ties go to fewer packets, then to more groups. Only ``g``
+   whose tiles keep their weights in SRAM, hold at most ``tile.max_neurons`` neurons and have
+   bands of at least one row compete; when no ``g`` keeps the weights in SRAM, ``g = min(n,
+   C)`` (fewest weights per tile; the rest spill). A layer fed only by the analog input sends
+   nothing to itself: ``g = min(n, C)``, so its own spikes leave from every tile alike. Linear
+   layers have one row: ``g = n``.
+2. Tiles per layer. Every layer gets at least the tiles it needs to respect
+   ``tile.max_neurons`` (row bands when one channel exceeds a tile).
+
+   - ``spread``: every tile is used. The remaining tiles go, one at a time, to the layer with
+     the most weight bits per tile (ties: the earlier layer) while splitting it further by
+     channel lowers that; this minimises the largest per-tile weight footprint. Tiles still
+     left go, one at a time, to the layer with the most neurons per tile (its work per
+     timestep), until every tile is used or every band is one row.
+   - ``compact``: each layer gets the fewest tiles that hold its neurons and keep its weights
+     in SRAM; unused tiles stay dark (no static power). When the chip has fewer tiles than
+     that, the spare tiles go as under ``spread`` (most weight bits per tile first), no layer
+     beyond its fewest.
+
+   ``mapping.tiles_per_layer`` fixes the count of the layers it names; the others share the
+   tiles that remain by the policy.
+3. Placement. Layers occupy consecutive tile numbers in layer order. ``spread`` lays them
+   row by row (tile ``i`` at mesh row ``i // cols``, column ``i % cols``); ``compact`` lays
+   them in a snake (even rows left to right, odd rows right to left), so that consecutive
+   tiles, and with them a layer's last tile and its consumer's first, are always one hop
+   apart.
 4. A tile's weights are laid out row by row: one row per presynaptic source channel (conv) or
    source unit (linear), projections in the layer's order. Rows are kept in SRAM while they fit;
    the remaining rows are *spilled*: they stay in DRAM and are streamed on every use.
+
+Consequences the tests check by hand. A spike of a dense layer is one packet per tile of each
+consumer: on 784-512-256-10 with fc1, fc2, fc3 on 4, 1, 1 tiles (``compact`` on
+``loihi-like``, whose 128 KiB hold fc2's 512 x 256 weights on one tile) every spike is one
+packet; ``spread`` puts fc2 on 32 tiles and fc1's spikes become 32 packets. Under ``compact``
+fc1's tile ``j`` is ``4 - j`` hops from fc2. No tile's SRAM holds more than its capacity.
 
 A network that cannot be mapped raises :class:`MappingError` naming the layer, what it needs,
 what the chip has and what would fit (tiles, neurons per tile, SRAM per tile).
@@ -40,7 +63,7 @@ import pandas as pd
 
 from accelsim import columns as col
 from accelsim.hardware import Hardware
-from accelsim.network import Layer, Network, Projection, pooled_shape
+from accelsim.network import INPUT, Layer, Network, Projection, pooled_shape
 
 
 class MappingError(ValueError):
@@ -114,6 +137,10 @@ class Mapping:
 
     hardware: Hardware
     layers: tuple[LayerPlacement, ...]
+    tile_row: np.ndarray
+    """int64 (tiles,): the mesh row of every tile (policy 3)."""
+    tile_col: np.ndarray
+    """int64 (tiles,): its mesh column."""
 
     def placement(self, name: str) -> LayerPlacement:
         for p in self.layers:
@@ -193,19 +220,37 @@ def partition(layer: Layer, n: int, groups: int | None = None) -> Blocks:
 
 
 def _groups(network: Network, layer: Layer, n: int, hw: Hardware) -> int:
-    """The fewest channel groups with which ``n`` tiles hold the layer's neurons and keep each
-    tile's weights in SRAM (policy 1); ``min(n, C)`` when no number of groups keeps them."""
+    """The channel groups of ``layer`` on ``n`` tiles (policy 1)."""
     c, h, w = _chw(layer)
+    if h == 1:
+        return min(n, c)
     per_channel = _layer_weight_bits(network, layer, hw.tile.weight_bits) // c
-    for g in range(1, min(n, c) + 1):
-        if -(-n // g) > h:  # a band is at least one row
+    shaped = [g for g in range(1, min(n, c) + 1)
+              if -(-n // g) <= h and -(-c // g) * -(-h // (n // g)) * w <= hw.tile.max_neurons]
+    fitting = [g for g in shaped if -(-c // g) * per_channel <= hw.tile.weight_sram_capacity_bits]
+    if not fitting:
+        return min(n, c)
+    return min(fitting, key=lambda g: _spike_cost(network, layer, n, g, hw))
+
+
+def _spike_cost(network: Network, layer: Layer, n: int, g: int, hw: Hardware
+                ) -> tuple[float, float, int]:
+    """(cycles one spike holds its busiest resource, packets, -g) for ``layer`` on ``n`` tiles in
+    ``g`` channel groups: the worst over its spiking conv projections (policy 1)."""
+    c, h, w = _chw(layer)
+    pc = hw.noc.packet_cycles
+    units = hw.tile.accumulate_units
+    worst = (0.0, 0.0)
+    for p in layer.inputs:
+        if p.source == INPUT or p.op != "conv":
             continue
-        most_channels = -(-c // g)
-        rows = -(-h // (n // g))
-        if (most_channels * per_channel <= hw.tile.weight_sram_capacity_bits
-                and most_channels * rows * w <= hw.tile.max_neurons):
-            return g
-    return min(n, c)
+        reach = -(-p.kernel // p.stride)  # output rows (columns) one spike reaches
+        # g tiles per band under the window: 1 + (reach - 1) / (rows per band) bands on average
+        packets = min(n, g + (min(reach, h) - 1) * n / h)
+        synops = -(-c // g) * min(reach, h, -(-h // (n // g))) * min(reach, w)
+        busy = max(pc, -(-synops // units) * hw.synapse_cycles["conv"])
+        worst = max(worst, (max(pc * packets, busy), packets))
+    return (*worst, -g)
 
 
 def blocks(network: Network, layer: Layer, n: int, hw: Hardware) -> Blocks:
@@ -277,19 +322,27 @@ def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int
                            f"{counts[worst]}); the chip {hw.name!r} has {available}: use a "
                            f"mesh of at least {sum(counts)} tiles{hint}")
     spare = available - sum(counts)
-    # 1. split by channel where that lowers the largest per-tile weight footprint
     bits = [_layer_weight_bits(network, layer, hw.tile.weight_bits) for layer in layers]
+    compact = hw.mapping.policy == "compact"
+    most = [_fewest_holding(network, layer, counts[i], hw) if compact else _chw(layer)[0]
+            for i, layer in enumerate(layers)]
+    fewest = [counts[i] if i in fixed else most[i] for i in range(len(layers))]
+    if compact and sum(fewest) <= available:
+        return fewest
+    # split by channel where that lowers the largest per-tile weight footprint
     heap = [(-bits[i] / counts[i], i) for i in range(len(layers))
-            if counts[i] < _chw(layers[i])[0] and i not in fixed]
+            if counts[i] < most[i] and i not in fixed]
     heapq.heapify(heap)
     while spare > 0 and heap:
         _, i = heapq.heappop(heap)
         counts[i] += 1
         spare -= 1
-        if counts[i] < _chw(layers[i])[0]:
+        if counts[i] < most[i]:
             heapq.heappush(heap, (-bits[i] / counts[i], i))
+    if compact:
+        return counts
 
-    # 2. row bands where that lowers the most neurons on one tile
+    # row bands where that lowers the most neurons on one tile
     def load(i: int) -> int:
         c0, c1, r0, r1 = blocks(network, layers[i], counts[i], hw)
         return int(((c1 - c0) * (r1 - r0)).max())
@@ -306,16 +359,58 @@ def _allocate(network: Network, hw: Hardware, fixed: dict[int, int]) -> list[int
     return counts
 
 
+def _fewest_holding(network: Network, layer: Layer, least: int, hw: Hardware) -> int:
+    """The fewest tiles (at least ``least``) on which ``layer``'s neurons fit and its weights
+    stay in SRAM; ``least`` when no number of tiles keeps them in SRAM."""
+    c, h, w = _chw(layer)
+    per_channel = _layer_weight_bits(network, layer, hw.tile.weight_bits) // c
+    if not 0 < per_channel <= hw.tile.weight_sram_capacity_bits:
+        return least
+    groups = -(-c // (hw.tile.weight_sram_capacity_bits // per_channel))
+    for n in range(max(least, groups), max_tiles(layer) + 1):
+        c0, c1, r0, r1 = blocks(network, layer, n, hw)
+        if (int(((c1 - c0) * (r1 - r0)).max()) * w <= hw.tile.max_neurons
+                and int((c1 - c0).max()) * per_channel <= hw.tile.weight_sram_capacity_bits):
+            return n
+    return least
+
+
+def _holding_mesh(network: Network, hw: Hardware) -> str:
+    """", or on a mesh of at least N tiles": the fewest tiles that keep every layer's weights
+    in SRAM (empty when a single channel's weights exceed a tile's SRAM)."""
+    cap = hw.tile.weight_sram_capacity_bits
+    tiles = 0
+    for layer in network.layers:
+        least = min_tiles(layer, hw.tile.max_neurons)
+        n = _fewest_holding(network, layer, least, hw)
+        c0, c1, _, _ = blocks(network, layer, n, hw)
+        if int((c1 - c0).max()) * (_layer_weight_bits(network, layer, hw.tile.weight_bits)
+                                   // _chw(layer)[0]) > cap:
+            return ""
+        tiles += n
+    return f", or on a mesh of at least {tiles} tiles"
+
+
+def _positions(tiles: int, cols: int, snake: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(mesh row, mesh column) of tiles ``0..tiles-1``: row by row, or as a snake (policy 3)."""
+    i = np.arange(tiles, dtype=np.int64)
+    row, col_ = i // cols, i % cols
+    if snake:
+        col_ = np.where(row % 2 == 1, cols - 1 - col_, col_)
+    return row, col_
+
+
 def map_network(network: Network, hardware: Hardware,
                 tiles_per_layer: MappingABC[str, int] | None = None) -> Mapping:
     """Place ``network`` on ``hardware`` (policy in the module docstring).
 
-    ``tiles_per_layer`` fixes the tile count of the layers it names (more tiles than channels
-    split the layer into row bands); the other layers follow the policy with the tiles that
-    remain.
+    ``tiles_per_layer`` fixes the tile count of the layers it names, over
+    ``hardware.mapping.tiles_per_layer`` (more tiles than channels split the layer into row
+    bands); the other layers follow the policy with the tiles that remain.
     """
     hw = hardware
     fixed: dict[int, int] = {}
+    tiles_per_layer = {**hw.mapping.tiles_per_layer, **(tiles_per_layer or {})}
     if tiles_per_layer:
         names = [layer.name for layer in network.layers]
         for name, n in tiles_per_layer.items():
@@ -359,12 +454,13 @@ def map_network(network: Network, hardware: Hardware,
             raise MappingError(f"layer {layer.name!r}: a tile needs {int(total[k])} weight bits "
                                f"on {n} tiles, tile.weight_sram_capacity_bits={cap} on "
                                f"{hw.name!r}, which has no DRAM to spill to: it fits with "
-                               f"tile.weight_sram_capacity_bits >= {int(total.max())}, or give "
-                               "the layer more tiles, or add DRAM")
+                               f"tile.weight_sram_capacity_bits >= {int(total.max())}"
+                               f"{_holding_mesh(network, hw)}, or add DRAM")
         placements.append(LayerPlacement(
             layer=layer, tiles=np.arange(next_tile, next_tile + n, dtype=np.int64),
             channel_start=c0, channel_end=c1, row_start=r0, row_end=r1,
             projections=tuple(rows_info),
             weight_bits=total, sram_bits=sram))
         next_tile += n
-    return Mapping(hardware=hw, layers=tuple(placements))
+    row, column = _positions(next_tile, hw.mesh.cols, hw.mapping.policy == "compact")
+    return Mapping(hardware=hw, layers=tuple(placements), tile_row=row, tile_col=column)

@@ -7,10 +7,13 @@ It imports neither torch nor numba.
 A network is an ordered list of *layers* (neuron populations). Each layer sums the currents of
 one or more *projections* from earlier layers (or from the analog ``input``):
 
-    I_l[t] = sum_p  op_p( pool_p( o_source(p)[t] ) )
+    I_l[t] = b_l + sum_p  op_p( pool_p( o_source(p)[t] ) )
 
-- ``op`` is ``conv`` (no bias), ``linear`` (no bias; the source is flattened in C, H, W order) or
-  ``identity`` (a ResNet shortcut: the source's spikes are added as they are).
+- ``op`` is ``conv``, ``linear`` (the source is flattened in C, H, W order) or ``identity`` (a
+  ResNet shortcut: the source's spikes are added as they are); projections carry no bias.
+- ``b_l`` is the layer's optional *bias* (the ``bias`` tensor, one value per output channel of a
+  (C, H, W) layer or per unit of an (N,) layer): a constant current added at every timestep, as
+  a NIR ``Affine`` or a ``Conv2d(bias=True)`` adds it. The DIET-SNN itself has none.
 - ``pool`` is a non-overlapping average pool (kernel = stride = pool) applied to the source's
   spikes first. It is linear, so hardware folds it into the weights (each spike adds W / pool**2).
 
@@ -64,6 +67,9 @@ class Layer(_Frozen):
     inputs: tuple[Projection, ...] = Field(min_length=1)
     leak: float = Field(1.0, description="membrane leak lambda (<= 1); 1.0 for the output layer")
     threshold: float = Field(1.0, gt=0, description="firing threshold v; unused by the output")
+    bias: str | None = Field(None, description="bias tensor name: a constant current every "
+                                               "timestep, one value per output channel (conv) or "
+                                               "unit; None: no bias")
 
     @property
     def neurons(self) -> int:
@@ -96,6 +102,12 @@ class Architecture(_Frozen):
                     raise ValueError(f"layer {layer.name!r}: projection from {p.source!r} gives "
                                      f"shape {out}, layer has {layer.shape}")
             shapes[layer.name] = layer.shape
+        weights = {p.weight for layer in self.layers for p in layer.inputs}
+        biases = [layer.bias for layer in self.layers if layer.bias is not None]
+        shared = sorted((weights & set(biases)) | {b for b in biases if biases.count(b) > 1})
+        if shared:
+            raise ValueError(f"bias name {shared[0]!r} is also a weight or another layer's bias; "
+                             "give each bias its own name, e.g. '<layer>.bias'")
         if self.layers[-1].shape != (self.num_classes,):
             raise ValueError(f"output layer shape {self.layers[-1].shape} != ({self.num_classes},)")
         return self
@@ -121,12 +133,14 @@ class Architecture(_Frozen):
         return (layer.neurons, int(np.prod(src)))
 
     def weight_shapes(self) -> dict[str, Shape]:
-        """Every weight tensor the network needs, by name."""
+        """Every tensor the network needs (projection weights and layer biases), by name."""
         shapes: dict[str, Shape] = {}
         for layer in self.layers:
             for p in layer.inputs:
                 if p.weight is not None:
                     shapes[p.weight] = self.weight_shape_of(layer, p)  # type: ignore[assignment]
+            if layer.bias is not None:
+                shapes[layer.bias] = (layer.shape[0],)
         return shapes
 
 

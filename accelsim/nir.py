@@ -14,11 +14,13 @@ one step, is ``v <- (1 - dt/tau) v + (r dt / tau) I``. So a spiking layer with l
 (unit input gain ``r dt / tau = 1``), and a layer with lambda = 1 is ``IF(r = 1 / dt,
 v_threshold = v, v_reset = 0)``. The accumulate-only output layer is NIR's integrator
 ``I(r = 1 / dt)`` feeding the ``Output`` node. Parameters are written per neuron (the layer's
-shape), all equal; a conv or linear projection is a bias-free ``Conv2d`` / ``Linear``; an average
-pool of the source's spikes an ``AvgPool2d`` (kernel = stride); a linear projection from a
-(C, H, W) layer goes through ``Flatten`` (C, H, W order, as accelsim flattens); a ResNet shortcut
-is an edge from the source neuron (or its pool) straight into the target neuron, and NIR sums
-the currents of every edge into a node, as accelsim does.
+shape), all equal; a conv or linear projection is a ``Conv2d`` (zero bias) / ``Linear``, except
+that a layer's bias (a constant current every step, one value per channel or unit) rides on its
+first weighted projection: that ``Conv2d``'s ``bias``, or an ``Affine`` instead of the
+``Linear``; an average pool of the source's spikes is an ``AvgPool2d`` (kernel = stride); a
+linear projection from a (C, H, W) layer goes through ``Flatten`` (C, H, W order, as accelsim
+flattens); a ResNet shortcut is an edge from the source neuron (or its pool) straight into the
+target neuron, and NIR sums the currents of every edge into a node, as accelsim does.
 
 What NIR does not say, and how accelsim records it (node and graph ``metadata``, which NIR
 files keep, so that export -> import is exact):
@@ -39,12 +41,14 @@ Import accepts graphs built from Input, Output, IF, LIF, CubaLIF (when its synap
 does not outlast a step: ``tau_syn = dt``), I (accumulate-only output), Conv2d, Linear, Affine,
 AvgPool2d, SumPool2d, Flatten and Scale. A foreign LIF's input gain ``r dt / tau`` (and a
 CubaLIF's ``w_in``) is folded into its incoming weights, with a warning, when it differs from 1
-by more than 1e-6. Not supported, each with an error naming the node: nonzero biases (accelsim's
-network has none), per-neuron leaks or thresholds that differ within a layer, ``v_leak`` or
-``v_reset`` not zero, pools with padding or kernel != stride, dilation, groups, non-square
-kernels, recurrent edges, nested graphs, and every other primitive (Delay, Threshold, LI,
-Conv1d, ...). A graph that ends in a spiking neuron gets an accumulate-only output layer
-``readout`` that sums its spikes (the usual rate readout).
+by more than 1e-6. The biases of a neuron's incoming ``Conv2d`` / ``Affine`` nodes (times any
+``Scale`` after them, and the input gain) add up to the layer's bias, named ``<layer>.bias``
+(or the name in the neuron's ``bias`` metadata). Not supported, each with an error naming the
+node: a bias on a layer without a weighted input (export), per-neuron leaks or thresholds that
+differ within a layer, ``v_leak`` or ``v_reset`` not zero, pools with padding or kernel !=
+stride, dilation, groups, non-square kernels, recurrent edges, nested graphs, and every other
+primitive (Delay, Threshold, LI, Conv1d, ...). A graph that ends in a spiking neuron gets an
+accumulate-only output layer ``readout`` that sums its spikes (the usual rate readout).
 """
 
 from __future__ import annotations
@@ -105,6 +109,10 @@ def to_nir(network: Network, dt: float = DT) -> Any:
     for index, layer in enumerate(arch.layers):
         names[layer.name] = layer.name
         nodes[layer.name] = _neuron_node(nir, layer, index, dt)
+        weighted = [p for p in layer.inputs if p.op != "identity"]
+        if layer.bias is not None and not weighted:
+            raise NIRError(f"layer {layer.name!r} has a bias but no conv or linear input; NIR "
+                           "carries a bias only on a Conv2d or Affine node")
         for k, p in enumerate(layer.inputs):
             chain = [names[p.source]]
             shape = arch.source_shape(p.source)
@@ -118,17 +126,21 @@ def to_nir(network: Network, dt: float = DT) -> Any:
             if p.op != "identity":
                 w = np.asarray(network.weights[p.weight], dtype=np.float32)  # type: ignore[index]
                 op = p.weight  # e.g. "conv1.weight": the neuron node is "conv1"
+                bias = (np.asarray(network.weights[layer.bias], dtype=np.float32)
+                        if layer.bias is not None and p is weighted[0] else None)
                 if p.op == "conv":
                     nodes[op] = nir.Conv2d(input_shape=tuple(shape[1:]), weight=w,
                                            stride=p.stride, padding=p.padding, dilation=1,
-                                           groups=1, bias=np.zeros(w.shape[0], np.float32))
+                                           groups=1, bias=np.zeros(w.shape[0], np.float32)
+                                           if bias is None else bias)
                 else:
                     if len(shape) > 1:
                         flat = f"{layer.name}.in{k}.flatten"
                         nodes[flat] = nir.Flatten(input_type={"input": np.array(shape)},
                                                   start_dim=0, end_dim=-1)
                         chain.append(flat)
-                    nodes[op] = nir.Linear(weight=w)
+                    nodes[op] = (nir.Linear(weight=w) if bias is None else
+                                 nir.Affine(weight=w, bias=bias))
                 chain.append(op)
             chain.append(layer.name)
             edges += list(zip(chain[:-1], chain[1:], strict=False))
@@ -145,7 +157,9 @@ def to_nir(network: Network, dt: float = DT) -> Any:
 
 def _neuron_node(nir, layer: Layer, index: int, dt: float):
     full = np.ones(layer.shape, dtype=np.float64)
-    meta = {"accelsim_layer": index}
+    meta: dict[str, Any] = {"accelsim_layer": index}
+    if layer.bias is not None:
+        meta["bias"] = layer.bias
     if layer.kind == "output":
         return nir.I(r=full / dt, metadata={**meta, "readout": "sum over timesteps"})
     meta.update(reset="subtract", leak=float(layer.leak))
@@ -228,6 +242,17 @@ def _pair(node_name: str, what: str, value: Any) -> int:
         raise NIRError(f"node {node_name!r}: {what} {arr.tolist()} is not square; accelsim "
                        "needs equal height and width")
     return int(arr[0])
+
+
+def _per_output(chain: list[str], scale: np.ndarray, outputs: int) -> np.ndarray:
+    """A scale on a projection's path as one factor per output channel or unit."""
+    if scale.ndim > 0 and scale.size > 1:
+        per_out = scale.reshape(scale.shape[0], -1)
+        if scale.shape[0] != outputs or not np.all(per_out == per_out[:, :1]):
+            raise NIRError(f"the scale on path {chain} is not one value per output channel "
+                           "or unit; accelsim cannot fold it into the weights")
+        return per_out[:, 0]
+    return np.full(outputs, float(np.asarray(scale).ravel()[0]))
 
 
 class _Reader:
@@ -332,11 +357,14 @@ class _Reader:
         return chain[::-1]
 
     def projection(self, chain: list[str], shapes: dict[str, Shape], names: dict[str, str],
-                   weights: dict[str, np.ndarray]) -> tuple[Projection, Shape]:
-        """The projection a chain (source first) stands for, and the shape of its current."""
+                   weights: dict[str, np.ndarray]
+                   ) -> tuple[Projection, Shape, np.ndarray | None]:
+        """The projection a chain (source first) stands for, the shape of its current and its
+        bias (one value per output channel or unit; None when it has none)."""
         source = chain[0]
         shape = shapes[source]
         pool, scale, op, flat = 1, np.float64(1.0), None, False
+        after = np.float64(1.0)  # the scale after the op: it scales the bias too
         for n in chain[1:]:
             node, kind = self.nodes[n], _kind(self.nodes[n])
             if kind in POOLS:
@@ -360,6 +388,8 @@ class _Reader:
                 s = np.asarray(node.scale, dtype=np.float64)
                 scale = scale * (s if op is not None else np.float64(
                     _uniform(n, "scale before a projection", s)))
+                if op is not None:
+                    after = after * s
             else:  # Conv2d, Linear, Affine
                 if op is not None:
                     raise NIRError(f"node {n!r} ({kind}) follows {op!r} without a neuron between "
@@ -372,17 +402,23 @@ class _Reader:
             if flat:
                 raise NIRError(f"the path {chain} flattens a shortcut; accelsim's identity "
                                "projection keeps the source's shape")
-            return Projection(source=names[source], op="identity", pool=pool), shape
+            return Projection(source=names[source], op="identity", pool=pool), shape, None
         node, kind = self.nodes[op], _kind(self.nodes[op])
         if len(self.succs[op]) != 1:
             raise NIRError(f"node {op!r} ({kind}) feeds {len(self.succs[op])} nodes; accelsim "
                            "gives each projection its own weights: give each target its own "
                            f"{kind}")
-        bias = getattr(node, "bias", None)
-        if bias is not None and np.any(np.asarray(bias) != 0):
-            raise NIRError(f"node {op!r} ({kind}) has a nonzero bias; accelsim's network has no "
-                           "bias: train the model without bias (bias=False)")
         w = np.asarray(node.weight, dtype=np.float64)
+        bias = getattr(node, "bias", None)
+        if bias is not None:
+            bias = np.asarray(bias, dtype=np.float64)
+            if bias.ndim == 0:  # one value for every output
+                bias = np.full(w.shape[0], float(bias))
+            if bias.shape != (w.shape[0],):
+                raise NIRError(f"node {op!r} ({kind}): bias shape {bias.shape} is not one value "
+                               f"per output ({w.shape[0]},)")
+            if not np.any(bias != 0):
+                bias = None
         if kind == "Conv2d":
             if len(shape) != 3 or flat:
                 raise NIRError(f"node {op!r} (Conv2d) reads shape {shape}; it needs (C, H, W)")
@@ -406,17 +442,14 @@ class _Reader:
                                f"{int(np.prod(shape))} values of its source (shape {shape})")
             proj = Projection(source=names[source], op="linear", weight=_weight_name(op),
                               pool=pool)
-        if scale.ndim > 0 and scale.size > 1:  # one scale per output channel or unit
-            per_out = scale.reshape(scale.shape[0], -1)
-            if scale.shape[0] != w.shape[0] or not np.all(per_out == per_out[:, :1]):
-                raise NIRError(f"the scale on path {chain} is not one value per output channel "
-                               "or unit; accelsim cannot fold it into the weights")
-            scale = per_out[:, 0].reshape((-1,) + (1,) * (w.ndim - 1))
+        if bias is not None:
+            bias = bias * _per_output(chain, after, w.shape[0])
+        scale = _per_output(chain, scale, w.shape[0])
         if np.any(scale != 1.0):
-            w = w * scale
+            w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         weights[proj.weight] = w  # type: ignore[index]
         out = projected_shape(shape, proj.model_copy(update={"pool": 1}), w.shape)
-        return proj, out
+        return proj, out, bias
 
     # -- the network -------------------------------------------------------------------------
 
@@ -475,23 +508,33 @@ class _Reader:
         def add(target: str, layer_name: str, kind: str, leak=1.0, threshold=1.0, gain=1.0):
             built = [self.projection(self.chain(target, p), shapes, names, weights)
                      for p in self.preds[target]]
+            biases = [b for _, _, b in built if b is not None]
+            bias = sum(biases[1:], biases[0]) if biases else None
             if abs(gain - 1.0) > GAIN_TOLERANCE:
                 warnings.warn(f"node {target!r}: input gain {gain:g} (r dt / tau at dt = "
                               f"{self.dt:g}) folded into its incoming weights; if the graph was "
                               "written for another time step, pass that dt", stacklevel=4)
-                for p, _ in built:
+                for p, _, _ in built:
                     if p.op == "identity":
                         raise NIRError(f"node {target!r}: input gain {gain:g} != 1 cannot be "
                                        "folded into an identity shortcut")
                     weights[p.weight] = weights[p.weight] * gain  # type: ignore[index]
-            out_shapes = {s for _, s in built}
+                if bias is not None:
+                    bias = bias * gain
+            bias_name = None
+            if bias is not None:
+                meta = dict(getattr(self.nodes[target], "metadata", None) or {})
+                bias_name = meta.get("bias", f"{layer_name}.bias")
+                bias_name = bias_name.decode() if isinstance(bias_name, bytes) else str(bias_name)
+                weights[bias_name] = bias
+            out_shapes = {s for _, s, _ in built}
             if len(out_shapes) != 1:
                 raise NIRError(f"node {target!r}: its inputs deliver currents of shapes "
                                f"{sorted(out_shapes)}; they must agree")
             (shape,) = out_shapes
             layers.append(Layer(name=layer_name, kind=kind, shape=shape,
-                                inputs=tuple(p for p, _ in built), leak=leak,
-                                threshold=threshold))
+                                inputs=tuple(p for p, _, _ in built), leak=leak,
+                                threshold=threshold, bias=bias_name))
             shapes[target] = shape
             names[target] = layer_name
 

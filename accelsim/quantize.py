@@ -14,6 +14,7 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
   computed once per image); a layer fed by spikes has ``U_l = m_l``.
 - Shortcuts: an identity projection adds ``round(1 / (P**2 * U_l))`` per spike; a 1x1 conv
   shortcut is a weighted projection above, so both land in the receiving layer's units.
+- Bias (a layer's constant current, held at the membrane's width): ``round(b_l / U_l)``.
 - Threshold ``V_l = max(1, round(v_l / U_l))``; leak multiplier ``L_l = round(lambda_l *
   2**leak_bits)``; membrane bounds ``lo, hi = -2**(membrane_bits-1), 2**(membrane_bits-1) - 1``.
 - Each timestep, layer by layer: the current ``I`` of all input spikes accumulates in a wide
@@ -116,6 +117,7 @@ class QuantisedNetwork:
     units: dict[str, float]            # membrane unit U_l per layer (real value of 1)
     weights: dict[str, np.ndarray]     # integer weights per weight name, torch layout (int64)
     increments: dict[tuple[str, int], int]  # identity projections: (layer, index) -> increment
+    biases: dict[str, np.ndarray]      # per layer with a bias, int64 per channel or unit
     thresholds: dict[str, int]
     leaks: dict[str, int]
     lo: int
@@ -146,6 +148,7 @@ def quantise_network(network: Network, quantization: Quantization | None = None
     increments: dict[tuple[str, int], int] = {}
     thresholds: dict[str, int] = {}
     leaks: dict[str, int] = {}
+    biases: dict[str, np.ndarray] = {}
     for layer in network.layers:
         fed = {p.source == INPUT for p in layer.inputs}
         if len(fed) > 1:
@@ -170,6 +173,13 @@ def quantise_network(network: Network, quantization: Quantization | None = None
             w = np.asarray(network.weights[p.weight], dtype=np.float64)
             weights[p.weight] = np.clip(np.rint(w / (p.pool ** 2 * m)), -q_w, q_w).astype(
                 np.int64)
+        if layer.bias is not None:
+            b = np.rint(np.asarray(network.weights[layer.bias], dtype=np.float64) / unit)
+            if np.abs(b).max(initial=0) > hi:
+                raise ValueError(f"layer {layer.name!r}: its bias reaches {np.abs(b).max():.0f} "
+                                 f"membrane units, beyond membrane_bits={q.membrane_bits}; "
+                                 "raise membrane_bits")
+            biases[layer.name] = b.astype(np.int64)
         if layer.kind == "spiking":
             v = max(1, int(round(layer.threshold / unit)))
             if v > hi:
@@ -180,7 +190,7 @@ def quantise_network(network: Network, quantization: Quantization | None = None
             leaks[layer.name] = int(round(layer.leak * 2 ** q.leak_bits))
     return QuantisedNetwork(network=network, quantization=q, input_scale=input_scale,
                             units=units, weights=weights, increments=increments,
-                            thresholds=thresholds, leaks=leaks, lo=lo, hi=hi)
+                            biases=biases, thresholds=thresholds, leaks=leaks, lo=lo, hi=hi)
 
 
 def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
@@ -199,9 +209,15 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
             w = qnet.weights[p.weight]
             kw = w.transpose(1, 2, 3, 0) if p.op == "conv" else w.T
             weights[off:off + w.size] = kw.ravel()
+    bias = np.zeros(tables.bias.shape[0], dtype=np.int64)
+    for li, la in enumerate(net.layers):
+        if la.bias is not None:
+            off, n = tables.layers[li, k.L_OFF], tables.layers[li, k.L_N]
+            bias[off:off + n] = np.tile(qnet.biases[la.name], n // qnet.biases[la.name].size)
     leaks = np.array([qnet.leaks.get(la.name, 0) for la in net.layers], dtype=np.int64)
     thresholds = np.array([qnet.thresholds.get(la.name, 1) for la in net.layers], dtype=np.int64)
-    return dataclasses.replace(tables, weights=weights, leaks=leaks, thresholds=thresholds,
+    return dataclasses.replace(tables, weights=weights, bias=bias, leaks=leaks,
+                               thresholds=thresholds,
                                leak_shift=qnet.quantization.leak_bits, lo=qnet.lo, hi=qnet.hi,
                                leak_truncate=qnet.quantization.truncates)
 

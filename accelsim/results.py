@@ -630,6 +630,17 @@ def _ann_lines(row: pd.Series) -> list[str]:
             f"(latency {row[C.SNN_TO_ANN_LATENCY]:.3g}x)"]
 
 
+def _search_lines(row: pd.Series) -> list[str]:
+    """What a mapping search chose and gained (nothing without one)."""
+    if C.SEARCH_GAIN not in row or pd.isna(row[C.SEARCH_GAIN]):
+        return []
+    return [f"  mapping (searched)          {row[C.MAPPING_POLICY]}: {row[C.MAPPING_TILES]}",
+            f"    {row[C.SEARCH_OBJECTIVE]} on the sample    {row[C.SEARCH_BEST]:.4g} vs "
+            f"{row[C.SEARCH_DEFAULT]:.4g} with the default mapping "
+            f"({100 * row[C.SEARCH_GAIN]:.1f} % lower; {row[C.SEARCH_CANDIDATES]} mappings "
+            "tried)"]
+
+
 def format_summary(results: Results) -> str:
     """The summary as a person reads it: a labelled block for one run, a table with units in
     the headers for a sweep (one row per point)."""
@@ -662,6 +673,7 @@ def format_summary(results: Results) -> str:
             *_ann_lines(row),
             f"  spikes per inference        {row[C.SPIKES]:,.0f}",
             f"  weights from DRAM           {row[C.DRAM_BYTES]:,.0f} bytes per inference",
+            *_search_lines(row),
         ]
         return "\n".join(lines)
     headers = {C.ACCURACY: "accuracy %", C.LATENCY_CYCLES: "latency cycles",
@@ -673,6 +685,8 @@ def format_summary(results: Results) -> str:
                         C.SNN_TO_ANN_COMPUTE_ONLY: "SNN/ANN c-only"})
     if (s[C.DRAM_BYTES] > 0).any():
         headers[C.DRAM_BYTES] = "DRAM bytes"
+    if C.SEARCH_GAIN in s:
+        headers.update({C.MAPPING_POLICY: "mapping", C.SEARCH_GAIN: "search gain"})
     table = s.set_index(C.POINT)[[*results.parameters, *headers]].copy()
     table[C.ACCURACY] = 100 * table[C.ACCURACY]
     table.columns = [*(C.short_param(p) for p in results.parameters), *headers.values()]

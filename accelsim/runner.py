@@ -77,6 +77,9 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
     network = P.cached_network(str(point.model_path), sha256_file(point.model_path))
     images, labels, order = select_images(point, network)
     hardware = P.hardware_of(point.scenario)
+    searched = _searched(point, network, images, hardware)
+    if searched is not None:
+        hardware = searched.hardware
     ann_network, ann_weights = A.network_for(point.model_path, network, hardware)
     parts = []
     for first in range(start, stop, PROGRESS_IMAGES):
@@ -98,7 +101,36 @@ def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
     per_image.insert(1, DATASET_INDEX, order[per_image[C.IMAGE].to_numpy()])
     tiles = table("tiles") if point.scenario.simulation.per_tile else None
     return {"layers": table("layers"), "images": per_image, "mapping": parts[0][2].mapping,
-            "tiles": tiles}
+            "tiles": tiles, "search": None if searched is None else _search_row(searched)}
+
+
+_SEARCHES: dict[str, Any] = {}
+"""The mapping search of each point this process ran (by point key): every batch of a point
+simulates the same choice, and pays for the search once per process."""
+
+
+def _searched(point: Point, network: Any, images: np.ndarray, hardware: Any) -> Any:
+    """The point's :func:`accelsim.mapping_search.search` result, or None without one."""
+    from accelsim.mapping_search import search
+
+    spec = point.scenario.mapping_search
+    if spec is None:
+        return None
+    if point.key not in _SEARCHES:
+        sim = point.scenario.simulation
+        _SEARCHES[point.key] = search(
+            network, images[:spec.images], hardware, objective=spec.objective,
+            rounds=spec.rounds, timesteps=sim.timesteps, mode=sim.mode, schedule=sim.schedule,
+            arithmetic=sim.arithmetic, quantization=sim.quantization)
+    return _SEARCHES[point.key]
+
+
+def _search_row(found: Any) -> dict[str, Any]:
+    """The summary columns of a mapping search."""
+    return {C.MAPPING_POLICY: found.policy, C.MAPPING_TILES: found.tiles,
+            C.SEARCH_OBJECTIVE: found.objective, C.SEARCH_DEFAULT: found.default,
+            C.SEARCH_BEST: found.best, C.SEARCH_GAIN: found.gain,
+            C.SEARCH_CANDIDATES: len(found.candidates)}
 
 
 def _simulate(network: Any, images: np.ndarray, labels: np.ndarray, hardware: Any,
@@ -132,6 +164,9 @@ def assemble(point: Point, batches: Sequence[dict[str, pd.DataFrame | None]]
     summary = R.summarise(layers, images, point.scenario.simulation.timesteps or 0)
     if point.scenario.workload is not None:
         summary[C.ACCURACY] = float("nan")  # a calibrated workload has no labels
+    if batches[0].get("search") is not None:
+        for name, value in batches[0]["search"].items():
+            summary[name] = value
     return {"layers": layers, "images": images, "mapping": batches[0]["mapping"],
             "tiles": cat("tiles"), "summary": summary}
 

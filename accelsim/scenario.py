@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accelsim import yamlfile
+from accelsim.mapping_search import SearchSpec
 from accelsim.quantize import Quantization
 from accelsim.workloads import SYNTHETIC, WorkloadSpec
 
@@ -166,6 +167,9 @@ class Scenario(_Frozen):
     data: DataSpec = Field(default_factory=DataSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    mapping_search: SearchSpec | None = Field(
+        None, description="search the mapping (policy, tiles per layer) on a sample of the "
+        "point's images first, and simulate with the choice (accelsim.mapping_search)")
     sweep: SweepSpec | None = None
     outputs: OutputSpec = Field(default_factory=OutputSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)

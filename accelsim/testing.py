@@ -55,6 +55,9 @@ def reference_forward(qnet: QuantisedNetwork, images: np.ndarray,
                     else:
                         term = F.linear(src.flatten(1), w[p.weight])
                     current = current + term
+                if layer.bias is not None:  # one value per channel (C, H, W) or unit
+                    b = torch.from_numpy(qnet.biases[layer.name].astype(np.float64))
+                    current = current + b.reshape((-1,) + (1,) * (len(layer.shape) - 1))
                 if layer.kind == "output":
                     membranes[layer.name] = torch.clamp(membranes[layer.name] + current, lo, hi)
                     continue

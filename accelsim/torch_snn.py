@@ -70,12 +70,13 @@ class SpikingNetwork(nn.Module):
         self.architecture = architecture
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self.weights = nn.ParameterDict()
+        biases = {layer.bias for layer in architecture.layers}
         for name, shape in architecture.weight_shapes().items():
-            fan_in = int(np.prod(shape[1:]))
-            w = torch.empty(shape)
-            # Kaiming-uniform for ReLU, as for the bias-free ANN the SNN is converted from.
-            bound = float(np.sqrt(6.0 / fan_in))
-            w.uniform_(-bound, bound, generator=generator)
+            w = torch.zeros(shape)  # a bias starts at zero
+            if name not in biases:
+                # Kaiming-uniform for ReLU, as for the bias-free ANN the SNN is converted from.
+                bound = float(np.sqrt(6.0 / int(np.prod(shape[1:]))))
+                w.uniform_(-bound, bound, generator=generator)
             self.weights[_key(name)] = nn.Parameter(w)
         self.leak = nn.ParameterDict()
         self.threshold = nn.ParameterDict()
@@ -135,10 +136,14 @@ class SpikingNetwork(nn.Module):
         total = self.project(layer.inputs[0], sources[layer.inputs[0].source])
         for p in layer.inputs[1:]:
             total = total + self.project(p, sources[p.source])
+        if layer.bias is not None:  # one value per channel (C, H, W) or unit
+            b = self.weights[_key(layer.bias)]
+            total = total + b.reshape((-1,) + (1,) * (len(layer.shape) - 1))
         return total
 
     def forward_ann(self, x: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
-        """The ANN the SNN is converted from: same graph, ReLU activations, no bias."""
+        """The ANN the SNN is converted from: same graph, ReLU activations (and the layers'
+        biases, if any; the DIET-SNN has none)."""
         acts = {INPUT: x}
         out = x
         for layer in self.architecture.layers:

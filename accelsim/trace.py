@@ -164,9 +164,8 @@ def trace_image(network, image: np.ndarray, hardware, *, timesteps: int | None =
 
     hw = _hardware(hardware)
     T = functional.check_timesteps(timesteps, network.timesteps)
-    if arithmetic == "fixed":
-        quantization = quantize.as_quantization(quantization)
-        quantize.check_tile(quantization, hw.tile)
+    if arithmetic == "fixed":  # as simulate() does: the tile's leak rounding by default
+        quantization = quantize.for_tile(quantize.as_quantization(quantization), hw.tile)
     images = np.asarray(image, dtype=np.float64)[None]
     result = functional.run(network, images, timesteps=T, arithmetic=arithmetic,
                             quantization=quantization, record_spikes=True)

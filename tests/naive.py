@@ -130,3 +130,20 @@ def calibrated_network(arch_name: str, input_shape: tuple[int, ...], width: floa
     arch = arch.model_copy(update={"layers": tuple(layers)})
     return Network(name=f"random-{arch_name}", architecture=arch, weights=weights,
                    input_mean=(0.0,), input_std=(1.0,), timesteps=timesteps)
+
+
+def with_biases(net, seed: int, scale: float):
+    """``net`` with a bias ``<layer>.bias`` on every layer: normal values times ``scale`` times
+    the layer's threshold (the output layer's is 1)."""
+    from accelsim.network import Architecture
+
+    rng = np.random.default_rng(seed)
+    layers, weights = [], dict(net.weights)
+    for layer in net.layers:
+        name = f"{layer.name}.bias"
+        weights[name] = (rng.normal(size=layer.shape[0]) * scale * layer.threshold).astype(
+            np.float32)
+        layers.append(layer.model_copy(update={"bias": name}))
+    arch = Architecture.model_validate({**net.architecture.model_dump(), "layers": [
+        la.model_dump() for la in layers]})
+    return type(net)(**{**dict(net), "architecture": arch, "weights": weights})

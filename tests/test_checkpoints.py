@@ -1,6 +1,7 @@
 """The DIET-SNN authors' checkpoints: the tests write them in the exact key layout of the authors'
-VGG code (ReLU, Dropout and pool modules take Sequential indices; the classifier's scalars are
-numbered after the features) and compare with the accelsim network built directly."""
+VGG and ResNet code (ReLU, Dropout and pool modules take Sequential indices; the classifier's, or
+the blocks', scalars are numbered after them) and compare with the accelsim network built
+directly."""
 
 from __future__ import annotations
 
@@ -142,4 +143,148 @@ def test_a_pickle_carrying_a_payload_is_refused_without_running_it(tmp_path):
     assert not marker.exists()  # saving only records the call
     with pytest.raises(CheckpointError, match="refused"):
         _load(path)
+    assert not marker.exists()
+
+
+# -- the authors' ResNet ---------------------------------------------------------------------------
+
+def _authors_resnet_state_dict(blocks=(2, 2, 2, 2), width=WIDTH, classes=10, seed=0, prefix="",
+                               imagenet=False):
+    """(state_dict, accelsim weight name -> tensor, accelsim layer -> (threshold, leak)) in the
+    key order of the authors' ResNet: ``pre_process`` = Conv, ReLU, Dropout, Conv, ReLU, Dropout,
+    Conv, ReLU, AvgPool2d (scalars keyed by those indices, then numbered on from 9, one per
+    block convolution); ``layerS.K.residual`` = Conv, ReLU, Dropout, Conv and ``identity`` = a
+    1x1 Conv where the stride or the channels change; ``classifier`` = one Linear from the 2x2
+    map. The ImageNet spelling names them ``delay_path`` and ``shortcut``."""
+    rng = np.random.default_rng(seed)
+    state, direct, scalars = OrderedDict(), {}, {}
+    residual, identity = ("delay_path", "shortcut") if imagenet else ("residual", "identity")
+
+    def conv(key, name, c_out, c_in, k):
+        w = rng.normal(0, np.sqrt(2 / (k * k * c_in)), size=(c_out, c_in, k, k))
+        state[prefix + key] = torch.from_numpy(w.astype(np.float32))
+        direct[name] = w.astype(np.float32)
+
+    def scalar(pos, layer):
+        v, lam = float(np.float32(0.5 + 0.01 * pos)), float(np.float32(0.99 - 0.01 * pos))
+        state[f"{prefix}threshold.t{pos}"] = torch.tensor(v)
+        state[f"{prefix}leak.l{pos}"] = torch.tensor(lam)
+        scalars[layer] = (v, lam)
+
+    c = max(1, round(64 * width))
+    c_in = SHAPE[0]
+    for i, index in enumerate((0, 3, 6), start=1):
+        conv(f"pre_process.{index}.weight", f"stem{i}.weight", c, c_in, 3)
+        scalar(index, f"stem{i}")
+        c_in = c
+    pos = 9
+    stages = zip((64, 128, 256, 512), blocks, (1, 2, 2, 2), strict=True)
+    for s, (planes, n, stride) in enumerate(stages, start=1):
+        planes = max(1, round(planes * width))
+        for k in range(n):
+            name = f"stage{s}.block{k + 1}"
+            conv(f"layer{s}.{k}.{residual}.0.weight", f"{name}.conv1.weight", planes, c_in, 3)
+            conv(f"layer{s}.{k}.{residual}.3.weight", f"{name}.conv2.weight", planes, planes, 3)
+            if (stride if k == 0 else 1) != 1 or c_in != planes:
+                conv(f"layer{s}.{k}.{identity}.0.weight", f"{name}.shortcut.weight", planes,
+                     c_in, 1)
+            scalar(pos, f"{name}.conv1")
+            scalar(pos + 1, f"{name}.conv2")
+            pos += 2
+            c_in = planes
+    flat = c_in * (1 if imagenet else 4)
+    w = rng.normal(0, np.sqrt(1 / flat), size=(classes, flat)).astype(np.float32)
+    state[prefix + "classifier.0.weight"] = torch.from_numpy(w)
+    direct["output.weight"] = w
+    return state, direct, scalars
+
+
+def _direct_resnet(plan, direct, scalars, shape=SHAPE, classes=10):
+    a = architectures.resnet(plan, shape, classes, width=WIDTH)
+    layers = tuple(la.model_copy(update=dict(zip(("threshold", "leak"), scalars[la.name],
+                                                 strict=True)))
+                   if la.kind == "spiking" else la for la in a.layers)
+    return Network(name="direct", architecture=a.model_copy(update={"layers": layers}),
+                   weights=direct, timesteps=5, input_mean=MEAN, input_std=STD)
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_resnet20_checkpoint_gives_the_spikes_of_the_plan_built_directly(tmp_path, prefix):
+    state, direct, scalars = _authors_resnet_state_dict(prefix=prefix)
+    assert sum(".identity." in k for k in state) == 3  # stages 2-4 change stride and channels
+    path = tmp_path / "snn_resnet20_cifar10.pth"
+    torch.save({"state_dict": state, "accuracy": 91.0, "thresholds": [1.0]}, path)
+    mine = load_dietsnn(path, arch="resnet20", input_shape=SHAPE, input_mean=MEAN,
+                        input_std=STD, dataset="cifar10")
+    ref = _direct_resnet("resnet20", direct, scalars)
+    assert mine.architecture.layers == ref.architecture.layers
+    assert mine.weights.keys() == ref.weights.keys()
+    for name, w in ref.weights.items():
+        np.testing.assert_array_equal(mine.weights[name], w, err_msg=name)
+    images = np.random.default_rng(4).normal(size=(2, *SHAPE))
+    a, b = run(mine, images, record_spikes=True), run(ref, images, record_spikes=True)
+    assert sum(int(t.counts().sum()) for t in a.spikes[0].values()) > 0
+    for sa, sb in zip(a.spikes, b.spikes, strict=True):
+        for name in sb:
+            np.testing.assert_array_equal(sa[name].indices, sb[name].indices)
+    np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_the_imagenet_spelling_loads_onto_the_globally_pooled_plan_with_a_warning(tmp_path):
+    shape = (3, 64, 64)  # resnet34's stem pools by 4 and its last map (2x2 here) globally
+    state, direct, scalars = _authors_resnet_state_dict(blocks=(3, 4, 6, 3), imagenet=True)
+    path = _save(tmp_path, state)
+    with pytest.warns(UserWarning, match="pools the stem by 3 .* plan 'resnet34' pools the stem "
+                                         "by 4"):
+        mine = load_dietsnn(path, arch="resnet34", input_shape=shape, input_mean=MEAN,
+                            input_std=STD)
+    ref = _direct_resnet("resnet34", direct, scalars, shape=shape)
+    assert mine.architecture.layers == ref.architecture.layers
+    for name, w in ref.weights.items():
+        np.testing.assert_array_equal(mine.weights[name], w, err_msg=name)
+
+
+def _load_resnet(path, arch="resnet20"):
+    return load_dietsnn(path, arch=arch, input_shape=SHAPE, input_mean=MEAN, input_std=STD)
+
+
+def test_a_resnet_key_that_does_not_fit_is_named(tmp_path):
+    state = _authors_resnet_state_dict()[0]
+    state["layer1.0.bn1.weight"] = torch.ones(4)
+    with pytest.raises(CheckpointError, match=re.escape("'layer1.0.bn1.weight' does not fit the "
+                                                        "DIET-SNN ResNet layout")):
+        _load_resnet(_save(tmp_path, state))
+    state = _authors_resnet_state_dict()[0]
+    del state["layer2.0.identity.0.weight"]
+    with pytest.raises(CheckpointError, match="needs 'stage2.block1.shortcut.weight'"):
+        _load_resnet(_save(tmp_path, state))
+    state = _authors_resnet_state_dict()[0]
+    state["layer1.1.identity.0.weight"] = torch.zeros(4, 4, 1, 1)
+    with pytest.raises(CheckpointError, match=re.escape("['layer1.1.identity.0.weight'] belong "
+                                                        "to no layer of plan 'resnet20'")):
+        _load_resnet(_save(tmp_path, state))
+    state = _authors_resnet_state_dict(blocks=(3, 4, 6, 3))[0]  # their CIFAR resnet34
+    with pytest.raises(CheckpointError, match=re.escape(
+            "classifier.0.weight has shape (10, 128); output.weight of plan 'resnet34' at input "
+            "(3, 32, 32) needs (10, 32)")):
+        _load_resnet(_save(tmp_path, state), arch="resnet34")
+    with pytest.raises(CheckpointError, match=re.escape("['layer1.2.residual.0.weight', ")):
+        _load_resnet(_save(tmp_path, state), arch="resnet20")
+    state = _authors_resnet_state_dict()[0]
+    del state["threshold.t12"], state["leak.l12"]
+    with pytest.raises(CheckpointError, match="the 16 block convolutions need as many "
+                                              "consecutive keys"):
+        _load_resnet(_save(tmp_path, state))
+    state = _authors_resnet_state_dict()[0]
+    del state["leak.l3"]
+    with pytest.raises(CheckpointError, match="stem2 has no 'leak.l3'"):
+        _load_resnet(_save(tmp_path, state))
+
+
+def test_a_resnet_pickle_carrying_a_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": _authors_resnet_state_dict()[0], "extra": _Payload(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        _load_resnet(path)
     assert not marker.exists()

@@ -406,14 +406,15 @@ def test_fanout_is_exact_at_band_boundaries(c, size, pool, kernel, stride, paddi
 @st.composite
 def split_cases(draw):
     """A small VGG or ResNet with every layer on a random number of tiles (row bands where that
-    exceeds its channels), spikes from the functional core."""
+    exceeds its channels) under either placement policy, spikes from the functional core."""
     kind = draw(st.sampled_from(["vgg5", "resnet-small"]))
     net = _net(kind, width=0.05, threshold=draw(st.sampled_from([0.1, 0.3])),
                seed=draw(st.integers(0, 3)))
     counts = {layer.name: draw(st.integers(1, min(6, max_tiles(layer)))) for layer in net.layers}
     cols = draw(st.integers(3, 6))
     hw = tiny_hw(**{**draw(chips), "mesh__cols": cols,
-                    "mesh__rows": -(-sum(counts.values()) // cols)})
+                    "mesh__rows": -(-sum(counts.values()) // cols),
+                    "mapping__policy": draw(st.sampled_from(["spread", "compact"]))})
     images = _images(draw(st.integers(1, 2)), seed=draw(st.integers(0, 99)))
     return net, images, counts, hw, draw(st.sampled_from(["barrier", "pipelined"]))
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from golden_results import SCENARIOS, compare, path, summary
 
-SLOW = {"timesteps", "design-space", "ann-baseline"}  # 10, 18 and 15 points
+SLOW = {"timesteps", "design-space", "ann-baseline", "mapping-search"}  # many points, or a search
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n

@@ -54,6 +54,29 @@ def test_round_trip_gives_the_same_network_and_spikes(path, tmp_path):
     np.testing.assert_array_equal(a.output, b.output)
 
 
+@pytest.mark.parametrize("arch", ["vgg5", "resnet-small"])
+def test_round_trip_with_biases_is_exact(arch, tmp_path):
+    import naive
+
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(4, 1, 8, 8))
+    net = naive.with_biases(naive.calibrated_network(arch, (1, 8, 8), 0.25, 0, images), 4, 0.3)
+    graph = anir.to_nir(net)
+    # the bias rides on each layer's first weighted projection: Conv2d.bias or an Affine
+    first = net.layers[0]
+    np.testing.assert_array_equal(graph.nodes[first.inputs[0].weight].bias,
+                                  net.weights[first.bias])
+    assert type(graph.nodes[net.layers[-1].inputs[0].weight]).__name__ == "Affine"
+    back = anir.import_nir(anir.export_nir(net, tmp_path / "biased.nir"))
+    assert back.architecture == net.architecture
+    assert back.weights.keys() == net.weights.keys()
+    for name, w in net.weights.items():
+        np.testing.assert_array_equal(back.weights[name], w)
+    a, b = run(net, images, record_spikes=True), run(back, images, record_spikes=True)
+    _same_spikes(a, b)
+    np.testing.assert_array_equal(a.output, b.output)
+
+
 def test_export_writes_the_stated_parameters(tmp_path):
     net = load_model(MODELS[0])
     graph = anir.to_nir(net)
@@ -86,7 +109,7 @@ def test_import_writes_a_model_file(tmp_path):
 
 # -- a graph from snnTorch's own NIR exporter -----------------------------------------------------
 
-def _snntorch_net(torch, snn):
+def _snntorch_net(torch, snn, bias: bool = False):
     """A small conv SNN; snnTorch's Leaky with subtract reset applied in the same step
     (``reset_delay=False``) is the DIET-SNN neuron while no membrane stays above threshold after
     its reset (checked below). Per-neuron beta/threshold tensors: snnTorch's exporter needs them
@@ -97,27 +120,38 @@ def _snntorch_net(torch, snn):
         return snn.Leaky(beta=torch.full(shape, beta), threshold=torch.full(shape, v),
                          init_hidden=True, reset_mechanism="subtract", reset_delay=False)
 
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), leaky((4, 8, 8), 0.75, 1.5),
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=bias), leaky((4, 8, 8), 0.75, 1.5),
         torch.nn.AvgPool2d(2),
-        torch.nn.Conv2d(4, 8, 3, padding=1, bias=False), leaky((8, 4, 4), 0.875, 0.125),
+        torch.nn.Conv2d(4, 8, 3, padding=1, bias=bias), leaky((8, 4, 4), 0.875, 0.125),
         torch.nn.Flatten(),
-        torch.nn.Linear(8 * 4 * 4, 10, bias=False))
+        torch.nn.Linear(8 * 4 * 4, 10, bias=bias))
+    with torch.no_grad():  # biases small beside the thresholds, so the regime below holds
+        for m in net:
+            if getattr(m, "bias", None) is not None:
+                m.bias.mul_(0.1)
+    return net
 
 
-def test_snntorch_export_imports_with_equal_spikes(tmp_path):
+@pytest.mark.parametrize("bias", [False, True], ids=["bias-free", "bias"])
+def test_snntorch_export_imports_with_equal_spikes(bias, tmp_path):
     torch = pytest.importorskip("torch")
     snn = pytest.importorskip("snntorch")
     from snntorch import utils
     from snntorch.export_nir import export_to_nir
 
-    net = _snntorch_net(torch, snn)
+    net = _snntorch_net(torch, snn, bias)
     graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
     nir.write(str(tmp_path / "snntorch.nir"), graph)
     T = 6
     mine = anir.import_nir(tmp_path / "snntorch.nir", timesteps=T)
     assert [la.kind for la in mine.layers] == ["spiking", "spiking", "output"]
     assert mine.layers[1].inputs[0].pool == 2
+    # Conv2d(bias=True) and Linear(bias=True) arrive as each layer's bias
+    assert [la.bias is not None for la in mine.layers] == [bias] * 3
+    if bias:
+        np.testing.assert_array_equal(mine.weights[mine.layers[0].bias],
+                                      net[0].bias.detach().numpy())
 
     rng = np.random.default_rng(1)
     images = 0.5 * rng.normal(size=(8, 1, 8, 8))
@@ -158,6 +192,66 @@ def test_snntorch_export_imports_with_equal_spikes(tmp_path):
     np.testing.assert_allclose(result.output, total.numpy(), rtol=1e-9, atol=1e-9)
 
 
+# -- a graph from sinabs's own NIR exporter ------------------------------------------------------
+
+def test_sinabs_export_imports_with_equal_spikes(tmp_path):
+    """sinabs's integrate-and-fire layer (``IAFSqueeze`` with ``SingleSpike``, subtract reset,
+    no lower bound) is the DIET-SNN neuron with leak 1, except that it fires at ``v >= v_th``
+    where accelsim fires at ``v > v_th``: equal unless a membrane lands exactly on the threshold
+    (random weights: never). sinabs writes ``IF(r = 1)`` for one step per unit of time, so the
+    graph is read at ``dt = 1``. Its ``SumPool2d`` is accelsim's pool with the weights times 4."""
+    torch = pytest.importorskip("torch")
+    sinabs = pytest.importorskip("sinabs")
+    import sinabs.layers as sl
+    from sinabs.activation import SingleSpike
+
+    torch.manual_seed(0)
+    B, T = 6, 5
+
+    def iaf(v):
+        return sl.IAFSqueeze(batch_size=B, spike_threshold=torch.tensor(v), spike_fn=SingleSpike)
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=True), iaf(1.0),
+        sl.SumPool2d(2),
+        torch.nn.Conv2d(4, 8, 3, padding=1, bias=True), iaf(0.5),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 4 * 4, 10, bias=True))
+    graph = sinabs.to_nir(net, torch.zeros(B, 1, 8, 8))
+    graph.infer_types()  # sinabs leaves Conv2d.input_shape unset, which nir.write cannot store
+    nir.write(str(tmp_path / "sinabs.nir"), graph)
+    mine = anir.import_nir(tmp_path / "sinabs.nir", dt=1.0, timesteps=T)
+    assert [(la.kind, la.leak, la.threshold) for la in mine.layers] == [
+        ("spiking", 1.0, 1.0), ("spiking", 1.0, 0.5), ("output", 1.0, 1.0)]
+    assert all(la.bias is not None for la in mine.layers)
+    assert mine.layers[1].inputs[0].pool == 2
+
+    images = np.random.default_rng(2).normal(size=(B, 1, 8, 8))
+    result = run(mine, images, record_spikes=True)
+
+    # sinabs's own forward pass in float64: the same image at each of T steps (batch-major)
+    net = net.double()
+    sinabs.reset_states(net)
+    iafs = [m for m in net if isinstance(m, sl.IAFSqueeze)]
+    spikes: dict[int, np.ndarray] = {}
+    for i, m in enumerate(iafs):
+        m.register_forward_hook(lambda module, inputs, out, i=i: spikes.__setitem__(
+            i, out.detach().reshape(B, T, -1).numpy()))
+    for m in net:  # sinabs's spikes are float32 (0 or 1, exact); the layers run in float64
+        m.register_forward_pre_hook(lambda module, inputs: tuple(a.double() for a in inputs))
+    x = torch.from_numpy(images).unsqueeze(1).expand(B, T, 1, 8, 8).reshape(B * T, 1, 8, 8)
+    with torch.no_grad():
+        total = net(x).reshape(B, T, -1).sum(1)
+    for li, layer in enumerate(la for la in mine.layers if la.kind == "spiking"):
+        assert spikes[li].sum() > 0
+        for b in range(B):
+            for t in range(T):
+                np.testing.assert_array_equal(result.spikes[b][layer.name].at(t),
+                                              np.flatnonzero(spikes[li][b, t]),
+                                              err_msg=f"{layer.name} image {b} t={t + 1}")
+    np.testing.assert_allclose(result.output, total.numpy(), rtol=1e-9, atol=1e-9)
+
+
 # -- what accelsim refuses ------------------------------------------------------------------------
 
 def _tiny_graph(**overrides):
@@ -187,8 +281,44 @@ def test_a_foreign_lif_reduces_to_the_diet_snn_neuron():
     assert counts.tolist() == [0, 3, 0, 3]
 
 
+def test_an_affine_bias_is_a_constant_current_by_hand():
+    # the current is 4 * 0.125 + 0.5 = 1 every step (exact in binary); u = 0.5 u + 1, spike if
+    # u > 1: u = 1 (no spike), 1.5 -> spike (.5), 1.25 -> spike (.25), 1.125 -> spike
+    net = anir.from_nir(_tiny_graph(bias=np.full(3, 0.5, np.float32)))
+    assert net.layers[0].bias == "lif.bias"
+    counts = run(net, np.full((1, 4), 0.125), timesteps=4).counts.query("layer == 'lif'")
+    assert counts["spikes_out"].tolist() == [0, 3, 3, 3]
+    # a Scale after the Affine scales its bias, an input gain too; a scale before it does not
+    graph = _tiny_graph(bias=np.array([1.0, 2.0, 3.0], np.float32),
+                        neuron=nir.IF(r=np.full(3, 2 / anir.DT), v_threshold=np.ones(3)))
+    graph.nodes["pre"] = nir.Scale(scale=np.full(4, 5.0))
+    graph.nodes["post"] = nir.Scale(scale=np.array([1.0, 10.0, 100.0]))
+    graph.edges = [("input", "pre"), ("pre", "fc"), ("fc", "post"), ("post", "lif"),
+                   ("lif", "out_fc"), ("out_fc", "output")]
+    with pytest.warns(UserWarning, match="input gain 2"):
+        net = anir.from_nir(graph)
+    np.testing.assert_allclose(net.weights["lif.bias"], [2.0, 40.0, 600.0])
+    np.testing.assert_allclose(net.weights["fc.weight"], 2 * 5 * np.array([1, 10, 100])[:, None]
+                               * np.ones((3, 4)))
+
+
+def test_a_bias_without_a_weighted_input_cannot_be_exported():
+    from accelsim.network import Architecture, Layer, Network, Projection
+
+    a = Layer(name="a", kind="spiking", shape=(4,),
+              inputs=(Projection(source="input", op="linear", weight="a.weight"),))
+    out = Layer(name="out", kind="output", shape=(4,), bias="out.bias",
+                inputs=(Projection(source="a", op="identity"),))
+    net = Network(architecture=Architecture(name="x", input_shape=(4,), num_classes=4,
+                                            layers=(a, out)),
+                  weights={"a.weight": np.eye(4, dtype=np.float32),
+                           "out.bias": np.ones(4, np.float32)},
+                  input_mean=(0.0,), input_std=(1.0,))
+    with pytest.raises(anir.NIRError, match="layer 'out' has a bias but no conv or linear"):
+        anir.to_nir(net)
+
+
 @pytest.mark.parametrize("case, message", [
-    ("bias", "'fc' (Affine) has a nonzero bias"),
     ("hard_reset", "v_reset must be 0"),
     ("per_neuron", "v_threshold differs between neurons"),
     ("delay", "node 'delay' is a NIR Delay"),

@@ -14,7 +14,11 @@ tile d:
    cycles to read the tile's weights from its SRAM banks, and the DRAM time of spilled
    weights); the current is kept for every timestep. With ``first_layer: bias`` there is no
    MAC phase: a host computes the current and the chip holds it as each neuron's bias (no
-   MACs, no weight reads; the bias is read from membrane storage at every update).
+   MACs, no weight reads; the bias is read from membrane storage at every update). A layer's
+   own bias (:class:`~accelsim.network.Layer` ``bias``) is held the same way: each neuron's
+   constant current (its bias plus any analog-input current) is written to membrane storage
+   once at t = 1 and read at every update, and all its neurons count as active at every
+   timestep; it costs no cycles of its own (the update reads it).
 2. **Integrate**: the tile's accumulate unit serves the spike packets of timestep t one at a
    time, in *queue order* (below). Packet k: ``start_k = max(arrival_k, finish_{k-1})`` (the
    first packet of t also waits for the end of the tile's fire phase of t-1 and, with a barrier,
@@ -37,26 +41,34 @@ tile d:
    packets in (ready, neuron, destination) order, ``packet_cycles = ceil(packet bits / link
    width) * flit_cycles`` each. A packet is *admitted* (its credit taken) at ``inject = max(
    ready, port free, previous admission at the destination, destination open for t,
-   start_{k-depth})``: the destination's input queue holds ``depth`` packets (admitted, not yet
-   started), so a full queue stalls the sender's port; ``stall_cycles`` counts that wait.
-   The destination is open for t once every source's end-of-timestep signal of t-1 arrived.
-   The head reaches the destination after ``|dx| * hop_x + |dy| * hop_y`` cycles (XY routing);
-   the destination's ejection link is serialised (``packet_cycles`` per packet, in queue order),
-   and the packet has arrived when it has fully passed it.
+   start_{k-depth}, a slot in the router's injection buffer)``: the destination's input queue
+   holds ``depth`` packets (admitted, not yet started), so a full queue (or a full injection
+   buffer) stalls the sender's port; ``stall_cycles`` counts that wait. The destination is
+   open for t once every source's end-of-timestep signal of t-1 arrived. The packet then
+   crosses the mesh on its XY route (:mod:`accelsim.chip.mesh`): every directed link is
+   serialised (``packet_cycles`` per packet) and ends in a router input buffer of
+   ``noc.router_buffer_packets`` whole packets (virtual cut-through, FIFO, credit-based
+   back-pressure); the destination's ejection link is serialised too, and the packet has
+   arrived when it has fully passed it. Alone on the mesh it arrives ``|dx| * hop_x + |dy| *
+   hop_y + packet_cycles`` after its admission.
 
-*Queue order* at a destination is (timestep, ready cycle, source tile, neuron): the order spikes
-were emitted, ties broken by source tile then neuron. Admission, ejection and service all follow
-it, so every quantity above is a max-plus recurrence over packets ordered by that key, and the
-model is deterministic.
+*Queue order* is (timestep, ready cycle, source tile, neuron, destination tile): the order spikes
+were emitted (oldest timestep first), ties broken by source tile, neuron, destination. Ports,
+admission, every mesh link and buffer, ejection and service follow it (static arbitration: a
+link waits for the next packet in that order even when a later one is already at its input, and
+in the ``pipelined`` schedule it carries timestep t's packets before t+1's). So a packet never
+waits for one later in the order, every quantity above is a max-plus recurrence over packets
+ordered by that key, the mesh cannot deadlock, and the model is deterministic.
 
 Schedules: ``barrier`` starts timestep t+1 on every tile ``barrier_cycles`` after the last tile
 finished timestep t; ``pipelined`` has no global barrier (a tile moves on when its own phases
 and inputs allow).
 
-Not modelled: contention on intermediate mesh links and router buffers (only the injection and
-ejection ports serialise), dynamic DRAM arbitration (time division instead), loading the analog
-image into the first layer's tiles, and overlap of a tile's fire phase with its integration of
-the next timestep.
+Not modelled: work-conserving or adaptive mesh arbitration (links follow the static queue order
+above; a router never lets a later packet overtake an earlier one that has not yet reached it),
+virtual channels, credit return latency (a credit is back upstream the cycle its slot frees),
+dynamic DRAM arbitration (time division instead), loading the analog image into the first
+layer's tiles, and overlap of a tile's fire phase with its integration of the next timestep.
 
 Modes. Both are SimPy simulations (the reference one ``simpy.Environment`` per image, the fast
 mode one per batch of images on copies of the chip) and step every tile
@@ -68,12 +80,14 @@ what a SimPy event is:
   process; the end of a group's SEND (carrying its tiles' end-of-timestep cycles), a group
   being ready to accept timestep t, and the barrier are events; the DRAM channel is a
   ``simpy.Resource``. The work of a phase (the fire-ready cycles, and every packet's admission,
-  arrival, start and finish with the per-tile counters) is computed by numba kernels over the
-  phase's packets.
+  every hop, arrival, start and finish with the per-tile counters) is computed by numba kernels
+  over the phase's packets; the phases that send are timed one after another in queue order
+  (timestep, then sending layer in network order), as they share the mesh.
 - ``reference`` (:mod:`accelsim.chip.reference`): events are *spike packets*. Each tile has a
-  unit process, an output-port process and an admission process; an input queue is a
-  ``simpy.Store`` of capacity ``depth``, an ejection link a ``simpy.Resource``, and every
-  packet waits for its port, its credit, its flight, its ejection and its service as events.
+  unit process, an output-port process and an admission process; every mesh channel a process
+  that hands it to its packets in queue order; an input queue and every router buffer is a
+  ``simpy.Store`` of its capacity (its credits), and every packet is a process that waits for
+  its port, its credits, each hop and its service as events.
 
 Both fill the same :class:`Timeline`; the tests demand exact equality.
 
@@ -152,13 +166,18 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
              mode: Literal["fast", "reference"] = "fast",
              schedule: Literal["barrier", "pipelined"] | None = None,
              arithmetic: Literal["float", "fixed"] = "float", quantization=None,
-             per_tile: bool = False) -> SimulationResult:
+             per_tile: bool = False, trace: str | Path | None = None,
+             trace_image: int = 0) -> SimulationResult:
     """Run ``images`` (normalised, N x C x H x W) through the functional core, then replay every
     image's spikes through the chip ``hardware`` (a :class:`Hardware`, preset name or YAML path).
 
     ``schedule`` defaults to the hardware's ``schedule.kind``; fixed ``arithmetic`` checks the
     ``quantization`` against the tile (:func:`accelsim.quantize.check_tile`: widths, leak
     rounding) and rounds the leak as the tile does unless it names a rounding.
+
+    ``trace`` (a path) also writes the timeline of image ``trace_image`` (0-based; the first by
+    default) as a Chrome trace: the file ``accelsim trace --image K`` writes for that image
+    (:func:`accelsim.trace.trace_image`).
     """
     from accelsim import functional, quantize
 
@@ -171,9 +190,22 @@ def simulate(network: Network, images: np.ndarray, labels: np.ndarray | None = N
     assert result.spikes is not None
     if labels is not None:
         labels = _labels(labels, len(result.predictions), network.layers[-1].neurons)
-    return replay(network, result.spikes, hw, counts=result.counts,
-                  predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
-                  schedule=schedule, per_tile=per_tile)
+    if trace is not None and (isinstance(trace_image, bool)
+                              or not isinstance(trace_image, int | np.integer)
+                              or not 0 <= trace_image < len(result.predictions)):
+        raise ValueError(f"trace_image {trace_image!r}: pick an image 0..."
+                         f"{len(result.predictions) - 1} of the {len(result.predictions)} given")
+    simulated = replay(network, result.spikes, hw, counts=result.counts,
+                       predictions=result.predictions, labels=labels, timesteps=T, mode=mode,
+                       schedule=schedule, per_tile=per_tile)
+    if trace is not None:
+        from accelsim.trace import trace_image as image_trace
+        from accelsim.trace import write_trace
+
+        write_trace(trace, image_trace(network, images[trace_image], hw, timesteps=T,
+                                       mode=mode, schedule=schedule, arithmetic=arithmetic,
+                                       quantization=quantization)[0])
+    return simulated
 
 
 def replay(network: Network, spikes: list[dict], hardware: Hardware | str | Path, *,
@@ -255,7 +287,9 @@ def _layer_counters(plan: Plan, timelines: list[Timeline], spikes: list[dict], s
     dram = per_layer("dram_bits")
     end = np.maximum.reduceat(tile_end, starts, axis=2).transpose(0, 2, 1)
     neurons = np.add.reduceat(plan.tile_neurons, starts)[None, :, None]
-    has_const = np.array([any(p.source == INPUT for p in layer.inputs) for layer in layers])
+    # a constant current (analog input, bias) is held per neuron: written once, read every update
+    has_const = np.array([layer.bias is not None or any(p.source == INPUT for p in layer.inputs)
+                          for layer in layers])
     const = np.where(has_const, 1, 0)[None, :, None] * neurons
     mem_read = (synops + neurons + const) * mb
     mem_write = (synops + neurons) * mb

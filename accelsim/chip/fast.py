@@ -15,8 +15,9 @@ recurrence couples its tiles). The SimPy events are phases, not spikes:
 - ``sent[layer][t]``: the group's SEND of t ended; its value is the per-tile end-of-timestep
   cycle, from which a consumer computes when the signals reach each of its tiles (XY hop
   latency) and waits for the last one before it FIREs;
-- ``transferred[layer][t]``: the group's packets of t are timed; a sender later in network
-  order that shares a consumer waits for it, so a consumer's state sees its senders in order;
+- ``transferred[layer][t]``: the group's packets of t are timed; the next sending layer in
+  network order waits for it (the first sending layer of t+1 for the last one of t), so the
+  mesh and every consumer see the packets in queue order;
 - ``barrier[t]``: released by a barrier process ``barrier_cycles`` after the last group's SEND
   of t-1 (``barrier`` schedule only; ``pipelined`` has no barrier process).
 
@@ -24,7 +25,8 @@ The DRAM channel is a ``simpy.Resource`` with one time-division slot per spillin
 acquires its spilling tiles' slots before its first MAC and holds them to its last SEND (under
 time division a slot is owned, never contended; the service cycles of :mod:`accelsim.chip.plan`
 charge its bandwidth share). Output ports are private to a tile and serialised inside the
-kernel.
+kernel; the mesh's channels and buffers (:mod:`accelsim.chip.mesh`) are per-image state that
+the kernels update packet by packet.
 
 Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every packet's exact
 cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
@@ -41,20 +43,25 @@ import numpy as np
 import simpy
 from numba import njit, prange
 
+from accelsim.chip import mesh
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
 @njit(cache=True)
 def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class,
-                    reach_start, reach_cols, synops, sram_bits, dram_bits, service, hop_cycles,
+                    reach_start, reach_cols, synops, sram_bits, dram_bits, service,
                     hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
-                    eject_free, finish, ring, ring_n, head,
+                    finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y,
+                    buffer_depth, link_free, link_ring, link_ring_n,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
-    Per-tile state (``port_free`` … ``head``) is updated in place; per-tile counters of this
+    Per-tile state (``port_free`` … ``head``) and the mesh's channel state (``link_free`` …
+    ``link_ring_n``, see :func:`accelsim.chip.mesh.traverse`) are updated in place; every
+    packet earlier in queue order (earlier timesteps, earlier layers of this timestep) must
+    already have been pushed. Per-tile counters of this
     timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source tile, integration
     on the destination. With ``record``, ``events`` (packets, 6) receives per packet (neuron,
     destination column, admission, arrival, start, finish). Returns the packets sent.
@@ -79,6 +86,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             d = dest_tiles[j]
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
+            inj = max(inj, mesh.injection_credit(router[s], link_ring, link_ring_n,
+                                                 buffer_depth))
             k = ring_n[d]
             h = head[d]  # packets of d's queue known to have started by its last admission
             if k >= depth:
@@ -95,9 +104,8 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             stall[s] += inj - free_at
             port = inj + packet_cycles
             last_admit[d] = inj
-            ej = max(inj + hop_cycles[sl, j], eject_free[d])
-            eject_free[d] = ej + packet_cycles
-            arrival = ej + packet_cycles
+            arrival = mesh.traverse(inj, router[s], router[d], mesh_cols, hop_x, hop_y,
+                                    packet_cycles, buffer_depth, link_free, link_ring, link_ring_n)
             start = max(arrival, finish[d])
             ring[d, k & mask] = start
             ring_n[d] = k + 1
@@ -191,10 +199,11 @@ def ready_kernel(indices, tile_of, local_of, tiles, fire_start, units, latency):
 @njit(cache=True, parallel=True)
 def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, latency, src_tiles,
                 dest_tiles, neuron_class, reach_start, reach_cols, synops, sram_bits, dram_bits,
-                service, hop_cycles, hops_x, hops_y,
-                packet_cycles, depth, port_free, last_admit, open_, eject_free, finish, ring,
-                ring_n, head, stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in,
-                sram_in, dram_in, record, record_at, neurons, ready_out, events, sent):
+                service, hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
+                finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y, buffer_depth,
+                link_free, link_ring, link_ring_n, stall, busy, queue_peak, packets_out, packets_in,
+                hx, hy, synops_in, sram_in, dram_in, record, record_at, neurons, ready_out, events,
+                sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
 
     Image b's spikes of t are ``indices[offsets[b, t]:offsets[b, t + 1]]``; the per-tile state
@@ -216,8 +225,9 @@ def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, laten
         sent[b] = transfer_kernel(
             n, local, ready, src_tiles, dest_tiles, neuron_class, reach_start, reach_cols,
             synops, sram_bits, dram_bits,
-            service, hop_cycles, hops_x, hops_y, packet_cycles, depth, port_free[b],
-            last_admit[b], open_[b], eject_free[b], finish[b], ring[b], ring_n[b], head[b],
+            service, hops_x, hops_y, packet_cycles, depth, port_free[b],
+            last_admit[b], open_[b], finish[b], ring[b], ring_n[b], head[b], router, mesh_cols,
+            hop_x, hop_y, buffer_depth, link_free[b], link_ring[b], link_ring_n[b],
             stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
             synops_in[b, t], sram_in[b, t], dram_in[b, t], record,
@@ -236,13 +246,21 @@ def _until(env: simpy.Environment, cycle: int):
         yield env.timeout(cycle - env.now)
 
 
-def check_sender_order(plan: Plan) -> None:
-    """Raise unless every layer's spiking sources each depend on the previous one.
+def senders(plan: Plan) -> list[int]:
+    """The layers that send packets, in network order."""
+    return [li for li, (layer, fo) in enumerate(zip(plan.network.layers, plan.fanout,
+                                                      strict=True))
+            if layer.kind == "spiking" and fo is not None]
 
-    The fast mode times a consumer's senders one after another in network order; that is the
-    model's queue order when a later sender fires only after the earlier one's end-of-timestep
-    signal (so all its spikes are ready later), as in every VGG and ResNet. Senders in parallel
-    branches would interleave, which only the reference mode orders.
+
+def check_sender_chain(plan: Plan) -> None:
+    """Raise unless every sending layer depends on the previous one in network order.
+
+    The fast mode times the packets of a timestep layer after layer, in network order; that is
+    queue order when every packet of a layer becomes ready after every packet of the sending
+    layer before it, which holds when it depends on it (it fires after that layer's
+    end-of-timestep signals), as in every VGG and ResNet. Layers in parallel branches would
+    interleave, which only the reference mode orders.
     """
     layers = plan.network.layers
     upstream: list[set[int]] = []
@@ -251,14 +269,13 @@ def check_sender_order(plan: Plan) -> None:
         for s in plan.sources[li]:
             up |= upstream[s]
         upstream.append(up)
-        ordered = sorted(plan.sources[li])
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            if a not in upstream[b]:
-                raise ValueError(
-                    f"layer {layers[li].name!r} sums the spikes of {layers[a].name!r} and "
-                    f"{layers[b].name!r}, and {layers[b].name!r} does not depend on "
-                    f"{layers[a].name!r}: the fast mode cannot interleave parallel senders in "
-                    "queue order; simulate this network with mode='reference'")
+    order = senders(plan)
+    for a, b in zip(order, order[1:], strict=False):
+        if a not in upstream[b]:
+            raise ValueError(
+                f"layer {layers[b].name!r} does not depend on {layers[a].name!r}, and both "
+                "send spikes: the fast mode cannot interleave parallel senders in queue order; "
+                "simulate this network with mode='reference'")
 
 
 class _FastChip:
@@ -267,7 +284,7 @@ class _FastChip:
 
     def __init__(self, plan: Plan, trains: list[dict], timesteps: int, schedule: str,
                  record_packets: bool):
-        check_sender_order(plan)
+        check_sender_chain(plan)
         self.plan, self.T, self.schedule = plan, timesteps, schedule
         n, B = plan.tiles, len(trains)
         self.tl = tl = Timeline.empty(n, timesteps, images=B)
@@ -275,9 +292,12 @@ class _FastChip:
         self.images = [tl.image(b) for b in range(B)]
         self.env = env = simpy.Environment()
         self.depth = plan.hardware.tile.queue_depth_packets
-        state = np.zeros((8, B, n), dtype=np.int64)
-        (self.port_free, self.last_admit, self.open_, self.eject_free, self.finish,
-         self.fire_end, self.ring_n, self.head) = state
+        state = np.zeros((7, B, n), dtype=np.int64)
+        (self.port_free, self.last_admit, self.open_, self.finish, self.fire_end, self.ring_n,
+         self.head) = state
+        hw = plan.hardware
+        self.link_free, self.link_ring, self.link_ring_n = mesh.state(
+            B, hw.mesh.rows, hw.mesh.cols, hw.noc.router_buffer_packets)
         # start cycles of each tile's last packets, at least ``depth`` of them (a power of two,
         # so that the ring index is a mask)
         self.ring = np.zeros((B, n, 1 << (self.depth - 1).bit_length()), dtype=np.int64)
@@ -299,9 +319,13 @@ class _FastChip:
         self.barrier = [env.event() for _ in range(timesteps)]
         self.dram = simpy.Resource(env, capacity=max(1, plan.spilling_tiles))
         self.spilling = [int((p.spilled_bits > 0).sum()) for p in plan.mapping.layers]
-        # senders earlier in network order that share a consumer: their packets of t go first
-        self.co_sources = [sorted({s for c in plan.consumers[li] for s in plan.sources[c]
-                                   if s < li}) for li in range(L)]
+        # the transfer before each layer's of t in queue order: the previous sending layer's
+        # of t, or (the first sender) the last sender's of t-1
+        order = senders(plan)
+        self.previous: dict[int, tuple[int, int]] = {
+            b: (a, 0) for a, b in zip(order, order[1:], strict=False)}
+        if order:
+            self.previous[order[0]] = (order[-1], -1)
 
     def group(self, li: int):
         env, plan, tl, T = self.env, self.plan, self.tl, self.T
@@ -319,8 +343,8 @@ class _FastChip:
         sources = plan.sources[li]
         done_lat = (plan.done_cycles[np.concatenate([plan.layer_tiles[s] for s in sources])][
             :, g] if sources else None)
-        waits = [self.accepting[c] for c in plan.consumers[li]] + [
-            self.transferred[s] for s in self.co_sources[li]]
+        waits = [self.accepting[c] for c in plan.consumers[li]]
+        before, shift = self.previous.get(li, (li, 0))
         finish, fire_end = self.finish[:, g], self.fire_end[:, g]
         phase_end = tl.phase_end[:, :, g]
         barrier = self.schedule == "barrier"
@@ -362,7 +386,8 @@ class _FastChip:
             tl.fire_end[:, t, g] = phase_end[:, t, :, Phase.FIRE] = fire_end
             # SEND
             if sends:
-                yield from _all(env, [w[t] for w in waits])
+                ahead = [self.transferred[before][t + shift]] if t + shift >= 0 else []
+                yield from _all(env, [w[t] for w in waits] + ahead)
                 send_done = np.maximum(fire_end, self._transfer(li, t, g))
             else:
                 send_done = fire_end.copy()
@@ -379,7 +404,8 @@ class _FastChip:
         every image; returns when each of the layer's ports has injected its last packet (of t
         or, still draining, of an earlier timestep)."""
         plan, tl, fo = self.plan, self.tl, self.plan.fanout[li]
-        cfg = plan.hardware.tile
+        hw = plan.hardware
+        cfg = hw.tile
         indices, offsets = self.spikes[plan.network.layers[li].name]
         record = tl.record_packets
         width = len(fo.dest_tiles)
@@ -396,12 +422,14 @@ class _FastChip:
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
                     plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.reach_start,
                     fo.reach_cols, fo.synops,
-                    fo.sram_bits, fo.dram_bits, fo.service, fo.hop_cycles, fo.hops_x,
+                    fo.sram_bits, fo.dram_bits, fo.service, fo.hops_x,
                     fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
-                    self.last_admit, self.open_, self.eject_free, self.finish, self.ring,
-                    self.ring_n, self.head, tl.stall, tl.busy, tl.queue_peak, tl.packets_out,
-                    tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in, tl.sram_bits, tl.dram_bits,
-                    record, record_at, neurons, ready, events, sent)
+                    self.last_admit, self.open_, self.finish, self.ring,
+                    self.ring_n, self.head, plan.router, hw.mesh.cols, hw.noc.hop_latency_x_cycles,
+                    hw.noc.hop_latency_y_cycles, hw.noc.router_buffer_packets, self.link_free,
+                    self.link_ring, self.link_ring_n, tl.stall, tl.busy, tl.queue_peak,
+                    tl.packets_out, tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in,
+                    tl.sram_bits, tl.dram_bits, record, record_at, neurons, ready, events, sent)
         if record:
             for b, image in enumerate(self.images):
                 lo, hi = record_at[b], record_at[b + 1]

@@ -91,6 +91,7 @@ class Plan:
     neuron_local: tuple[np.ndarray | None, ...]
     """Per sending layer, int32 (neurons,): each neuron's index in its tile's update order."""
     done_cycles: np.ndarray      # int64 (tiles, tiles) latency of the end-of-timestep signal
+    router: np.ndarray           # int64 (tiles,) each tile's mesh router, row * cols + col
     packet_cycles: int
     spilling_tiles: int
 
@@ -194,10 +195,6 @@ def accumulate_cycles(synops_by_kind: np.ndarray, hardware: Hardware) -> np.ndar
                for k, kind in enumerate(SYNAPSE_KINDS))
 
 
-def _coords(tiles: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    return tiles // cols, tiles % cols
-
-
 def _real_taps(size: int, out: int, kernel: int, stride: int, padding: int) -> np.ndarray:
     """For each output position of one axis, the kernel taps that land inside the input."""
     o = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]
@@ -262,7 +259,7 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             mac_dram[t] += spill
     fire = (ceil_div(tile_neurons, tile_cfg.neuron_update_units)
             * tile_cfg.neuron_update_latency_cycles)
-    rr, cc = _coords(np.arange(n_tiles), hw.mesh.cols)
+    rr, cc = mapping.tile_row, mapping.tile_col
     dx = np.abs(cc[:, None] - cc[None, :])
     dy = np.abs(rr[:, None] - rr[None, :])
     hop = dx * hw.noc.hop_latency_x_cycles + dy * hw.noc.hop_latency_y_cycles
@@ -314,5 +311,6 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         mac_dram_bits=mac_dram, layer_tiles=tuple(p.tiles for p in mapping.layers),
         sources=tuple(tuple(s) for s in sources), consumers=tuple(tuple(c) for c in consumers),
         fanout=tuple(fanouts), neuron_tile=tuple(neuron_tile),
-        neuron_local=tuple(neuron_local), done_cycles=hop, packet_cycles=hw.noc.packet_cycles,
+        neuron_local=tuple(neuron_local), done_cycles=hop,
+        router=(rr * hw.mesh.cols + cc).astype(np.int64), packet_cycles=hw.noc.packet_cycles,
         spilling_tiles=spilling)

@@ -2,20 +2,26 @@
 spike packet is its own event at every stage.
 
 Units own their machinery: each tile has an input queue (``simpy.Store(capacity=depth)``), an
-ejection link (``simpy.Resource``), an output port fed by a ``simpy.Store`` of ready packets,
-and processes for its accumulate/neuron-update unit, its port and its admissions; the unit's
-process steps through the :class:`~accelsim.chip.timeline.Phase` of every timestep as the fast
-mode's groups do, and records when each ended. A packet is admitted when it reaches the head of
-its source's port, it is its turn in its destination's queue order and the destination's
-``Store`` accepts it (credit); it then flies the hop latency, passes the ejection link and is
-served by the destination's unit, which takes it from the ``Store``.
+output port fed by a ``simpy.Store`` of ready packets, and processes for its
+accumulate/neuron-update unit, its port and its admissions; the unit's process steps through the
+:class:`~accelsim.chip.timeline.Phase` of every timestep as the fast mode's groups do, and
+records when each ended. Every mesh channel (:mod:`accelsim.chip.mesh`) is a process that gives
+the channel to its packets one at a time in queue order (it knows from the spike trains how many
+cross it in each timestep), and every router buffer a ``Store`` of its capacity. A packet takes
+a slot of its router's injection buffer at the head of its source's port and is admitted when it
+is its turn in its destination's queue order and the destination's ``Store`` accepts it
+(credit); it then travels as its own process: at each hop it waits for its turn on the channel,
+for the packet ahead of it in its buffer to have left, and for a slot in the next buffer; its
+tail frees the channel and its old slot ``packet_cycles`` later. It is served by the
+destination's unit, which takes it from the tile's ``Store``.
 
 Queue order needs every spike that became ready in a cycle before it can be decided: spikes
 register when they become ready, and a sequencer runs once every other event of that cycle was
 processed (an event that re-queues itself behind the cycle's remaining events, SimPy's public
-``succeed`` and ``peek``); it sorts them by (source tile, neuron) and appends them to each
-destination's list. Nothing else depends on the order in which SimPy processes simultaneous
-events, so the simulation computes exactly the recurrences of the fast mode.
+``succeed`` and ``peek``); it sorts them by (source tile, neuron, destination) and appends them
+to each destination's and each channel's list. Nothing else depends on the order in which
+SimPy processes simultaneous events, so the simulation computes exactly the recurrences of the
+fast mode.
 """
 
 from __future__ import annotations
@@ -23,21 +29,27 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from accelsim.chip import mesh
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
 class _Packet:
     __slots__ = ("t", "src", "src_local", "neuron", "col", "dest", "ready", "service",
-                 "hop", "at_port", "admitted", "eject_requested", "arrived", "inject", "start",
-                 "finish", "arrival")
+                 "route", "turn", "released", "left", "ahead", "at_port", "admitted", "arrived",
+                 "inject", "start", "finish", "arrival")
 
-    def __init__(self, env, t, src, src_local, neuron, col, dest, ready, service, hop):
+    def __init__(self, env, t, src, src_local, neuron, col, dest, ready, service, route):
         self.t, self.src, self.src_local, self.neuron = t, src, src_local, neuron
-        self.col, self.dest, self.ready, self.service, self.hop = col, dest, ready, service, hop
+        self.col, self.dest, self.ready, self.service = col, dest, ready, service
+        self.route = route  # (channel, head latency) of every hop after injection
+        self.turn = {c: env.event() for c, _ in route}  # its turn on each channel
+        self.released = {c: env.event() for c, _ in route}  # its tail crossed the channel
+        self.left = {c: env.event() for c, _ in route}  # its tail left the channel's buffer
+        self.left[src * mesh.PORTS + mesh.INJECT] = env.event()
+        self.ahead: dict[int, _Packet | None] = {}  # the packet ahead in each buffer
         self.at_port = env.event()
         self.admitted = env.event()
-        self.eject_requested = env.event()
         self.arrived = env.event()
         self.inject = self.start = self.finish = self.arrival = -1
 
@@ -55,11 +67,22 @@ class _Chip:
         self.tl.record_packets = record_packets
         self.depth = hw.tile.queue_depth_packets
         self.queue = [simpy.Store(env, capacity=self.depth) for _ in range(n)]
-        self.eject = [simpy.Resource(env, capacity=1) for _ in range(n)]
         self.port = [simpy.Store(env) for _ in range(n)]
         self.lists = [[[] for _ in range(timesteps)] for _ in range(n)]
         self.grew = [env.event() for _ in range(n)]
-        self.last_eject = [None] * n
+        # the mesh: per channel, its router buffer (a Store of credits), the last packet that
+        # entered that buffer, its packets of every timestep in queue order as they become
+        # ready, and how many there will be (from the spike trains)
+        self.routes = {}
+        self.count = self._channel_counts()
+        self.buffer = {c: simpy.Store(env, capacity=hw.noc.router_buffer_packets)
+                       for c in self.count}
+        for g in range(n):
+            self.buffer.setdefault(g * mesh.PORTS + mesh.INJECT, simpy.Store(
+                env, capacity=hw.noc.router_buffer_packets))
+        self.last_in: dict[int, _Packet | None] = dict.fromkeys(self.buffer)
+        self.chan_lists = {c: [[] for _ in range(timesteps)] for c in self.count}
+        self.chan_grew = {c: env.event() for c in self.count}
         self.pending: list[_Packet] = []
         self.flush_scheduled = False
         names = [layer.name for layer in plan.network.layers]
@@ -84,6 +107,30 @@ class _Chip:
             self.consumer_tiles.append(np.unique(fo.dest_tiles) if fo is not None else
                                        np.zeros(0, dtype=np.int64))
 
+    def route(self, s: int, d: int) -> list[tuple[int, int]]:
+        if (s, d) not in self.routes:
+            noc = self.plan.hardware.noc
+            router = self.plan.router  # routes run between routers, not tile ids
+            self.routes[s, d] = mesh.route(int(router[s]), int(router[d]),
+                                           self.plan.hardware.mesh.cols,
+                                           noc.hop_latency_x_cycles, noc.hop_latency_y_cycles)
+        return self.routes[s, d]
+
+    def _channel_counts(self) -> dict[int, np.ndarray]:
+        """Packets per timestep on every channel after injection, from the spike trains."""
+        plan, count = self.plan, {}
+        for li, (layer, fo) in enumerate(zip(plan.network.layers, plan.fanout, strict=True)):
+            if fo is None or layer.kind != "spiking":
+                continue
+            for t in range(self.T):
+                for n in self.trains[layer.name].at(t).tolist():
+                    local = int(plan.neuron_tile[li][n])
+                    s = int(plan.layer_tiles[li][local])
+                    for j in np.flatnonzero(fo.synops[fo.neuron_class[n]]).tolist():
+                        for c, _ in self.route(s, int(fo.dest_tiles[j])):
+                            count.setdefault(c, np.zeros(self.T, dtype=np.int64))[t] += 1
+        return count
+
     # -- sequencer: queue order of the spikes that became ready in this cycle -------------
 
     def register(self, pkt: _Packet) -> None:
@@ -105,12 +152,18 @@ class _Chip:
         self.flush_scheduled = False
         batch = sorted(self.pending, key=lambda p: (p.src, p.neuron, p.col))
         self.pending = []
-        touched = set()
+        touched, channels = set(), set()
         for p in batch:
             self.lists[p.dest][p.t].append(p)
             touched.add(p.dest)
+            for c, _ in p.route:
+                self.chan_lists[c][p.t].append(p)
+                channels.add(c)
         for d in sorted(touched):
             ev, self.grew[d] = self.grew[d], self.env.event()
+            ev.succeed()
+        for c in sorted(channels):
+            ev, self.chan_grew[c] = self.chan_grew[c], self.env.event()
             ev.succeed()
 
     # -- processes --------------------------------------------------------------------------
@@ -156,8 +209,9 @@ class _Chip:
                         yield env.timeout(r - env.now)
                     c = fo.neuron_class[n]
                     for j in np.flatnonzero(fo.synops[c]).tolist():
-                        pkt = _Packet(env, t, g, local, n, j, int(fo.dest_tiles[j]), r,
-                                      int(fo.service[c, j]), int(fo.hop_cycles[local, j]))
+                        d = int(fo.dest_tiles[j])
+                        pkt = _Packet(env, t, g, local, n, j, d, r, int(fo.service[c, j]),
+                                      self.route(g, d))
                         self.packets.append(pkt)
                         self.port[g].put(pkt)
                         self.register(pkt)
@@ -197,6 +251,7 @@ class _Chip:
                 continue
             pkt = item
             free_at = env.now
+            yield from self._enter(s * mesh.PORTS + mesh.INJECT, pkt)  # injection buffer credit
             pkt.at_port.succeed()
             yield pkt.admitted
             tl.stall[pkt.t, s] += env.now - free_at
@@ -224,23 +279,57 @@ class _Chip:
                 yield self.queue[d].put(pkt)
                 pkt.inject = env.now
                 pkt.admitted.succeed()
-                env.process(self.flight(pkt, self.last_eject[d]))
-                self.last_eject[d] = pkt
+                env.process(self.travel(pkt))
 
-    def flight(self, pkt: _Packet, previous: _Packet | None):
-        env = self.env
-        if pkt.hop:
-            yield env.timeout(pkt.hop)
-        if previous is not None:
-            yield previous.eject_requested
-        link = self.eject[pkt.dest]
-        with link.request() as req:
-            pkt.eject_requested.succeed()
-            yield req
-            yield env.timeout(self.plan.packet_cycles)
+    # -- the mesh (accelsim.chip.mesh) -------------------------------------------------------
+
+    def _enter(self, b: int, pkt: _Packet):
+        """Take a credit of buffer ``b`` (wait for a free slot); the packet queues behind the
+        last one that entered."""
+        yield self.buffer[b].put(pkt)
+        pkt.ahead[b], self.last_in[b] = self.last_in[b], pkt
+
+    def channel(self, c: int):
+        """Give channel ``c`` to its packets one at a time, in queue order."""
+        for t in range(self.T):
+            lst = self.chan_lists[c][t]
+            for i in range(int(self.count[c][t])):
+                while i >= len(lst):
+                    yield self.chan_grew[c]
+                pkt = lst[i]
+                pkt.turn[c].succeed()
+                yield pkt.released[c]
+
+    def travel(self, pkt: _Packet):
+        """From the injection buffer, hop by hop, through the ejection channel."""
+        env, F = self.env, self.plan.packet_cycles
+        held = pkt.src * mesh.PORTS + mesh.INJECT
+        for c, lat in pkt.route:
+            yield pkt.turn[c]  # c passed every packet before this one
+            ahead = pkt.ahead[held]
+            if ahead is not None:
+                yield ahead.left[held]  # FIFO: at the head of its buffer
+            eject = c % mesh.PORTS == mesh.EJECT
+            if not eject:
+                yield from self._enter(c, pkt)
+            env.process(self._tail(pkt, held, c))
+            if eject:
+                yield env.timeout(F)
+                break
+            if lat:
+                yield env.timeout(lat)
+            held = c
         pkt.arrival = env.now
         self.tl.packets_in[pkt.t, pkt.dest] += 1
         pkt.arrived.succeed()
+
+    def _tail(self, pkt: _Packet, held: int, c: int):
+        """The tail crosses channel ``c`` and leaves buffer ``held``, freeing both."""
+        yield self.env.timeout(self.plan.packet_cycles)
+        item = yield self.buffer[held].get()
+        assert item is pkt
+        pkt.left[held].succeed()
+        pkt.released[c].succeed()
 
     def barrier_keeper(self):
         cycles = self.plan.hardware.schedule.barrier_cycles
@@ -257,6 +346,8 @@ class _Chip:
             li = int(plan.tile_layer[g])
             if plan.fanout[li] is not None and plan.network.layers[li].kind == "spiking":
                 env.process(self.output_port(g))
+        for c in self.count:
+            env.process(self.channel(c))
         if self.schedule == "barrier":
             env.process(self.barrier_keeper())
         env.run()

@@ -57,8 +57,8 @@ def import_nir(
 def import_dietsnn(
     checkpoint: Annotated[Path, typer.Argument(help="the authors' .pth checkpoint")],
     out: Annotated[Path, typer.Argument(help="model file stem to write (.json + .safetensors)")],
-    arch: Annotated[str, typer.Option(help="vgg5 vgg9 vgg11 vgg16 (where the pools are)")] = (
-        "vgg16"),
+    arch: Annotated[str, typer.Option(help="the plan: vgg5 vgg9 vgg11 vgg16 vgg16-imagenet "
+                                           "resnet20 resnet34")] = "vgg16",
     dataset: Annotated[str, typer.Option(help="cifar10, cifar100, ... (input shape, test set)")]
     = "cifar10",
     timesteps: Annotated[int, typer.Option(help="T the model was trained for")] = 5,
@@ -66,7 +66,8 @@ def import_dietsnn(
                                                   "with, comma-separated")] = None,
     std: Annotated[str | None, typer.Option(help="per-channel std, comma-separated")] = None,
 ) -> None:
-    """Import a DIET-SNN checkpoint of the authors' VGG code into an accelsim model file."""
+    """Import a DIET-SNN checkpoint of the authors' VGG or ResNet code into an accelsim model
+    file."""
     from accelsim.checkpoints import load_dietsnn
     from accelsim.data import NATIVE_SHAPE
     from accelsim.modelfile import save_model

@@ -111,13 +111,19 @@ class TileConfig(_Section):
 
 
 class NocConfig(_Section):
-    """Spike packets on the mesh: XY routing, per-hop latency, link serialisation."""
+    """Spike packets on the mesh: XY routing, per-hop latency, serialised links, finite router
+    buffers (accelsim.chip.mesh)."""
 
     hop_latency_x_cycles: int = Field(ge=0, description="per east-west hop")
     hop_latency_y_cycles: int = Field(ge=0, description="per north-south hop")
     link_width_bits: int = Field(ge=1)
     packet_bits: int = Field(ge=1, description="one spike packet (address + header)")
     flit_cycles: int = Field(1, ge=1, description="cycles to move one link-width flit")
+    router_buffer_packets: int = Field(
+        4, ge=1, description="whole packets one router input buffer holds (virtual "
+        "cut-through, credit-based; accelsim.chip.mesh); design choice: 4, so that one "
+        "stream never waits for credits while a slot is held for at most 3 packet times "
+        "(hop latency + packet cycles)")
 
     @property
     def packet_cycles(self) -> int:
@@ -206,6 +212,22 @@ class EnergyTable(_Section):
         return max(e, 0.0) / 64.0
 
 
+MAPPING_POLICIES = ("spread", "compact")
+"""How :mod:`accelsim.mapping` hands out tiles (see its docstring)."""
+
+
+class MappingConfig(_Section):
+    """How a network is placed on the tiles (:mod:`accelsim.mapping`)."""
+
+    policy: Literal["spread", "compact"] = Field(
+        "spread", description="'spread': every tile used, spare tiles to the layer with the "
+        "most weight bits per tile; 'compact': the fewest tiles that hold each layer, placed "
+        "so that consumers sit next to producers")
+    tiles_per_layer: dict[str, int] = Field(
+        default_factory=dict, description="layer name -> tiles, fixed; the other layers follow "
+        "the policy with the tiles that remain")
+
+
 class Hardware(_Section):
     """A complete chip description."""
 
@@ -218,6 +240,7 @@ class Hardware(_Section):
     clock: ClockConfig
     schedule: ScheduleConfig = ScheduleConfig()
     energy: EnergyTable
+    mapping: MappingConfig = MappingConfig()
     first_layer: Literal["mac", "bias"] = Field(
         "mac", description="analog input: 'mac', the chip multiply-accumulates it once per "
                            "image; 'bias', a host computes it and loads it as each neuron's "
@@ -277,13 +300,18 @@ def list_presets() -> list[tuple[str, str]]:
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
     keys = dotted.split(".")
+    if keys[:2] == list(_FREE_KEYS) and len(keys) > 3:  # a layer name may hold dots
+        keys = [*keys[:2], ".".join(keys[2:])]
     node: Any = data
     for i, key in enumerate(keys):
+        if isinstance(node, dict) and key not in node and i < len(keys) - 1 and _is_field(
+                data, keys[:i + 1]):
+            node[key] = {}  # an optional section the preset leaves out
         if not isinstance(node, dict) or key not in node and i < len(keys) - 1:
             raise HardwareError(f"{origin}: override {dotted!r}: no section "
                                 f"{'.'.join(keys[:i + 1])!r}; sections are {sorted(data)}")
         if i == len(keys) - 1:
-            if key not in node and not _is_field(data, keys):
+            if key not in node and not _is_field(data, keys) and tuple(keys[:-1]) != _FREE_KEYS:
                 raise HardwareError(f"{origin}: override {dotted!r}: unknown field {key!r}; "
                                     f"{'.'.join(keys[:-1]) or 'top level'} has "
                                     f"{sorted(_fields_of(keys[:-1]))}")
@@ -292,9 +320,14 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any, origin: str) -> N
             node = node[key]
 
 
+_FREE_KEYS = ("mapping", "tiles_per_layer")
+"""The one field whose keys are not fields but names (of the network's layers)."""
+
+
 _SECTIONS: dict[str, type[BaseModel]] = {
     "mesh": MeshConfig, "tile": TileConfig, "noc": NocConfig, "dram": DramConfig,
-    "clock": ClockConfig, "schedule": ScheduleConfig, "energy": EnergyTable}
+    "clock": ClockConfig, "schedule": ScheduleConfig, "energy": EnergyTable,
+    "mapping": MappingConfig}
 
 
 def _fields_of(path: list[str]) -> list[str]:
