@@ -17,7 +17,10 @@ Layouts
   always reaches all ``C_out`` neurons of a position), ``touched`` one per neuron (shortcuts).
 - Per target neuron the contributions are added in the order of the source spikes (ascending
   CHW), projection after projection, after the constant current (the layer's bias plus, for an
-  analog-fed layer, its input current).
+  analog-fed layer, its input current). A pooled source's spikes are first gathered per pooled
+  cell (:func:`pooled_cells`): a cell with ``k`` spikes adds ``k * W / pool**2`` once, as the
+  float64 reference does (pool, then multiply); ``synaptic_ops`` still counts every spike's
+  accumulations.
 - Conv weights are ``(C_in, k, k, C_out)``, linear weights ``(in, out)``; both are already
   multiplied by ``1 / pool**2`` when the projection pools its source (average pooling of spikes
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
@@ -59,31 +62,89 @@ N_LAYER_COLS = 8
 
 
 @njit(cache=True)
+def pooled_cells(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
+                 pool: int, src_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 int]:
+    """The pooled cells that spikes (ascending CHW) fall in, each once: (channel, pooled row,
+    pooled column, spikes in the cell) and their number.
+
+    Average pooling is linear, so a cell with ``k`` spikes adds ``k * W / pool**2`` once instead
+    of ``W / pool**2`` ``k`` times (torch's order: pool, then multiply); the spikes of one
+    (channel, pooled row) are contiguous in CHW order, so one pass with a row of counters finds
+    the cells, listed per (channel, pooled row) in the order of their first spike.
+    """
+    cells_c = np.empty(n_spikes, dtype=np.int32)
+    cells_y = np.empty(n_spikes, dtype=np.int32)
+    cells_x = np.empty(n_spikes, dtype=np.int32)
+    cells_k = np.empty(n_spikes, dtype=np.int64)
+    count = np.zeros(src_w // pool, dtype=np.int64)
+    m = 0
+    s = 0
+    while s < n_spikes:
+        c = spike_c[s]
+        py = spike_y[s] // pool
+        e = s
+        while e < n_spikes and spike_c[e] == c and spike_y[e] // pool == py:
+            count[spike_x[e] // pool] += 1
+            e += 1
+        for q in range(s, e):
+            px = spike_x[q] // pool
+            if count[px]:
+                cells_c[m] = c
+                cells_y[m] = py
+                cells_x[m] = px
+                cells_k[m] = count[px]
+                count[px] = 0
+                m += 1
+        s = e
+    return cells_c, cells_y, cells_x, cells_k, m
+
+
+@njit(cache=True)
 def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: int,
                  pool: int, out_c: int, out_h: int, out_w: int, kernel: int, stride: int,
                  padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
-                 reached: np.ndarray) -> int:
-    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done.
+                 reached: np.ndarray, src_w: int, row0: int = 0, row1: int = -1) -> int:
+    """Add each spike's conv fan-out into ``current`` (HWC); returns the accumulations done (one
+    per spike and weight, pooled or not).
 
-    Spikes come as (channel, row, column) of the unpooled source; ``reached[oy * out_w + ox]`` is
-    set for every target position that received a row of weights.
+    Spikes come as (channel, row, column) of the unpooled source (``src_w`` columns wide, needed
+    when ``pool > 1``: :func:`pooled_cells`); ``reached[oy * out_w + ox]`` is set for every
+    target position that received a row of weights. Only output rows ``row0..row1-1`` (default:
+    all) are written, so that threads can share one layer by rows.
     """
+    if row1 < 0:
+        row1 = out_h
+    if pool > 1:
+        cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
+        return _conv_cells(cc, cy, cx, ck, True, m, out_c, row0, row1, out_w, kernel, stride,
+                           padding, weights, w_off, current, reached)
+    return _conv_cells(spike_c, spike_y, spike_x, spike_c, False, n_spikes, out_c, row0, row1,
+                       out_w, kernel, stride, padding, weights, w_off, current, reached)
+
+
+@njit(cache=True)
+def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
+                cell_k: np.ndarray, counted: bool, n_cells: int, out_c: int, row0: int,
+                row1: int, out_w: int, kernel: int, stride: int, padding: int,
+                weights: np.ndarray, w_off: int, current: np.ndarray, reached: np.ndarray) -> int:
+    """The conv fan-out of input cells (channel, row, column), each ``cell_k`` spikes when
+    ``counted`` (else one each), into output rows ``row0..row1-1``; returns the accumulations,
+    counted per spike."""
     if stride != 1:
-        return _conv_scatter_strided(spike_c, spike_y, spike_x, n_spikes, pool, out_c, out_h,
-                                     out_w, kernel, stride, padding, weights, w_off, current,
-                                     reached)
+        return _conv_cells_strided(cell_c, cell_y, cell_x, cell_k, counted, n_cells, out_c,
+                                   row0, row1, out_w, kernel, stride, padding, weights, w_off,
+                                   current, reached)
     ops = 0
     kk = kernel * kernel
-    for s in range(n_spikes):
-        c = spike_c[s]
-        y = spike_y[s]
-        x = spike_x[s]
-        if pool > 1:
-            y = y // pool
-            x = x // pool
+    for s in range(n_cells):
+        c = cell_c[s]
+        y = cell_y[s]
+        x = cell_x[s]
+        spikes = cell_k[s] if counted else 1
         # stride 1: tap ky reaches row oy = y + padding - ky; keep the taps inside the output
-        ky0 = max(0, y + padding - out_h + 1)
-        ky1 = min(kernel, y + padding + 1)
+        ky0 = max(0, y + padding - row1 + 1)
+        ky1 = min(kernel, y + padding - row0 + 1)
         kx0 = max(0, x + padding - out_w + 1)
         kx1 = min(kernel, x + padding + 1)
         if ky1 <= ky0 or kx1 <= kx0:
@@ -95,32 +156,42 @@ def conv_scatter(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, 
                 base = pos * out_c
                 wbase = w_off + (c * kk + ky * kernel + kx) * out_c
                 # slices: non-negative unit-stride indices, so the loop vectorises
-                row = current[base:base + out_c]
-                w_row = weights[wbase:wbase + out_c]
-                for co in range(out_c):
-                    row[co] += w_row[co]
+                _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
                 reached[pos] = 1
-        ops += (ky1 - ky0) * (kx1 - kx0) * out_c
+        ops += (ky1 - ky0) * (kx1 - kx0) * out_c * spikes
     return ops
 
 
 @njit(cache=True)
-def _conv_scatter_strided(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray,
-                          n_spikes: int, pool: int, out_c: int, out_h: int, out_w: int,
-                          kernel: int, stride: int, padding: int, weights: np.ndarray, w_off: int,
-                          current: np.ndarray, reached: np.ndarray) -> int:
-    """:func:`conv_scatter` for any stride: a tap reaches a target only where it divides."""
+def _add_row(row: np.ndarray, w_row: np.ndarray, spikes: int) -> None:
+    """``row += spikes * w_row``; a plain add for one spike (no multiply, same rounding)."""
+    if spikes == 1:
+        for co in range(row.shape[0]):
+            row[co] += w_row[co]
+    else:
+        for co in range(row.shape[0]):
+            row[co] += spikes * w_row[co]
+
+
+@njit(cache=True)
+def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
+                        cell_k: np.ndarray, counted: bool, n_cells: int, out_c: int,
+                        row0: int, row1: int, out_w: int, kernel: int, stride: int,
+                        padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
+                        reached: np.ndarray) -> int:
+    """:func:`_conv_cells` for any stride: a tap reaches a target only where it divides."""
     ops = 0
-    for s in range(n_spikes):
-        c = spike_c[s]
-        y = spike_y[s] // pool
-        x = spike_x[s] // pool
+    for s in range(n_cells):
+        c = cell_c[s]
+        y = cell_y[s]
+        x = cell_x[s]
+        spikes = cell_k[s] if counted else 1
         for ky in range(kernel):
             ny = y + padding - ky
             if ny < 0 or ny % stride != 0:
                 continue
             oy = ny // stride
-            if oy >= out_h:
+            if oy < row0 or oy >= row1:
                 continue
             for kx in range(kernel):
                 nx = x + padding - kx
@@ -132,12 +203,9 @@ def _conv_scatter_strided(spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.
                 pos = oy * out_w + ox
                 base = pos * out_c
                 wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
-                row = current[base:base + out_c]
-                w_row = weights[wbase:wbase + out_c]
-                for co in range(out_c):
-                    row[co] += w_row[co]
+                _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
                 reached[pos] = 1
-                ops += out_c
+                ops += out_c * spikes
     return ops
 
 
@@ -149,20 +217,21 @@ def linear_scatter(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
     """Add each spike's weight row ``W[:, i]`` into ``current``; returns the accumulations done.
 
     ``spikes`` are flat CHW indices; with pooling the (channel, row, column) give the pooled
-    cell. A linear layer is one position: ``reached[0]`` is set when any spike arrives.
+    cell (each cell's spikes added at once, :func:`pooled_cells`). A linear layer is one
+    position: ``reached[0]`` is set when any spike arrives.
     """
-    ph = src_h // pool
-    pw = src_w // pool
     row = current[:n_out]
-    for s in range(n_spikes):
-        if pool > 1:
-            idx = (spike_c[s] * ph + spike_y[s] // pool) * pw + spike_x[s] // pool
-        else:
-            idx = spikes[s]
-        wbase = w_off + idx * n_out
-        w_row = weights[wbase:wbase + n_out]
-        for o in range(n_out):
-            row[o] += w_row[o]
+    if pool > 1:
+        ph = src_h // pool
+        pw = src_w // pool
+        cc, cy, cx, ck, m = pooled_cells(spike_c, spike_y, spike_x, n_spikes, pool, src_w)
+        for s in range(m):
+            wbase = w_off + ((cc[s] * ph + cy[s]) * pw + cx[s]) * n_out
+            _add_row(row, weights[wbase:wbase + n_out], ck[s])
+    else:
+        for s in range(n_spikes):
+            wbase = w_off + spikes[s] * n_out
+            _add_row(row, weights[wbase:wbase + n_out], 1)
     if n_spikes > 0:
         reached[0] = 1
     return n_spikes * n_out
@@ -204,25 +273,13 @@ def _leak_of_jit(membrane, leak, shift, truncate=False):
 
 
 @njit(cache=True)
-def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
-             touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
-             fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
-             out_x: np.ndarray, truncate: bool = False) -> tuple[int, int]:
-    """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
-
-    Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
-    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
-    ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
-    set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
-    Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
-    their (channel, row, column) to ``out_c, out_y, out_x``; ``fired`` is scratch (one per
-    neuron).
-
-    Two passes: the update runs in the storage order (HWC, unit stride, so it vectorises) and
-    leaves 0/1 in ``fired``; a second pass lists the spikes in CHW order.
-    """
+def lif_update(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+               touched: np.ndarray, c_: int, p0: int, p1: int, leak, shift: int, threshold, lo,
+               hi, fired: np.ndarray, truncate: bool = False) -> int:
+    """The update of :func:`lif_step` for positions ``p0..p1-1`` only (0/1 left in ``fired``);
+    returns the active neurons."""
     active = 0
-    for pos in range(h_ * w_):
+    for pos in range(p0, p1):
         r = reached[pos]
         base = pos * c_
         cur = current[base:base + c_]
@@ -238,9 +295,17 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
             mem[c] = u
             out[c] = f
             cur[c] = 0
-            active += r | tch[c]
+            active += int(r | tch[c])
             tch[c] = 0
         reached[pos] = 0
+    return active
+
+
+@njit(cache=True)
+def list_spikes(fired: np.ndarray, c_: int, h_: int, w_: int, out_spikes: np.ndarray,
+                out_c: np.ndarray, out_y: np.ndarray, out_x: np.ndarray) -> int:
+    """The 0/1 map ``fired`` (HWC) as spike indices in ascending CHW order, with their
+    (channel, row, column); returns the spikes."""
     n = 0
     k = 0
     for c in range(c_):
@@ -253,7 +318,30 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
                     out_x[n] = x
                     n += 1
                 k += 1
-    return n, active
+    return n
+
+
+@njit(cache=True)
+def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+             touched: np.ndarray, c_: int, h_: int, w_: int, leak, shift: int, threshold, lo, hi,
+             fired: np.ndarray, out_spikes: np.ndarray, out_c: np.ndarray, out_y: np.ndarray,
+             out_x: np.ndarray, truncate: bool = False) -> tuple[int, int]:
+    """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
+
+    Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
+    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
+    ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
+    set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
+    Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and
+    their (channel, row, column) to ``out_c, out_y, out_x``; ``fired`` is scratch (one per
+    neuron).
+
+    Two passes: the update (:func:`lif_update`) runs in the storage order (HWC, unit stride, so
+    it vectorises) and leaves 0/1 in ``fired``; :func:`list_spikes` lists them in CHW order.
+    """
+    active = lif_update(current, membrane, reached, touched, c_, 0, h_ * w_, leak, shift,
+                        threshold, lo, hi, fired, truncate)
+    return list_spikes(fired, c_, h_, w_, out_spikes, out_c, out_y, out_x), active
 
 
 @njit(cache=True)
@@ -267,7 +355,7 @@ def accumulate_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarr
     for j in range(current.shape[0]):
         membrane[j] = min(max(membrane[j] + current[j], lo), hi)
         current[j] = 0
-        active += reached[j // c_] | touched[j]
+        active += int(reached[j // c_] | touched[j])
         touched[j] = 0
     reached[:current.shape[0] // c_] = 0
     return active
@@ -342,6 +430,143 @@ def _constant_currents(x: np.ndarray, layers: np.ndarray, projs: np.ndarray,
             macs[t] += dense_linear(x, x.shape[0], n, weights, projs[p, P_W_OFF], cur)
 
 
+TILE_BYTES = 256 * 1024
+"""Target current a stride-1 conv fills at a time: a larger map is done in tiles of output
+rows, so that the rows a spike adds into stay in cache."""
+
+
+@njit(cache=True)
+def _conv_tiled(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
+                spike_x: np.ndarray, n_spikes: int, pool: int, out_c: int, out_w: int,
+                kernel: int, padding: int, weights: np.ndarray, w_off: int,
+                current: np.ndarray, reached: np.ndarray, src_c: int, src_h: int, src_w: int,
+                row0: int, row1: int, tile_bytes: int = TILE_BYTES) -> int:
+    """A stride-1 :func:`conv_scatter` into output rows ``row0..row1-1``, tile of rows by tile
+    of rows, each tile taking, channel by channel, only the spikes whose kernel window reaches
+    it (a range of the ascending flat indices ``spikes``). Per target neuron the spikes arrive
+    in the same order as in one pass over all of them, so the sums are the same."""
+    rows = max(1, tile_bytes // (out_w * out_c * 8))
+    if rows >= row1 - row0:  # one tile: one pass
+        return conv_scatter(spike_c, spike_y, spike_x, n_spikes, pool, out_c, 0, out_w, kernel,
+                            1, padding, weights, w_off, current, reached, src_w, row0, row1)
+    listed = spikes[:n_spikes]
+    ops = 0
+    for r0 in range(row0, row1, rows):
+        r1 = min(row1, r0 + rows)
+        # (pooled) source rows whose taps reach output rows r0..r1-1
+        ya = max(0, r0 - padding) * pool
+        yb = min(src_h // pool, r1 - padding + kernel - 1) * pool
+        if yb <= ya:
+            continue
+        for c in range(src_c):
+            a = np.searchsorted(listed, (c * src_h + ya) * src_w)
+            b = np.searchsorted(listed, (c * src_h + yb) * src_w)
+            if b > a:
+                ops += conv_scatter(spike_c[a:b], spike_y[a:b], spike_x[a:b], b - a, pool,
+                                    out_c, 0, out_w, kernel, 1, padding, weights, w_off,
+                                    current, reached, src_w, r0, r1)
+    return ops
+
+
+@njit(cache=True)
+def _step(li: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
+          thresholds: np.ndarray, lo, hi, projs: np.ndarray, proj_start: np.ndarray,
+          weights: np.ndarray, membrane: np.ndarray, current: np.ndarray, reached: np.ndarray,
+          touched: np.ndarray, const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
+          spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray,
+          truncate: bool) -> tuple[int, int]:
+    """Layer ``li``'s timestep: the input currents (the constant current first, then each
+    projection's spikes in order) and the neuron update, leaving 0/1 in ``fired``. Returns
+    (accumulations, active neurons)."""
+    off = layers[li, L_OFF]
+    n = layers[li, L_N]
+    c_ = layers[li, L_C]
+    h_ = layers[li, L_H]
+    w_ = layers[li, L_W]
+    cur = current[off:off + n]
+    rch = reached[off:off + n]
+    tch = touched[off:off + n]
+    if layers[li, L_HAS_CONST]:
+        cst = const[off:off + n]
+        for j in range(n):
+            cur[j] += cst[j]
+        rch[:h_ * w_] = 1
+    ops = 0
+    for p in range(proj_start[li], proj_start[li + 1]):
+        s = projs[p, P_SOURCE]
+        if s < 0:
+            continue
+        ns = n_spikes[s]
+        soff = layers[s, L_OFF]
+        send = soff + layers[s, L_N]
+        sc = spike_c[soff:send]
+        sy = spike_y[soff:send]
+        sx = spike_x[soff:send]
+        op = projs[p, P_OP]
+        if op == OP_CONV and projs[p, P_STRIDE] == 1:
+            ops += _conv_tiled(spikes[soff:send], sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
+                               projs[p, P_KERNEL], projs[p, P_PAD], weights, projs[p, P_W_OFF],
+                               cur, rch, projs[p, P_SRC_C], projs[p, P_SRC_H],
+                               projs[p, P_SRC_W], 0, h_)
+        elif op == OP_CONV:
+            ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, h_, w_,
+                                projs[p, P_KERNEL], projs[p, P_STRIDE], projs[p, P_PAD],
+                                weights, projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_W])
+        elif op == OP_LINEAR:
+            ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
+                                  projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
+                                  projs[p, P_W_OFF], cur, rch)
+        else:
+            ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
+                                    weights[projs[p, P_W_OFF]], cur, tch)
+    mem = membrane[off:off + n]
+    if layers[li, L_OUTPUT]:
+        active = accumulate_step(cur, mem, rch, tch, c_, lo, hi)
+    else:
+        active = lif_update(cur, mem, rch, tch, c_, 0, h_ * w_, leaks[li], shift,
+                            thresholds[li], lo, hi, fired[off:off + n], truncate)
+    return ops, active
+
+
+@njit(cache=True)
+def _finish(li: int, t: int, ops: int, active: int, layers: np.ndarray, projs: np.ndarray,
+            proj_start: np.ndarray, fired: np.ndarray, spikes: np.ndarray, spike_c: np.ndarray,
+            spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray, macs: np.ndarray,
+            row: np.ndarray, record: bool, rec: np.ndarray, rec_n: np.ndarray,
+            rec_pos: np.ndarray) -> None:
+    """Close layer ``li``'s timestep ``t``: list its spikes (ascending CHW),
+    fill its count row and, when ``record``, its spike record."""
+    off = layers[li, L_OFF]
+    n = layers[li, L_N]
+    row[:] = 0
+    row[C_NEURONS] = n
+    row[C_UPDATES] = n
+    if layers[li, L_HAS_CONST] and t == 0:
+        row[C_MACS] = macs[li]
+    for p in range(proj_start[li], proj_start[li + 1]):
+        s = projs[p, P_SOURCE]
+        seen = s < 0
+        for q in range(proj_start[li], p):
+            seen = seen or projs[q, P_SOURCE] == s
+        if not seen:
+            row[C_SPIKES_IN] += n_spikes[s]
+    row[C_SYNOPS] = ops
+    row[C_ACTIVE] = active
+    if layers[li, L_OUTPUT]:
+        n_spikes[li] = 0
+        return
+    k = list_spikes(fired[off:off + n], layers[li, L_C], layers[li, L_H], layers[li, L_W],
+                    spikes[off:off + n], spike_c[off:off + n], spike_y[off:off + n],
+                    spike_x[off:off + n])
+    n_spikes[li] = k
+    row[C_SPIKES_OUT] = k
+    if record:
+        start = layers[li, L_REC_OFF] + rec_pos[li]
+        rec[start:start + k] = spikes[off:off + k]
+        rec_pos[li] += k
+        rec_n[li, t] = k
+
+
 @njit(cache=True)
 def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarray,
               shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
@@ -366,75 +591,14 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
     reached[:] = 0
     touched[:] = 0
     _constant_currents(x, layers, projs, weights, bias, const, macs)
-    n_layers = layers.shape[0]
-    rec_pos = np.zeros(n_layers, dtype=np.int64)
+    rec_pos = np.zeros(layers.shape[0], dtype=np.int64)
     for t in range(timesteps):
-        for li in range(n_layers):
-            off = layers[li, L_OFF]
-            n = layers[li, L_N]
-            cur = current[off:off + n]
-            rch = reached[off:off + n]
-            tch = touched[off:off + n]
-            row = counts[t, li]
-            row[:] = 0
-            row[C_NEURONS] = n
-            row[C_UPDATES] = n
-            if layers[li, L_HAS_CONST]:
-                cst = const[off:off + n]
-                for j in range(n):
-                    cur[j] += cst[j]
-                rch[:layers[li, L_H] * layers[li, L_W]] = 1
-                if t == 0:
-                    row[C_MACS] = macs[li]
-            ops = 0
-            for p in range(proj_start[li], proj_start[li + 1]):
-                s = projs[p, P_SOURCE]
-                if s < 0:
-                    continue
-                seen = False
-                for q in range(proj_start[li], p):
-                    if projs[q, P_SOURCE] == s:
-                        seen = True
-                ns = n_spikes[s]
-                if not seen:
-                    row[C_SPIKES_IN] += ns
-                soff = layers[s, L_OFF]
-                send = soff + layers[s, L_N]
-                sc = spike_c[soff:send]
-                sy = spike_y[soff:send]
-                sx = spike_x[soff:send]
-                op = projs[p, P_OP]
-                if op == OP_CONV:
-                    ops += conv_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
-                                        layers[li, L_H], layers[li, L_W], projs[p, P_KERNEL],
-                                        projs[p, P_STRIDE], projs[p, P_PAD], weights,
-                                        projs[p, P_W_OFF], cur, rch)
-                elif op == OP_LINEAR:
-                    ops += linear_scatter(spikes[soff:send], sc, sy, sx, ns, projs[p, P_SRC_H],
-                                          projs[p, P_SRC_W], projs[p, P_POOL], n, weights,
-                                          projs[p, P_W_OFF], cur, rch)
-                else:
-                    ops += identity_scatter(sc, sy, sx, ns, projs[p, P_POOL], layers[li, L_C],
-                                            layers[li, L_W], weights[projs[p, P_W_OFF]], cur,
-                                            tch)
-            row[C_SYNOPS] = ops
-            mem = membrane[off:off + n]
-            if layers[li, L_OUTPUT]:
-                row[C_ACTIVE] = accumulate_step(cur, mem, rch, tch, layers[li, L_C], lo, hi)
-                n_spikes[li] = 0
-            else:
-                k, active = lif_step(cur, mem, rch, tch, layers[li, L_C], layers[li, L_H],
-                                     layers[li, L_W], leaks[li], shift, thresholds[li], lo, hi,
-                                     fired[off:off + n], spikes[off:off + n], spike_c[off:off + n],
-                                     spike_y[off:off + n], spike_x[off:off + n], truncate)
-                n_spikes[li] = k
-                row[C_SPIKES_OUT] = k
-                row[C_ACTIVE] = active
-                if record:
-                    start = layers[li, L_REC_OFF] + rec_pos[li]
-                    rec[start:start + k] = spikes[off:off + k]
-                    rec_pos[li] += k
-                    rec_n[li, t] = k
+        for li in range(layers.shape[0]):
+            ops, active = _step(li, layers, leaks, shift, thresholds, lo, hi, projs, proj_start,
+                                weights, membrane, current, reached, touched, const, fired,
+                                spikes, spike_c, spike_y, spike_x, n_spikes, truncate)
+            _finish(li, t, ops, active, layers, projs, proj_start, fired, spikes, spike_c,
+                    spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n, rec_pos)
 
 
 @njit(cache=True, parallel=True)

@@ -58,7 +58,7 @@ def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
     reached = np.zeros(ho * wo, dtype=np.uint8)
     ops = k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo,
                          kernel, stride, padding, kernel_weights("conv", weights, pool), 0,
-                         current, reached)
+                         current, reached, w)
 
     source = naive.spike_map(spikes, (c_in, h, w))
     expected = naive.conv(naive.avg_pool(source, pool), weights, stride, padding)
@@ -75,8 +75,9 @@ def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
 @SETTINGS
 @given(conv_cases())
 def test_conv_scatter_adds_in_spike_order(case):
-    """Per target, the spikes' weights are added one by one in spike order (bit-exact), so the
-    result does not depend on how the fan-out is vectorised."""
+    """Per target, the weights are added one by one in spike order (bit-exact), so the result
+    does not depend on how the fan-out is vectorised; a pooled source adds each pooled cell once,
+    ``k * W / pool**2`` for its ``k`` spikes, cells in the order of their first spike."""
     pool, c_in, h, w, kernel, padding, stride, c_out, seed = case
     rng = np.random.default_rng(seed)
     weights = rng.normal(size=(c_out, c_in, kernel, kernel)) * 10.0 ** rng.integers(-8, 8)
@@ -86,12 +87,15 @@ def test_conv_scatter_adds_in_spike_order(case):
     current = np.zeros(c_out * ho * wo)
     kw = kernel_weights("conv", weights, pool)
     k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo, kernel,
-                   stride, padding, kw, 0, current, np.zeros(ho * wo, dtype=np.uint8))
+                   stride, padding, kw, 0, current, np.zeros(ho * wo, dtype=np.uint8), w)
     expected = np.zeros((c_out, ho, wo))
     scaled = weights / float(pool * pool) if pool > 1 else weights
-    for idx in spikes:  # ascending CHW, one spike after the other
+    cells: dict[tuple[int, int, int], int] = {}  # insertion order: first spike of each cell
+    for idx in spikes:  # ascending CHW
         c, r = divmod(int(idx), h * w)
-        y, x = r // w // pool, r % w // pool
+        cell = (c, r // w // pool, r % w // pool)
+        cells[cell] = cells.get(cell, 0) + 1
+    for (c, y, x), count in cells.items():
         for ky in range(kernel):
             for kx in range(kernel):
                 ny, nx = y + padding - ky, x + padding - kx
@@ -99,8 +103,54 @@ def test_conv_scatter_adds_in_spike_order(case):
                     continue
                 oy, ox = ny // stride, nx // stride
                 if 0 <= oy < ho and 0 <= ox < wo:
-                    expected[:, oy, ox] += scaled[:, c, ky, kx]
+                    add = scaled[:, c, ky, kx] if count == 1 else count * scaled[:, c, ky, kx]
+                    expected[:, oy, ox] += add
     np.testing.assert_array_equal(current, naive.chw_to_hwc(expected))
+
+
+@SETTINGS
+@given(conv_cases(), st.integers(1, 4), st.integers(0, 3))
+def test_conv_tiles_of_rows_add_exactly_as_one_pass(case, tile_rows, first_row):
+    """A stride-1 conv done tile of output rows by tile (the spikes each tile needs, channel by
+    channel) equals one pass over all spikes bit for bit: counts, currents and reached flags."""
+    pool, c_in, h, w, kernel, padding, _, c_out, seed = case
+    rng = np.random.default_rng(seed)
+    weights = kernel_weights("conv", rng.normal(size=(c_out, c_in, kernel, kernel)), pool)
+    spikes = _spikes(rng, c_in * h * w)
+    ho = naive.conv_out_size(h // pool, kernel, 1, padding)
+    wo = naive.conv_out_size(w // pool, kernel, 1, padding)
+    row0 = min(first_row, ho)
+    results = []
+    for tiled in (False, True):
+        current = np.zeros(c_out * ho * wo)
+        reached = np.zeros(ho * wo, dtype=np.uint8)
+        if tiled:
+            ops = k._conv_tiled(spikes, *_decoded(spikes, (c_in, h, w)), len(spikes), pool,
+                                c_out, wo, kernel, padding, weights, 0, current, reached, c_in,
+                                h, w, row0, ho, tile_rows * wo * c_out * 8)
+        else:
+            ops = k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho,
+                                 wo, kernel, 1, padding, weights, 0, current, reached, w, row0)
+        results.append((ops, current, reached))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+@SETTINGS
+@given(st.sampled_from([2, 3]), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(0, 2**31 - 1))
+def test_pooled_cells_are_the_pooled_spike_map(pool, c, ph, pw, seed):
+    """Each non-empty pooled cell once, with its spike count (the pooled map times pool**2)."""
+    rng = np.random.default_rng(seed)
+    h, w = ph * pool, pw * pool
+    spikes = _spikes(rng, c * h * w)
+    cc, cy, cx, ck, m = k.pooled_cells(*_decoded(spikes, (c, h, w)), len(spikes), pool, w)
+    counts = np.zeros((c, ph, pw), dtype=np.int64)
+    counts[cc[:m], cy[:m], cx[:m]] = ck[:m]
+    pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool) * pool**2
+    np.testing.assert_array_equal(counts, np.rint(pooled).astype(np.int64))
+    assert m == np.count_nonzero(counts) and ck[:m].sum() == len(spikes)
 
 
 @SETTINGS
