@@ -106,9 +106,9 @@ def calibrated_network(arch_name: str, input_shape: tuple[int, ...], width: floa
     """
     import torch
 
-    from accelsim.architectures import build
-    from accelsim.network import Network
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.model.architectures import build
+    from accelsim.model.network import Network
+    from accelsim.training.torch_snn import SpikingNetwork
 
     rng = np.random.default_rng(seed)
     arch = build(arch_name, input_shape, num_classes, width=width)
@@ -135,7 +135,7 @@ def calibrated_network(arch_name: str, input_shape: tuple[int, ...], width: floa
 def with_biases(net, seed: int, scale: float):
     """``net`` with a bias ``<layer>.bias`` on every layer: normal values times ``scale`` times
     the layer's threshold (the output layer's is 1)."""
-    from accelsim.network import Architecture
+    from accelsim.model.network import Architecture
 
     rng = np.random.default_rng(seed)
     layers, weights = [], dict(net.weights)
