@@ -147,3 +147,16 @@ def with_biases(net, seed: int, scale: float):
     arch = Architecture.model_validate({**net.architecture.model_dump(), "layers": [
         la.model_dump() for la in layers]})
     return type(net)(**{**dict(net), "architecture": arch, "weights": weights})
+
+
+def assert_spikes_equal_reference(result, ref, timesteps: int) -> None:
+    """Every spike train of a fixed-point ``run`` (``record_spikes``) equals the dense integer
+    reference's, image by image and step by step, and the run spiked at all."""
+    np.testing.assert_array_equal(result.output, ref.output)
+    total = 0
+    for i, trains in enumerate(result.spikes):
+        for name, train in trains.items():
+            for t in range(timesteps):
+                np.testing.assert_array_equal(train.at(t), ref.spike_indices(name, i, t))
+            total += len(train.indices)
+    assert total > 0

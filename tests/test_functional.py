@@ -239,15 +239,8 @@ def test_fixed_matches_quantised_torch_reference(small, bits, rounding):
         assert min(qnet.thresholds.values()) > 0 and qnet.hi == 2**13 - 1
     result = run(net, images, arithmetic="fixed", quantization=q, record_spikes=True)
     ref = reference_forward(qnet, images, net.timesteps)
-    np.testing.assert_array_equal(result.output, ref.output)
     np.testing.assert_array_equal(result.predictions, ref.predictions)
-    total = 0
-    for i, trains in enumerate(result.spikes):
-        for name, train in trains.items():
-            for t in range(net.timesteps):
-                np.testing.assert_array_equal(train.at(t), ref.spike_indices(name, i, t))
-            total += len(train.indices)
-    assert total > 0
+    naive.assert_spikes_equal_reference(result, ref, net.timesteps)
 
 
 def test_fixed_leak_floors_and_saturates_by_hand():
