@@ -306,3 +306,13 @@ def test_save_refuses_bad_extras(tmp_path, network):
     with pytest.raises(ModelFileError, match=r"m\.json: cannot write the manifest: .*'training'"):
         save_model(tmp_path / "m", network, training={"optimiser": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shipped_model_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    """A scenario outside the checkout still finds the shipped models by name: the last place
+    looked is the source checkout's trained_models/."""
+    from accelsim.workflow.discovery import find_model
+
+    monkeypatch.chdir(tmp_path)
+    shipped = Path(__file__).resolve().parents[1] / "trained_models" / "digits-vgg5.json"
+    assert find_model("digits-vgg5", scenario_dir=tmp_path) == shipped

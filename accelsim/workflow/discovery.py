@@ -14,7 +14,7 @@ def model_candidates(model: str, scenario_dir: Path | None = None) -> list[Path]
     bases = [Path.cwd()] + ([scenario_dir] if scenario_dir else [])
     found = [b / f"{stem}.json" for b in bases]
     roots = [Path.cwd()] + ([scenario_dir.parent] if scenario_dir else []) + \
-        [Path(__file__).resolve().parents[1]]
+        [Path(__file__).resolve().parents[2]]
     found += [r / MODELS_DIR / f"{stem}.json" for r in roots]
     return list(dict.fromkeys(p.resolve() for p in found))
 
