@@ -11,15 +11,15 @@ The public API, in the order a researcher meets it::
     tables = accelsim.results.load(report.folder)
 """
 
-from accelsim import results
-from accelsim.chip import SimulationResult, simulate
-from accelsim.core import FunctionalResult, SpikeTrain
-from accelsim.functional import run
-from accelsim.hardware import Hardware, list_presets, load_hardware
-from accelsim.modelfile import load_model, read_manifest
-from accelsim.network import Architecture, Layer, Network, Projection
-from accelsim.runner import run as run_scenario
-from accelsim.workloads import workload
+from accelsim.chip.hardware import Hardware, list_presets, load_hardware
+from accelsim.chip.simulation import SimulationResult, simulate
+from accelsim.model.modelfile import load_model, read_manifest
+from accelsim.model.network import Architecture, Layer, Network, Projection
+from accelsim.model.workloads import workload
+from accelsim.spiking.core import FunctionalResult, SpikeTrain
+from accelsim.spiking.functional import run
+from accelsim.workflow import results
+from accelsim.workflow.runner import run as run_scenario
 
 __version__ = "0.1.0"
 

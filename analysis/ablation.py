@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from accelsim.modelfile import read_manifest
-from accelsim.training import (
+from accelsim.model.modelfile import read_manifest
+from accelsim.training.trainer import (
     TrainingConfig,
     build_module,
     conversion_images,

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from accelsim.ann import ann_model_path
-from accelsim.modelfile import load_model, save_model
-from accelsim.torch_snn import SpikingNetwork
-from accelsim.training import (
+from accelsim.chip.ann import ann_model_path
+from accelsim.model.modelfile import load_model, save_model
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.training.trainer import (
     TrainingConfig,
     ann_accuracy,
     build_module,

@@ -2,7 +2,8 @@
 
 For each shipped model (``trained_models/mnist5k-vgg9``, ``mnist5k-vgg16``) on ``45nm-generic``,
 T = 5, one mnist5k test image: the time of ``accelsim.simulate`` and of ``accelsim.run`` when
-every call prepares anew (:func:`accelsim.prepared.clear` before it: what every call cost before
+every call prepares anew (:func:`accelsim.chip.prepared.clear` before it: what every call cost
+before
 preparations were kept) and when the call repeats (the tables and plan are reused). Best of
 ``--repeats`` each, the two taking turns; numba kernels are compiled before the clock starts.
 
@@ -17,8 +18,8 @@ from functools import partial
 from pathlib import Path
 
 import accelsim
-from accelsim import prepared
-from accelsim.data import load_images, normalise
+from accelsim.chip import prepared
+from accelsim.model.data import load_images, normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 

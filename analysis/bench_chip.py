@@ -1,7 +1,8 @@
 """Speed and memory of the chip model (prints figures and ratios).
 
 One process, the same mnist5k test images, T = 5, on ``45nm-generic``:
-- images/s of a full fast-mode :func:`accelsim.chip.simulate` (functional core + chip replay)
+- images/s of a full fast-mode :func:`accelsim.chip.simulation.simulate` (functional core + chip
+replay)
   on ``--images`` images versus the PyTorch SNN forward on the same images, best of
   ``--repeats`` each, the two taking turns (target: at most 2x slower),
 - steady-state replay throughput, fast versus reference mode on the same spike trains: the
@@ -38,12 +39,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from accelsim import data, functional
-from accelsim.architectures import build
-from accelsim.chip import replay, simulate
-from accelsim.hardware import load_hardware
-from accelsim.network import Network
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.simulation import replay, simulate
+from accelsim.model import data
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
+from accelsim.spiking import functional
+from accelsim.training.torch_snn import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +72,7 @@ def stand_in(plan: str, x: np.ndarray, width: float, scale: float = 0.3) -> Netw
 def load(plan: str, images: np.ndarray, width: float) -> tuple[Network, str]:
     stem = ROOT / "trained_models" / f"mnist5k-{plan}"
     if stem.with_suffix(".json").exists():
-        from accelsim.modelfile import load_model
+        from accelsim.model.modelfile import load_model
 
         return load_model(stem), f"trained {stem.name}"
     return stand_in(plan, images, width), f"random-weight stand-in (width {width})"

@@ -27,11 +27,11 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from accelsim import columns as col  # noqa: E402
-from accelsim.data import load_images, normalise
-from accelsim.functional import run
-from accelsim.modelfile import load_model
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.model.data import load_images, normalise
+from accelsim.model.modelfile import load_model
+from accelsim.spiking.functional import run
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 5

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from accelsim.chip import mesh
-from accelsim.hardware import load_hardware
+from accelsim.chip.hardware import load_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 

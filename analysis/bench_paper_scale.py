@@ -1,6 +1,6 @@
 """Speed and memory at paper scale: the DIET-SNN paper's networks at full width, T = 5.
 
-Networks: the calibrated workloads of :mod:`accelsim.workloads` (seeded weights, leak 1, every
+Networks: the calibrated workloads of :mod:`accelsim.model.workloads` (seeded weights, leak 1, every
 spiking layer's threshold bisected to ``--rates`` spikes per neuron over T), run on that
 module's synthetic standard-normal images:
 
@@ -11,8 +11,9 @@ module's synthetic standard-normal images:
 
 ``speed``: per network and rate, in one process and with the same thread count for all three,
 the batched fp32 PyTorch SNN forward (the baseline), the functional core
-(:func:`accelsim.functional.run`) and the full cycle-level fast-mode
-:func:`accelsim.chip.simulate`, taking turns, best of ``--repeats``; prints ms/image and the
+(:func:`accelsim.spiking.functional.run`) and the full cycle-level fast-mode
+:func:`accelsim.chip.simulation.simulate`, taking turns, best of ``--repeats``; prints ms/image and
+the
 ratios (targets: core >= 1.0x the baseline's speed, simulate within 2x of its time).
 
 ``memory``: one fast-mode ``simulate`` per case in a fresh child process; prints the child's max
@@ -52,11 +53,11 @@ import numpy as np
 import torch
 from bench_chip import best_of_turns  # the same turn-taking timer (run from analysis/)
 
-from accelsim import columns as col
-from accelsim import workloads
-from accelsim.hardware import Hardware, load_hardware
-from accelsim.network import Network
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.hardware import Hardware, load_hardware
+from accelsim.model import workloads
+from accelsim.model.network import Network
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 5
@@ -75,8 +76,8 @@ def chip(case: str) -> Hardware:
 
 def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndarray, str]:
     if case == SMALL:
-        from accelsim.data import load_images, normalise
-        from accelsim.modelfile import load_model
+        from accelsim.model.data import load_images, normalise
+        from accelsim.model.modelfile import load_model
 
         net = load_model(ROOT / "trained_models" / SMALL)
         test = load_images("mnist5k", "test", size=32)
@@ -89,8 +90,8 @@ def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndar
 
 
 def speed(case: str, rate: float, n: int, repeats: int) -> dict:
-    from accelsim import functional
-    from accelsim.chip import simulate
+    from accelsim.chip.simulation import simulate
+    from accelsim.spiking import functional
 
     net, x, what = network_and_images(case, rate, n)
     hw = chip(case)
@@ -120,7 +121,7 @@ def speed(case: str, rate: float, n: int, repeats: int) -> dict:
 
 
 def memory(case: str, rate: float, n: int) -> dict:
-    from accelsim.chip import simulate
+    from accelsim.chip.simulation import simulate
 
     net, x, what = network_and_images(case, rate, n)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

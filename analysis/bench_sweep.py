@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dask.distributed import Client, LocalCluster
 
-from accelsim import runner
+from accelsim.workflow import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 

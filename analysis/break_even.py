@@ -3,7 +3,8 @@
 For every point of the scenario (one per hardware preset), the model's thresholds are all scaled
 by each factor of ``--scales`` (a lower threshold: more spikes), the SNN is simulated on the
 point's images, and its energy is compared with the ANN it was converted from, run on the same
-chip (:mod:`accelsim.ann`; the ANN does not depend on the thresholds). Per preset, per layer and
+chip (:mod:`accelsim.chip.ann`; the ANN does not depend on the thresholds). Per preset, per layer
+and
 for the whole network, the break-even rate is where SNN energy, interpolated linearly between
 the two measured rates that bracket the ANN's energy, meets it (marked extrapolated where no
 measured pair brackets it). Rates are given two ways:
@@ -33,13 +34,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from accelsim import ann
-from accelsim import columns as C
-from accelsim import points as P
-from accelsim.chip import simulate
-from accelsim.modelfile import sha256_file
-from accelsim.network import INPUT
-from accelsim.runner import select_images
+from accelsim.chip import ann
+from accelsim.chip.simulation import simulate
+from accelsim.model.modelfile import sha256_file
+from accelsim.model.network import INPUT
+from accelsim.workflow import columns as C
+from accelsim.workflow import points as P
+from accelsim.workflow.runner import select_images
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = (0.3, 0.4, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0)

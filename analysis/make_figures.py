@@ -14,8 +14,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from accelsim import plots, results, runner
-from accelsim.scenario import parse_set
+from accelsim.workflow import plots, results, runner
+from accelsim.workflow.scenario import parse_set
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ("quickstart", "presets", "design-space", "timesteps", "quantization")

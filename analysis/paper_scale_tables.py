@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim import columns as C
-from accelsim import results as R
-from accelsim import runner
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
+from accelsim.workflow import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ("paper-cifar-vgg16", "paper-cifar-resnet20", "paper-spike-rate")

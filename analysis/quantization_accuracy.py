@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accelsim.data import load_images, normalise
-from accelsim.functional import run
-from accelsim.modelfile import load_model
-from accelsim.quantize import Quantization
+from accelsim.model.data import load_images, normalise
+from accelsim.model.modelfile import load_model
+from accelsim.spiking.functional import run
+from accelsim.spiking.quantize import Quantization
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ def main() -> None:
     events = trace["traceEvents"]
     names = {e["pid"]: e["args"]["name"] for e in events
              if e["ph"] == "M" and e["name"] == "process_name"}
-    pids = [p for p in sorted(names) if lo <= p // 4 - 1 < hi]  # accelsim.trace.pid
+    pids = [p for p in sorted(names) if lo <= p // 4 - 1 < hi]  # accelsim.chip.trace.pid
     row = {p: i for i, p in enumerate(pids)}
     fig, ax = plt.subplots(figsize=(12, 0.32 * len(pids) + 1.2))
     for e in events:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from accelsim import columns as col
-from accelsim.chip import SimulationResult, replay
+from accelsim.chip.hardware import Hardware, load_hardware
+from accelsim.chip.mapping import map_network
+from accelsim.chip.simulation import SimulationResult, replay
 from accelsim.chip.timeline import Timeline
-from accelsim.functional import SpikeTrain
-from accelsim.hardware import Hardware, load_hardware
-from accelsim.mapping import map_network
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.spiking.functional import SpikeTrain
+from accelsim.workflow import columns as col
 
 TINY = {
     "mesh.rows": 1, "mesh.cols": 3,

@@ -33,9 +33,9 @@ sums depends on the thread count). Integer and text columns must match exactly."
 
 def summary(name: str) -> pd.DataFrame:
     """The summary (sweep table) of shipped scenario ``name`` at :data:`IMAGES` images."""
-    from accelsim import columns as C
-    from accelsim import results as R
-    from accelsim import runner
+    from accelsim.workflow import columns as C
+    from accelsim.workflow import results as R
+    from accelsim.workflow import runner
 
     with tempfile.TemporaryDirectory() as tmp:
         runner.run(ROOT / "scenarios" / f"{name}.yaml", out=Path(tmp) / name,

@@ -106,9 +106,9 @@ def calibrated_network(arch_name: str, input_shape: tuple[int, ...], width: floa
     """
     import torch
 
-    from accelsim.architectures import build
-    from accelsim.network import Network
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.model.architectures import build
+    from accelsim.model.network import Network
+    from accelsim.training.torch_snn import SpikingNetwork
 
     rng = np.random.default_rng(seed)
     arch = build(arch_name, input_shape, num_classes, width=width)
@@ -135,7 +135,7 @@ def calibrated_network(arch_name: str, input_shape: tuple[int, ...], width: floa
 def with_biases(net, seed: int, scale: float):
     """``net`` with a bias ``<layer>.bias`` on every layer: normal values times ``scale`` times
     the layer's threshold (the output layer's is 1)."""
-    from accelsim.network import Architecture
+    from accelsim.model.network import Architecture
 
     rng = np.random.default_rng(seed)
     layers, weights = [], dict(net.weights)
@@ -147,3 +147,16 @@ def with_biases(net, seed: int, scale: float):
     arch = Architecture.model_validate({**net.architecture.model_dump(), "layers": [
         la.model_dump() for la in layers]})
     return type(net)(**{**dict(net), "architecture": arch, "weights": weights})
+
+
+def assert_spikes_equal_reference(result, ref, timesteps: int) -> None:
+    """Every spike train of a fixed-point ``run`` (``record_spikes``) equals the dense integer
+    reference's, image by image and step by step, and the run spiked at all."""
+    np.testing.assert_array_equal(result.output, ref.output)
+    total = 0
+    for i, trains in enumerate(result.spikes):
+        for name, train in trains.items():
+            for t in range(timesteps):
+                np.testing.assert_array_equal(train.at(t), ref.spike_indices(name, i, t))
+            total += len(train.indices)
+    assert total > 0

@@ -1,5 +1,5 @@
 """Test support for the scenario/runner/results/plots tests: a tiny saved model, and a small
-stand-in chip (functional counts from accelsim.functional, priced by fixed constants) so the
+stand-in chip (functional counts from accelsim.spiking.functional, priced by fixed constants) so the
 plumbing can be tested in a second instead of a cycle-level simulation."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelsim import columns as C
-from accelsim import runner
-from accelsim.architectures import build
-from accelsim.mapping import map_network
-from accelsim.modelfile import save_model
-from accelsim.network import Network
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.mapping import map_network
+from accelsim.model.architectures import build
+from accelsim.model.modelfile import save_model
+from accelsim.model.network import Network
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as C
+from accelsim.workflow import runner
 
 PRICE_PJ = {"accumulate": 0.9, "mac": 4.6, "weight_sram": 2.0, "membrane": 1.0,
             "neuron_update": 0.5, "spike_out": 0.2, "mesh": 3.0, "dram": 0.0, "static": 0.1}
@@ -39,7 +39,7 @@ def save_tiny_model(folder: Path, name: str = "tiny", *, dataset: str = "digits"
 
 def fake_simulate(network: Network, images: np.ndarray, labels: np.ndarray,
                   hardware: SimpleNamespace, sim: Any) -> SimpleNamespace:
-    from accelsim.functional import run
+    from accelsim.spiking.functional import run
 
     result = run(network, images, timesteps=sim.timesteps)
     layers = result.counts.copy()

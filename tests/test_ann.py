@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from chip_support import chain
 
-from accelsim import ann
-from accelsim import columns as col
-from accelsim.hardware import load_hardware
-from accelsim.mapping import map_network
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.chip import ann
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import map_network
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.workflow import columns as col
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,7 +269,7 @@ SHIPPED = sorted(p for p in (ROOT / "trained_models").glob("*.json"))
 
 @pytest.mark.parametrize("manifest", SHIPPED, ids=lambda p: p.stem)
 def test_every_shipped_model_ships_its_ann(manifest):
-    from accelsim.modelfile import read_manifest
+    from accelsim.model.modelfile import read_manifest
 
     info = read_manifest(ann.ann_model_path(manifest))
     snn = read_manifest(manifest)
@@ -288,12 +288,12 @@ def test_results_carry_the_ann_beside_the_snn(tmp_path, monkeypatch):
     from scenario_support import save_tiny_model, use_fake_chip, write_scenario
     from typer.testing import CliRunner
 
-    from accelsim import points as P
-    from accelsim import results as R
-    from accelsim import runner
     from accelsim.cli import app
-    from accelsim.modelfile import load_model, save_model
-    from accelsim.plots import figures
+    from accelsim.model.modelfile import load_model, save_model
+    from accelsim.workflow import points as P
+    from accelsim.workflow import results as R
+    from accelsim.workflow import runner
+    from accelsim.workflow.plots import figures
 
     use_fake_chip(monkeypatch)
     monkeypatch.chdir(tmp_path)
@@ -340,8 +340,8 @@ def test_zero_skipping_without_ann_weights_is_refused(tmp_path):
 
 
 def test_shipped_ann_accuracy_is_its_test_split_accuracy():
-    from accelsim.data import load_images, normalise
-    from accelsim.modelfile import read_manifest
+    from accelsim.model.data import load_images, normalise
+    from accelsim.model.modelfile import read_manifest
 
     path = ann.ann_model_path(ROOT / "trained_models" / "digits-vgg5")
     net = ann.load_ann(ROOT / "trained_models" / "digits-vgg5")

@@ -8,9 +8,9 @@ import pytest
 from chip_support import tiny_hw
 
 import accelsim
-from accelsim.architectures import build
-from accelsim.network import Network
-from accelsim.quantize import Quantization, check_tile
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
+from accelsim.spiking.quantize import Quantization, check_tile
 
 HW = tiny_hw(mesh__rows=4, mesh__cols=4)
 
@@ -81,7 +81,7 @@ def test_quantization_mapping_is_validated_as_the_model(net, images):
         accelsim.run(net, images, arithmetic="fixed", quantization={"weight_bits": 1})
     with pytest.raises(ValueError, match="weigth_bits"):
         accelsim.run(net, images, arithmetic="fixed", quantization={"weigth_bits": 6})
-    with pytest.raises(TypeError, match="quantization must be an accelsim.quantize.Quantization"):
+    with pytest.raises(TypeError, match="must be an accelsim.spiking.quantize.Quantization"):
         accelsim.run(net, images, arithmetic="fixed", quantization=8)
     with pytest.raises(ValueError, match="only used with arithmetic='fixed'"):
         accelsim.simulate(net, images, hardware=HW, quantization={"weight_bits": 6})

@@ -3,13 +3,13 @@
 Each expected table is written out here from the plan's own description, independently of the
 builder: a 3x3 convolution costs ``9 * C_in * C_out * H_out * W_out`` MACs, a 1x1 shortcut
 ``C_in * C_out * H_out * W_out``, a linear layer ``in * out``, an identity shortcut nothing
-(:func:`accelsim.pricing.projection_flops`).
+(:func:`accelsim.chip.pricing.projection_flops`).
 """
 
 import pytest
 
-from accelsim.architectures import build
-from accelsim.pricing import projection_flops
+from accelsim.chip.pricing import projection_flops
+from accelsim.model.architectures import build
 
 
 def layer_flops(arch) -> dict[str, int]:
@@ -108,9 +108,9 @@ def test_new_plans_run_alike_in_pytorch_and_the_core(name):
     import numpy as np
     import torch
 
-    from accelsim import workloads as W
-    from accelsim.functional import run
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.model import workloads as W
+    from accelsim.spiking.functional import run
+    from accelsim.training.torch_snn import SpikingNetwork
 
     spec = W.WorkloadSpec(architecture=name, dataset="cifar10", width=1 / 16, spike_rate=0.5,
                           calibration_images=2)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from accelsim import architectures
-from accelsim.checkpoints import CheckpointError, load_dietsnn
-from accelsim.functional import run
-from accelsim.network import Network
+from accelsim.model import architectures
+from accelsim.model.checkpoints import CheckpointError, load_dietsnn
+from accelsim.model.network import Network
+from accelsim.spiking.functional import run
 
 SHAPE = (3, 32, 32)
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)

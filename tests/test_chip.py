@@ -9,17 +9,18 @@ from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import columns as col
-from accelsim import functional
-from accelsim.architectures import build
-from accelsim.chip import SimulationResult, fast, simulate
+from accelsim.chip import fast
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import map_network, max_tiles
 from accelsim.chip.plan import _join, build_plan
+from accelsim.chip.simulation import SimulationResult, simulate
 from accelsim.chip.timeline import Phase
-from accelsim.functional import SpikeTrain
-from accelsim.hardware import load_hardware
-from accelsim.mapping import map_network, max_tiles
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.model.architectures import build
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.spiking import functional
+from accelsim.spiking.functional import SpikeTrain
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col
 
 
 def _net(name: str, shape=(1, 8, 8), width=0.1, threshold=0.3, seed=0) -> Network:
@@ -228,8 +229,8 @@ DIGITS = "trained_models/digits-vgg5"
 def test_fast_equals_reference_on_shipped_digits_model():
     from pathlib import Path
 
-    from accelsim import data
-    from accelsim.modelfile import load_model
+    from accelsim.model import data
+    from accelsim.model.modelfile import load_model
 
     root = Path(__file__).resolve().parents[1]
     if not (root / f"{DIGITS}.json").exists():

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 
-from accelsim import columns as col
-from accelsim import functional
-from accelsim.architectures import build
-from accelsim.chip import simulate
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import map_network
 from accelsim.chip.plan import build_plan
-from accelsim.hardware import load_hardware
-from accelsim.mapping import map_network
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
-from accelsim.quantize import Quantization
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.simulation import simulate
+from accelsim.model.architectures import build
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.spiking import functional
+from accelsim.spiking.quantize import Quantization
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col
 
 KIND_CYCLES = {"conv": 2, "dense": 3, "sparse": 5}
 
@@ -193,7 +193,7 @@ def test_the_ann_times_and_prices_its_additions_at_its_layer_kind():
     """The ANN chain of test_ann's hand timeline with dense synapses 3 cycles and 35.5 pJ:
     l0's MAC is 6 steps x 3 = 18 cycles (then fire 3, send 3, hop 2: 26), out's 3 x 3 = 9 after
     the barrier 5 and before its fire 1 (26 + 5 + 9 + 1 = 41); no spikes out."""
-    from accelsim import ann
+    from accelsim.chip import ann
 
     net = chain([3], inputs=2)  # input (2,) -> l0: 3 units -> out: 1 unit, weights 1
     hw = load_hardware("45nm-generic", {

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 
-from accelsim import columns as col
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.workflow import columns as col
 
 MODES = ["fast", "reference"]
 

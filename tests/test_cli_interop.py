@@ -11,8 +11,8 @@ from scenario_support import write_scenario
 from typer.testing import CliRunner
 
 from accelsim.cli import app
-from accelsim.functional import run
-from accelsim.modelfile import load_model
+from accelsim.model.modelfile import load_model
+from accelsim.spiking.functional import run
 
 
 def test_export_then_import_nir_gives_the_same_model(workdir):
@@ -93,8 +93,8 @@ def test_trace_writes_the_timeline_of_one_image(workdir):
 
 @pytest.mark.parametrize("arithmetic", ["float", "fixed"])
 def test_simulate_writes_the_trace_the_cli_writes(workdir, arithmetic):
-    from accelsim import points, runner
-    from accelsim.chip import simulate
+    from accelsim.chip.simulation import simulate
+    from accelsim.workflow import points, runner
 
     # fixed: on the chip that truncates the leak, which both paths must take from the tile
     extra = ("hardware: {preset: loihi-like}\nsimulation: {arithmetic: fixed}\n"

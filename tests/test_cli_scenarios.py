@@ -9,9 +9,9 @@ from pathlib import Path
 from scenario_support import write_scenario
 from typer.testing import CliRunner
 
-from accelsim import columns as C
-from accelsim import results as R
 from accelsim.cli import app
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
 
 SCENARIO = """\
 name: cli

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim.data import (
+from accelsim.model.data import (
     DATASETS,
     DatasetError,
     channel_stats,

@@ -1,7 +1,8 @@
 """Every shipped model in ``trained_models/``: the numba core against PyTorch.
 
 - float: predictions and spikes per layer per timestep equal the float64 PyTorch forward;
-- fixed: spike trains equal the quantised PyTorch reference (:mod:`accelsim.quantize`), with the
+- fixed: spike trains equal the quantised PyTorch reference (:mod:`accelsim.spiking.quantize`),
+with the
   leak floored and truncated toward zero.
 
 The default run takes a subset of each model's test images; the ``slow`` run takes >= 500 (or the
@@ -16,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelsim.data import load_images, normalise
-from accelsim.functional import run
-from accelsim.modelfile import load_model, read_manifest
+from accelsim.model.data import load_images, normalise
+from accelsim.model.modelfile import load_model, read_manifest
+from accelsim.spiking.functional import run
 
 MODELS = sorted(Path(__file__).resolve().parents[1].glob("trained_models/*.json"))
 pytestmark = [
@@ -40,7 +41,7 @@ def _model_and_images(path: Path, count: int):
 def _torch_float(net, images):
     import torch
 
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.training.torch_snn import SpikingNetwork
 
     with torch.no_grad():
         ref = SpikingNetwork.from_network(net).double().forward_snn(
@@ -59,8 +60,8 @@ def _check_float(path: Path, count: int) -> None:
 
 
 def _check_fixed(path: Path, count: int, rounding: str = "floor") -> None:
-    from accelsim.quantize import Quantization, quantise_network
-    from accelsim.testing import reference_forward
+    from accelsim.spiking.quantize import Quantization, quantise_network
+    from accelsim.spiking.testing import reference_forward
 
     net, images, _ = _model_and_images(path, count)
     q = Quantization(leak_rounding=rounding)

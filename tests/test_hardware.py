@@ -7,7 +7,7 @@ import math
 import pytest
 import yaml
 
-from accelsim.hardware import Hardware, HardwareError, list_presets, load_hardware, to_yaml
+from accelsim.chip.hardware import Hardware, HardwareError, list_presets, load_hardware, to_yaml
 
 
 def test_presets_are_listed_and_load():

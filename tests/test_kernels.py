@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import kernels as k
-from accelsim.core import kernel_weights
+from accelsim.spiking import kernels as k
+from accelsim.spiking.core import kernel_weights
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from accelsim.network import Architecture, Layer, Projection
-from accelsim.torch_snn import SpikeFunction, SpikingNetwork, spike
+from accelsim.model.network import Architecture, Layer, Projection
+from accelsim.training.torch_snn import SpikeFunction, SpikingNetwork, spike
 
 
 def _module(layers, input_shape, weights, classes=2):

@@ -8,12 +8,12 @@ from chip_support import assert_modes_equal, chain, tiny_hw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import columns as col
-from accelsim.architectures import build
-from accelsim.hardware import load_hardware
-from accelsim.mapping import MappingError, map_network, max_tiles, partition
-from accelsim.network import Architecture, Layer, Network, Projection
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import MappingError, map_network, max_tiles, partition
+from accelsim.model.architectures import build
+from accelsim.model.network import Architecture, Layer, Network, Projection
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col
 
 
 def _net(name="vgg5", shape=(1, 16, 16), width=0.25) -> Network:
@@ -305,7 +305,7 @@ def test_a_chip_too_small_to_hold_the_weights_says_how_many_tiles_would():
 
 
 def test_mapping_is_a_validated_hardware_field():
-    from accelsim.hardware import HardwareError
+    from accelsim.chip.hardware import HardwareError
 
     hw = load_hardware("45nm-generic", {"mapping.policy": "compact",
                                         "mapping.tiles_per_layer.conv1": 2})

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from accelsim import columns as col
-from accelsim.architectures import build
-from accelsim.chip import simulate
-from accelsim.hardware import load_hardware
-from accelsim.mapping import map_network
-from accelsim.mapping_search import SearchSpec, search
-from accelsim.network import Network
-from accelsim.torch_snn import SpikingNetwork
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import map_network
+from accelsim.chip.mapping_search import SearchSpec, search
+from accelsim.chip.simulation import simulate
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.workflow import columns as col
 
 
 def _net() -> Network:
@@ -82,8 +82,8 @@ def test_search_spec_is_validated():
 def test_a_scenario_simulates_the_choice_and_reports_it(tmp_path, monkeypatch):
     from scenario_support import save_tiny_model, write_scenario
 
-    from accelsim import results as R
-    from accelsim import runner
+    from accelsim.workflow import results as R
+    from accelsim.workflow import runner
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "trained_models").mkdir()

@@ -15,11 +15,11 @@ from chip_support import assert_modes_equal, chain, run_mode, tiny_hw, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import columns as col
 from accelsim.chip import mesh
-from accelsim.functional import SpikeTrain
-from accelsim.mapping import map_network
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.chip.mapping import map_network
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.spiking.functional import SpikeTrain
+from accelsim.workflow import columns as col
 
 MODES = ["fast", "reference"]
 

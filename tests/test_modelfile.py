@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from accelsim.architectures import build
-from accelsim.modelfile import (
+from accelsim.model.architectures import build
+from accelsim.model.modelfile import (
     ModelFileError,
     load_model,
     model_paths,
     read_manifest,
     save_model,
 )
-from accelsim.network import Network
+from accelsim.model.network import Network
 
 
 def _network(input_shape=(1, 8, 8), dataset="digits") -> Network:
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.training.torch_snn import SpikingNetwork
 
     arch = build("vgg5", input_shape, 10, width=0.25)
     weights = SpikingNetwork(arch, seed=0).weight_arrays()
@@ -119,7 +119,7 @@ def test_resized_input_is_recorded(tmp_path):
 
 
 def test_loading_imports_neither_torch_nor_pickle_machinery(saved):
-    code = ("import sys; from accelsim.modelfile import load_model; "
+    code = ("import sys; from accelsim.model.modelfile import load_model; "
             f"load_model({str(saved)!r}); assert 'torch' not in sys.modules, 'torch imported'")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

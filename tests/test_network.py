@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from accelsim.architectures import build
-from accelsim.network import Architecture, Layer, Network, Projection
+from accelsim.model.architectures import build
+from accelsim.model.network import Architecture, Layer, Network, Projection
 
 
 def _tiny_layers(output_shape=(2,)):

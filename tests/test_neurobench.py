@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from accelsim.functional import run
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.spiking.functional import run
 
 
 def _net(zero_some_weights: bool) -> Network:

@@ -12,10 +12,10 @@ import pytest
 
 nir = pytest.importorskip("nir")
 
-from accelsim import nir as anir  # noqa: E402
-from accelsim.data import DatasetError, load_images, normalise  # noqa: E402
-from accelsim.functional import run  # noqa: E402
-from accelsim.modelfile import load_model, read_manifest, save_model  # noqa: E402
+from accelsim.model import nir as anir  # noqa: E402
+from accelsim.model.data import DatasetError, load_images, normalise  # noqa: E402
+from accelsim.model.modelfile import load_model, read_manifest, save_model  # noqa: E402
+from accelsim.spiking.functional import run  # noqa: E402
 
 MODELS = sorted(Path(__file__).resolve().parents[1].glob("trained_models/*.json"))
 IMAGES = 4
@@ -303,7 +303,7 @@ def test_an_affine_bias_is_a_constant_current_by_hand():
 
 
 def test_a_bias_without_a_weighted_input_cannot_be_exported():
-    from accelsim.network import Architecture, Layer, Network, Projection
+    from accelsim.model.network import Architecture, Layer, Network, Projection
 
     a = Layer(name="a", kind="spiking", shape=(4,),
               inputs=(Projection(source="input", op="linear", weight="a.weight"),))

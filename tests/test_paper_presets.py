@@ -6,10 +6,10 @@ Weights are zeros: mapping reads only shapes, and untouched zero pages cost no m
 import numpy as np
 import pytest
 
-from accelsim.architectures import build
-from accelsim.hardware import load_hardware
-from accelsim.mapping import MappingError, map_network
-from accelsim.network import Network
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.mapping import MappingError, map_network
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
 
 
 def paper_network(name: str, shape: tuple[int, int, int], classes: int) -> Network:

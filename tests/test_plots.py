@@ -7,11 +7,11 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage
 from scenario_support import save_tiny_model, use_fake_chip, write_scenario
 
-from accelsim import columns as C
-from accelsim import plots as P
-from accelsim import results as R
-from accelsim import runner
-from accelsim.columns import ENERGY_COMPONENTS
+from accelsim.workflow import columns as C
+from accelsim.workflow import plots as P
+from accelsim.workflow import results as R
+from accelsim.workflow import runner
+from accelsim.workflow.columns import ENERGY_COMPONENTS
 
 SWEEP = """\
 name: sweep

@@ -8,9 +8,9 @@ import pandas as pd
 from chip_support import tiny_hw
 
 import accelsim
-from accelsim import prepared
-from accelsim.architectures import build
-from accelsim.network import Network
+from accelsim.chip import prepared
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
 
 
 def _net(seed: int = 0) -> Network:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from chip_support import run_mode, tiny_hw, train
 
-from accelsim import columns as col
-from accelsim.architectures import build
-from accelsim.hardware import load_hardware
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
-from accelsim.pricing import E_AC_PJ, E_MAC_PJ, compute_only, compute_only_energy, price
+from accelsim.chip.hardware import load_hardware
+from accelsim.chip.pricing import E_AC_PJ, E_MAC_PJ, compute_only, compute_only_energy, price
+from accelsim.model.architectures import build
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.workflow import columns as col
 
 
 def _conv_net() -> Network:

@@ -9,8 +9,8 @@ import pytest
 from scenario_support import save_tiny_model, write_scenario
 
 import accelsim
-from accelsim.data import load_images, normalise
-from accelsim.quantize import Quantization
+from accelsim.model.data import load_images, normalise
+from accelsim.spiking.quantize import Quantization
 
 SCENARIO = """\
 name: q
@@ -37,7 +37,7 @@ def test_each_sweep_point_runs_its_own_quantization(tmp_path, monkeypatch):
     path = write_scenario(tmp_path, SCENARIO)
     report = accelsim.run_scenario(path, out=tmp_path / "out", scheduler="serial",
                                    progress=False)
-    results = accelsim.results.load(report.folder)
+    results = accelsim.workflow.results.load(report.folder)
     net = accelsim.load_model(model)
     split_seed = accelsim.read_manifest(model).dataset.split_seed
     split = load_images("digits", "test", size=8, seed=split_seed)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import columns as C
-from accelsim import results as R
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
 
 
 def _layers() -> pd.DataFrame:

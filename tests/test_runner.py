@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from scenario_support import save_tiny_model, use_fake_chip, write_scenario
 
-from accelsim import columns as C
-from accelsim import results as R
-from accelsim import runner
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
+from accelsim.workflow import runner
 
 SWEEP = """\
 name: sweep
@@ -153,7 +153,8 @@ def test_output_folder_with_foreign_files_is_refused(workdir):
 
 
 def test_real_chip_sweep_on_dask_matches_serial(tmp_path, monkeypatch):
-    """End to end through accelsim.chip.simulate (no stand-in): per-tile tables included."""
+    """End to end through accelsim.chip.simulation.simulate (no stand-in): per-tile tables
+    included."""
     from dask.distributed import Client, LocalCluster
 
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from scenario_support import write_scenario
 
-from accelsim import runner
-from accelsim.scenario import Scenario, ScenarioError, flatten, load, parse, parse_set
+from accelsim.workflow import runner
+from accelsim.workflow.scenario import Scenario, ScenarioError, flatten, load, parse, parse_set
 
 BASE = """\
 name: demo

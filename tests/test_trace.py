@@ -10,7 +10,7 @@ import pytest
 from chip_support import chain, run_mode, tiny_hw, train
 
 from accelsim.chip.timeline import Phase
-from accelsim.trace import (
+from accelsim.chip.trace import (
     PACKETS,
     PORT,
     UNIT,
@@ -113,7 +113,8 @@ def spans_from_trace(trace: dict) -> list[tuple[int, int, str, int, int]]:
 
 
 def spans_from_timeline(tl) -> list[tuple[int, int, str, int, int]]:
-    """Independently of accelsim.trace: each phase starts where the one before it ended (BARRIER
+    """Independently of accelsim.chip.trace: each phase starts where the one before it ended
+    (BARRIER
     where FIRE of the step before ended, SEND where FIRE ended); empty phases are not spans."""
     T, tiles, _ = tl.phase_end.shape
     out = []

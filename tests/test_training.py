@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from accelsim.architectures import build
-from accelsim.network import Architecture, Layer, Projection
-from accelsim.torch_snn import SpikingNetwork
-from accelsim.training import (
+from accelsim.model.architectures import build
+from accelsim.model.network import Architecture, Layer, Projection
+from accelsim.training.torch_snn import SpikingNetwork
+from accelsim.training.trainer import (
     PreparedData,
     TrainingConfig,
     TrainingError,
@@ -209,8 +209,8 @@ def test_model_file_round_trip_and_cli_evaluate(digits, tmp_path):
     from typer.testing import CliRunner
 
     from accelsim.cli import app
-    from accelsim.modelfile import read_manifest
-    from accelsim.training import save_trained
+    from accelsim.model.modelfile import read_manifest
+    from accelsim.training.trainer import save_trained
 
     config = TrainingConfig(dataset="digits", arch="vgg5", width=0.125, timesteps=3)
     module = build_module(config, digits.input_shape, digits.num_classes)
@@ -234,7 +234,7 @@ def test_model_file_round_trip_and_cli_evaluate(digits, tmp_path):
 
 
 def test_bad_settings_and_missing_checkpoints_are_named(tmp_path):
-    from accelsim.training import run_training
+    from accelsim.training.trainer import run_training
 
     with pytest.raises(TrainingError, match="threshold_scale=0"):
         TrainingConfig(threshold_scale=0)

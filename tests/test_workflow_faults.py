@@ -20,11 +20,11 @@ import pytest
 from scenario_support import write_scenario
 from typer.testing import CliRunner
 
-from accelsim import columns as C
-from accelsim import execution as E
-from accelsim import results as R
-from accelsim import runner
 from accelsim.cli import app
+from accelsim.workflow import columns as C
+from accelsim.workflow import execution as E
+from accelsim.workflow import results as R
+from accelsim.workflow import runner
 
 TESTS = Path(__file__).resolve().parent
 
@@ -373,7 +373,7 @@ DRIVER = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
 from scenario_support import fake_simulate
-from accelsim import runner
+from accelsim.workflow import runner
 
 def slow(*args, **kwargs):
     time.sleep(float(os.environ.get("ACCELSIM_TEST_DELAY", "0")))

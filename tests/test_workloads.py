@@ -9,12 +9,12 @@ import pytest
 from scenario_support import write_scenario
 
 import accelsim
-from accelsim import columns as C
-from accelsim import results as R
-from accelsim import runner
-from accelsim import workloads as W
-from accelsim.plots import make_plots
-from accelsim.scenario import ScenarioError
+from accelsim.model import workloads as W
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
+from accelsim.workflow import runner
+from accelsim.workflow.plots import make_plots
+from accelsim.workflow.scenario import ScenarioError
 
 TINY = {"architecture": "vgg5", "dataset": "cifar10", "size": 16, "width": 0.25}
 """VGG5 at a quarter width on 16x16x3: conv 16-32-32, fc 256, 10 outputs."""

@@ -7,9 +7,9 @@ import pytest
 from scenario_support import write_scenario
 from typer.testing import CliRunner
 
+from accelsim.chip.hardware import HardwareError, load_hardware
 from accelsim.cli import app
-from accelsim.hardware import HardwareError, load_hardware
-from accelsim.scenario import ScenarioError, load, parse, parse_set
+from accelsim.workflow.scenario import ScenarioError, load, parse, parse_set
 
 BASE = "name: s\nmodel: tiny\n"
 

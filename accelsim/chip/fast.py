@@ -333,7 +333,7 @@ class _FastChip:
         if len(tiles) == 0 or (np.diff(tiles) != 1).any():
             raise ValueError(f"layer {layer.name!r} is mapped to tiles {tiles.tolist()}; the "
                              "fast mode needs one or more consecutive tiles per layer, as "
-                             "accelsim.mapping places them")
+                             "accelsim.chip.mapping places them")
         g = slice(int(tiles[0]), int(tiles[-1]) + 1)  # views of the group's per-tile state
         sends = layer.name in self.spikes
         fire_cycles = plan.fire_cycles[g]

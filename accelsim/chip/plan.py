@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.hardware import SYNAPSE_KINDS, Hardware
-from accelsim.mapping import LayerPlacement, Mapping
-from accelsim.network import INPUT, Network, Projection, pooled_shape
+from accelsim.chip.hardware import SYNAPSE_KINDS, Hardware
+from accelsim.chip.mapping import LayerPlacement, Mapping
+from accelsim.model.network import INPUT, Network, Projection, pooled_shape
 
 
 def ceil_div(a, b):
@@ -171,7 +171,7 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synapse_kind(p: Projection) -> int:
-    """Index in :data:`~accelsim.hardware.SYNAPSE_KINDS` of a projection's synapses: conv,
+    """Index in :data:`~accelsim.chip.hardware.SYNAPSE_KINDS` of a projection's synapses: conv,
     linear (dense), identity shortcut (sparse: one listed synapse per source neuron)."""
     return SYNAPSE_KINDS.index({"conv": "conv", "linear": "dense"}.get(p.op, "sparse"))
 

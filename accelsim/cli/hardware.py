@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from accelsim.chip.hardware import list_presets, load_hardware, to_yaml
 from accelsim.cli import app
-from accelsim.hardware import list_presets, load_hardware, to_yaml
 
 
 @app.command()

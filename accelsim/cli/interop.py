@@ -26,9 +26,9 @@ def export_nir(
     model: Annotated[Path, typer.Argument(help="model file (stem, .json or .safetensors)")],
     out: Annotated[Path, typer.Argument(help="NIR file to write (HDF5, e.g. model.nir)")],
 ) -> None:
-    """Write a trained model as a NIR graph (see accelsim.nir for the neuron mapping)."""
-    from accelsim import nir as anir
-    from accelsim.modelfile import load_model
+    """Write a trained model as a NIR graph (see accelsim.model.nir for the neuron mapping)."""
+    from accelsim.model import nir as anir
+    from accelsim.model.modelfile import load_model
 
     path = anir.export_nir(load_model(model), out)
     typer.echo(f"wrote {path} (dt = {anir.DT:g} s per timestep)")
@@ -43,8 +43,8 @@ def import_nir(
                                                   "(default: the graph's, else 1e-4)")] = None,
 ) -> None:
     """Read a NIR graph (e.g. from snnTorch's exporter) into an accelsim model file."""
-    from accelsim import nir as anir
-    from accelsim.modelfile import save_model
+    from accelsim.model import nir as anir
+    from accelsim.model.modelfile import save_model
 
     network = anir.import_nir(nir_file, dt=dt, timesteps=timesteps)
     path = save_model(out, network, training={"imported_from": str(nir_file)})
@@ -68,9 +68,9 @@ def import_dietsnn(
 ) -> None:
     """Import a DIET-SNN checkpoint of the authors' VGG or ResNet code into an accelsim model
     file."""
-    from accelsim.checkpoints import load_dietsnn
-    from accelsim.data import NATIVE_SHAPE
-    from accelsim.modelfile import save_model
+    from accelsim.model.checkpoints import load_dietsnn
+    from accelsim.model.data import NATIVE_SHAPE
+    from accelsim.model.modelfile import save_model
 
     if dataset not in NATIVE_SHAPE:
         raise typer.BadParameter(f"{dataset!r}: choose one of {sorted(NATIVE_SHAPE)}",
@@ -99,10 +99,10 @@ def trace(
     = None,
 ) -> None:
     """Write one image's chip timeline as a Chrome trace (open in ui.perfetto.dev)."""
-    from accelsim import points, runner
-    from accelsim.modelfile import load_model
-    from accelsim.scenario import parse_set
-    from accelsim.trace import trace_image, write_trace
+    from accelsim.chip.trace import trace_image, write_trace
+    from accelsim.model.modelfile import load_model
+    from accelsim.workflow import points, runner
+    from accelsim.workflow.scenario import parse_set
 
     resolved = points.check(scenario, parse_set(set_ or []))
     if not 0 <= point < len(resolved):

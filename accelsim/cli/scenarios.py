@@ -1,6 +1,7 @@
 """accelsim CLI commands (scenarios): ``run``, ``validate``, ``report``, ``plot``.
 
-Thin wrappers over :mod:`accelsim.runner`, :mod:`accelsim.results` and :mod:`accelsim.plots`;
+Thin wrappers over :mod:`accelsim.workflow.runner`, :mod:`accelsim.workflow.results` and
+:mod:`accelsim.workflow.plots`;
 a scenario problem is printed as ``file:line: field: message`` with exit code 2.
 """
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import typer
 
-from accelsim import columns as C
 from accelsim.cli import app, fail
-from accelsim.scenario import ScenarioError, parse_set
+from accelsim.workflow import columns as C
+from accelsim.workflow.scenario import ScenarioError, parse_set
 
 INTERRUPTED = 130
 """Exit code of a run stopped by Ctrl-C (128 + SIGINT, as a shell reports it)."""
@@ -47,10 +48,10 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Simulate a scenario (every point of its sweep) and write its result folder."""
-    from accelsim import plots as P
-    from accelsim import results as R
-    from accelsim import runner
-    from accelsim.scenario import load
+    from accelsim.workflow import plots as P
+    from accelsim.workflow import results as R
+    from accelsim.workflow import runner
+    from accelsim.workflow.scenario import load
 
     settings = _settings(set_, images)
     try:
@@ -79,14 +80,14 @@ def validate(
     images: int = typer.Option(None, "--images", min=1, help="number of images (data.images)"),
 ) -> None:
     """Check a scenario (schema, model file, data, hardware, mapping) without simulating."""
-    from accelsim import runner
+    from accelsim.workflow import runner
 
     try:
         points = runner.check(scenario, _settings(set_, images))
     except (ScenarioError, ValueError) as exc:
         raise _fail(exc) from None
     first = points[0].scenario
-    from accelsim.results import describe_model
+    from accelsim.workflow.results import describe_model
 
     model = describe_model(first.model_dump(mode="json"))
     typer.echo(f"{scenario}: valid; {len(points)} point(s), model {model}, data "
@@ -96,7 +97,7 @@ def validate(
 
 def _load_results(folder: Path):
     """A result folder, or a clean exit that says what is wrong with it."""
-    from accelsim import results as R
+    from accelsim.workflow import results as R
 
     try:
         return R.load(folder)
@@ -110,7 +111,7 @@ def report(
     point: int = typer.Option(None, "--point", help="sweep point to break down (default: all)"),
 ) -> None:
     """Print the summary and the breakdown tables of a run or a sweep."""
-    from accelsim import results as R
+    from accelsim.workflow import results as R
 
     results = _load_results(folder)
     typer.echo("== summary (per inference) ==")
@@ -143,7 +144,7 @@ def report(
             typer.echo(f"\n== full / compute-only energy{label} ==")
             typer.echo(R.compute_only_ratio(res).to_string())
             if C.ANN_ENERGY in res.layers:
-                from accelsim.ann import by_layer
+                from accelsim.chip.ann import by_layer
 
                 typer.echo(f"\n== SNN vs the ANN on the same chip, per inference{label} ==\n"
                            "(energy µJ; SNN/ANN ratios full-system and compute-only; when each "
@@ -157,7 +158,7 @@ def plot(
     out: Path = typer.Option(None, "--out", help="figure folder (default: FOLDER/figures)"),
 ) -> None:
     """Draw the figures of a run or a sweep (PNG and SVG)."""
-    from accelsim import plots as P
+    from accelsim.workflow import plots as P
 
     written = P.make_plots(_load_results(folder), out)
     for path in written:

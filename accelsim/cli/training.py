@@ -49,7 +49,7 @@ def train(
     """Train a DIET-SNN: ANN -> conversion -> fine-tuning, and write the model file."""
     import torch
 
-    from accelsim.training import TrainingConfig, run_training
+    from accelsim.training.trainer import TrainingConfig, run_training
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -82,8 +82,8 @@ def evaluate(
     """Accuracy and per-layer spike rates of a trained model on its data set's test split."""
     import torch
 
-    from accelsim.pricing import compute_only_energy
-    from accelsim.training import evaluate_model
+    from accelsim.chip.pricing import compute_only_energy
+    from accelsim.training.trainer import evaluate_model
 
     if threads is not None:
         torch.set_num_threads(threads)

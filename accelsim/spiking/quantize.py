@@ -25,7 +25,8 @@ The arithmetic, per network (``Quantization`` gives the bit widths):
 - Output: the output layer's integer membrane after T steps, reported as ``u * U_L`` (float64);
   the prediction is its argmax.
 
-:func:`accelsim.testing.reference_forward` computes the same arithmetic with PyTorch on float64
+:func:`accelsim.spiking.testing.reference_forward` computes the same arithmetic with PyTorch on
+float64
 tensors holding integers (exact below 2**53): dense convolutions of sum-pooled spike maps, so it
 shares nothing with the event-driven kernels but the definitions above.
 
@@ -44,10 +45,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from accelsim import kernels as k
-from accelsim import prepared
-from accelsim.core import CoreTables, FunctionalResult, build_tables, run_tables
-from accelsim.network import INPUT, Network
+from accelsim.chip import prepared
+from accelsim.model.network import INPUT, Network
+from accelsim.spiking import kernels as k
+from accelsim.spiking.core import CoreTables, FunctionalResult, build_tables, run_tables
 
 
 class Quantization(BaseModel):
@@ -76,12 +77,14 @@ def as_quantization(value: Quantization | Mapping | None) -> Quantization:
         return value
     if isinstance(value, Mapping):
         return Quantization.model_validate(dict(value))
-    raise TypeError(f"quantization must be an accelsim.quantize.Quantization or a mapping of its "
+    raise TypeError("quantization must be an accelsim.spiking.quantize.Quantization or a "
+                    f"mapping of its "
                     f"fields (weight_bits, membrane_bits, ...), got {type(value).__name__}")
 
 
 def check_tile(quantization: Quantization, tile) -> None:
-    """Refuse what the tile (:class:`accelsim.hardware.TileConfig`) cannot do: widths its weight
+    """Refuse what the tile (:class:`accelsim.chip.hardware.TileConfig`) cannot do: widths its
+    weight
     SRAM (``tile.weight_bits`` per weight) and membrane store (``tile.membrane_bits`` per neuron)
     cannot hold, at which the chip's traffic and energy are counted, and a leak rounding other
     than its ``tile.leak_rounding``."""
@@ -224,7 +227,8 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
 
 def run_fixed(network: Network, x: np.ndarray, timesteps: int,
               quantization: Quantization | None, record_spikes: bool) -> FunctionalResult:
-    """:func:`accelsim.functional.run` in fixed arithmetic (``x``: float64 flat image rows)."""
+    """:func:`accelsim.spiking.functional.run` in fixed arithmetic (``x``: float64 flat image
+    rows)."""
     def build() -> tuple[QuantisedNetwork, CoreTables]:
         qnet = quantise_network(network, quantization)
         return qnet, fixed_tables(qnet, timesteps)

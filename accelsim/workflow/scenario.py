@@ -22,10 +22,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from accelsim import yamlfile
-from accelsim.mapping_search import SearchSpec
-from accelsim.quantize import Quantization
-from accelsim.workloads import SYNTHETIC, WorkloadSpec
+from accelsim.chip.mapping_search import SearchSpec
+from accelsim.model.workloads import SYNTHETIC, WorkloadSpec
+from accelsim.spiking.quantize import Quantization
+from accelsim.workflow import yamlfile
 
 OVERRIDES = ("hardware", "overrides")
 """Path of the hardware overrides: keys below it are dotted paths into the hardware preset."""
@@ -163,13 +163,13 @@ class Scenario(_Frozen):
     model: str | None = Field(description="model name in trained_models/ or path to its "
                               ".json; or give workload instead")
     workload: WorkloadSpec | None = Field(None, description="a calibrated workload instead of "
-                                          "a trained model (accelsim.workloads)")
+                                          "a trained model (accelsim.model.workloads)")
     data: DataSpec = Field(default_factory=DataSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     mapping_search: SearchSpec | None = Field(
         None, description="search the mapping (policy, tiles per layer) on a sample of the "
-        "point's images first, and simulate with the choice (accelsim.mapping_search)")
+        "point's images first, and simulate with the choice (accelsim.chip.mapping_search)")
     sweep: SweepSpec | None = None
     outputs: OutputSpec = Field(default_factory=OutputSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
@@ -444,7 +444,7 @@ def _check_sweep_points(scenario: Scenario, file: str, root: yaml.Node | None) -
 
 
 def load(path: str | Path, settings: Mapping[str, Any] | None = None) -> Scenario:
-    """Read and validate a scenario file (schema only; :func:`accelsim.runner.check` also
+    """Read and validate a scenario file (schema only; :func:`accelsim.workflow.runner.check` also
     checks the model, data and hardware)."""
     path = Path(path)
     if path.is_dir():

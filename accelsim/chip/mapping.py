@@ -61,9 +61,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from accelsim import columns as col
-from accelsim.hardware import Hardware
-from accelsim.network import INPUT, Layer, Network, Projection, pooled_shape
+from accelsim.chip.hardware import Hardware
+from accelsim.model.network import INPUT, Layer, Network, Projection, pooled_shape
+from accelsim.workflow import columns as col
 
 
 class MappingError(ValueError):

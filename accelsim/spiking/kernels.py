@@ -1,6 +1,7 @@
 """numba kernels of the event-driven spiking core (float64).
 
-Small pure functions over flat arrays; :mod:`accelsim.functional` checks the inputs, builds the
+Small pure functions over flat arrays; :mod:`accelsim.spiking.functional` checks the inputs, builds
+the
 tables and calls :func:`run_images`.
 
 Layouts
@@ -26,7 +27,7 @@ Layouts
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
   reaches).
 
-Counting rules (the columns of :data:`accelsim.columns.FUNCTIONAL_COUNTS`)
+Counting rules (the columns of :data:`accelsim.workflow.columns.FUNCTIONAL_COUNTS`)
 - ``synaptic_ops``: one per weight added into a target current by an input spike; zero-padding
   taps never exist as events, so conv borders count only the real targets.
 - ``macs``: the analog first layer does a dense multiply-accumulate once per image (its current is
@@ -329,7 +330,7 @@ def lif_step(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
     """u = sat(leak(u) + I); o = u > v; u -= v*o for every neuron of a (C, H, W) layer.
 
     Works on float64 (``lo, hi = -inf, inf``: no saturation) and on int64 membranes (the fixed
-    arithmetic of :mod:`accelsim.quantize`). A neuron is active when its position is in
+    arithmetic of :mod:`accelsim.spiking.quantize`). A neuron is active when its position is in
     ``reached`` (per position, set by conv/linear fan-outs) or it is in ``touched`` (per neuron,
     set by shortcuts). Clears ``current``, ``reached`` and ``touched`` for the next timestep.
     Returns (spikes, active neurons); spike indices (ascending CHW) go to ``out_spikes`` and

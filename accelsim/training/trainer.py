@@ -1,6 +1,6 @@
 """DIET-SNN training: ANN training, threshold-balancing conversion, and DIET-SNN fine-tuning.
 
-The three stages of docs/design.md §2 over one :class:`~accelsim.torch_snn.SpikingNetwork`:
+The three stages of docs/design.md §2 over one :class:`~accelsim.training.torch_snn.SpikingNetwork`:
 
 1. the bias-free ANN (``forward_ann``) is trained with cross-entropy and dropout;
 2. conversion sets, layer by layer in graph order with leak 1 and the earlier layers already
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from accelsim.architectures import build
-from accelsim.network import Network
-from accelsim.pricing import compute_only_energy
-from accelsim.torch_snn import SpikingNetwork, _key
+from accelsim.chip.pricing import compute_only_energy
+from accelsim.model.architectures import build
+from accelsim.model.network import Network
+from accelsim.training.torch_snn import SpikingNetwork, _key
 
 Stage = Literal["all", "ann", "convert", "finetune"]
 STAGES = ("ann", "convert", "finetune")
@@ -123,7 +123,7 @@ class PreparedData:
 
 def prepare_data(config: TrainingConfig, root: str | Path | None = None) -> PreparedData:
     """Load both splits, normalise both with the training split's channel statistics."""
-    from accelsim.data import channel_stats, load_images, normalise
+    from accelsim.model.data import channel_stats, load_images, normalise
 
     train = load_images(config.dataset, "train", root=root, size=config.size,
                         seed=config.split_seed)
@@ -567,7 +567,7 @@ def to_network(module: SpikingNetwork, data: PreparedData, config: TrainingConfi
 def save_trained(out: Path, module: SpikingNetwork, data: PreparedData, config: TrainingConfig,
                  accuracies: dict[str, float], final: SnnEvaluation,
                  command: str | None) -> Path:
-    from accelsim.modelfile import save_model
+    from accelsim.model.modelfile import save_model
 
     network = to_network(module, data, config, Path(out).name)
     ann_pj, snn_pj = compute_only_energy(network.architecture, final.spike_rates)
@@ -589,8 +589,8 @@ def evaluate_model(path: str | Path, *, timesteps: int | None = None, images: in
                    data_root: str | Path | None = None,
                    device: str = "cpu") -> tuple[Network, SnnEvaluation]:
     """Evaluate a model file on the test split of its data set, normalised and sized as trained."""
-    from accelsim.data import load_images, normalise
-    from accelsim.modelfile import load_model, read_manifest
+    from accelsim.model.data import load_images, normalise
+    from accelsim.model.modelfile import load_model, read_manifest
 
     network = load_model(path)
     split_seed = read_manifest(path).dataset.split_seed

@@ -1,6 +1,6 @@
 """DIET-SNN architectures (the authors' configurations), built as layer graphs.
 
-Every builder returns an :class:`~accelsim.network.Architecture`; channel counts scale with
+Every builder returns an :class:`~accelsim.model.network.Architecture`; channel counts scale with
 ``width`` so that paper-shaped networks can be trained on two CPU cores.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from accelsim.network import INPUT, Architecture, Layer, Projection, Shape, pooled_shape
+from accelsim.model.network import INPUT, Architecture, Layer, Projection, Shape, pooled_shape
 
 POOL = "A"
 

@@ -1,22 +1,26 @@
 """The functional (hardware-independent) spiking core: run a network event by event.
 
 ``run(network, images)`` executes the DIET-SNN semantics of docs/design.md §2 with numba
-kernels (:mod:`accelsim.kernels`): the analog first layer is a dense multiply-accumulate computed
+kernels (:mod:`accelsim.spiking.kernels`): the analog first layer is a dense multiply-accumulate
+computed
 once per image, every later layer accumulates the fan-out weights of the spikes it receives, and
 LIF layers leak, fire (``u > v``) and soft-reset. No delay between layers.
 
 It returns predictions, the output-layer sums, a tidy table of counts per image x layer x
-timestep (columns :data:`accelsim.columns.FUNCTIONAL_COUNTS`) and, when asked, every spiking
+timestep (columns :data:`accelsim.workflow.columns.FUNCTIONAL_COUNTS`) and, when asked, every
+spiking
 layer's spike train per image, which the chip model replays.
 
 Count conventions: for a layer fed by the analog input ``spikes_in`` is 0 and ``macs`` is non-zero
 only at timestep 1 (its current is the same every step, so it is computed once); ``spikes_in`` of
 any other layer is the sum of the spikes of its distinct sources at that timestep; the output
-layer has ``spikes_out`` 0. See :mod:`accelsim.kernels` for the accumulation and update counts.
+layer has ``spikes_out`` 0. See :mod:`accelsim.spiking.kernels` for the accumulation and update
+counts.
 
 Arithmetic ``float`` is float64 and agrees with the float64 PyTorch reference
-(:meth:`accelsim.torch_snn.SpikingNetwork.forward_snn`); ``fixed`` is the integer arithmetic of
-:mod:`accelsim.quantize`.
+(:meth:`accelsim.training.torch_snn.SpikingNetwork.forward_snn`); ``fixed`` is the integer
+arithmetic of
+:mod:`accelsim.spiking.quantize`.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Literal
 
 import numpy as np
 
-from accelsim import prepared, quantize
-from accelsim.core import FunctionalResult, SpikeTrain, build_tables, run_tables
-from accelsim.network import Network
+from accelsim.chip import prepared
+from accelsim.model.network import Network
+from accelsim.spiking import quantize
+from accelsim.spiking.core import FunctionalResult, SpikeTrain, build_tables, run_tables
 
 __all__ = ["FunctionalResult", "SpikeTrain", "check_images", "check_timesteps", "run"]
 
@@ -56,7 +61,7 @@ def check_images(network: Network, images: np.ndarray) -> np.ndarray:
                          f"(N, {', '.join(map(str, expected))}); add a batch axis or resize")
     if not np.issubdtype(images.dtype, np.floating):
         raise ValueError(f"images have dtype {images.dtype}; pass normalised floating-point "
-                         "images (accelsim.data.normalise)")
+                         "images (accelsim.model.data.normalise)")
     if not np.all(np.isfinite(images)):
         raise ValueError("images contain NaN or infinity; check the normalisation")
     flat = images.reshape(images.shape[0], int(np.prod(expected)))
@@ -69,8 +74,8 @@ def run(network: Network, images: np.ndarray, *, timesteps: int | None = None,
     """Run normalised ``images`` (N, C, H, W) through ``network`` for ``timesteps`` (default: the
     network's T), event by event.
 
-    ``arithmetic="fixed"`` uses :mod:`accelsim.quantize` with ``quantization`` (a
-    :class:`~accelsim.quantize.Quantization` or a mapping of its fields; default
+    ``arithmetic="fixed"`` uses :mod:`accelsim.spiking.quantize` with ``quantization`` (a
+    :class:`~accelsim.spiking.quantize.Quantization` or a mapping of its fields; default
     ``Quantization()``).
     """
     T = check_timesteps(timesteps, network.timesteps)

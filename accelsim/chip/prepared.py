@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from accelsim.network import Network
+from accelsim.model.network import Network
 
 ENTRIES = 8
 """Entries kept per kind of preparation."""

@@ -1,11 +1,14 @@
 """Run a scenario: check it, simulate every sweep point batch by batch, write its results.
 
-Work is cut into tasks of (sweep point, batch of images) that :mod:`accelsim.execution` runs in
+Work is cut into tasks of (sweep point, batch of images) that :mod:`accelsim.workflow.execution`
+runs in
 this process, on a local Dask cluster or at a scheduler's address. Each task loads the model,
 the images and the hardware itself, so only small descriptions travel. When every batch of a
-point is back, :mod:`accelsim.results` writes the point's run folder atomically (``points/<key>/``
+point is back, :mod:`accelsim.workflow.results` writes the point's run folder atomically
+(``points/<key>/``
 of a sweep folder, or the folder itself for a scenario without a sweep). A point whose folder
-holds its cache key (:mod:`accelsim.points`) and matches its checksums is not simulated again,
+holds its cache key (:mod:`accelsim.workflow.points`) and matches its checksums is not simulated
+again,
 so an interrupted sweep resumes where it stopped.
 """
 
@@ -21,16 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accelsim import ann as A
-from accelsim import columns as C
-from accelsim import execution as E
-from accelsim import points as P
-from accelsim import results as R
-from accelsim import workloads as W
-from accelsim.execution import SERIAL, SchedulerError
-from accelsim.modelfile import sha256_file
-from accelsim.points import Point, check, resolve
-from accelsim.scenario import DEFAULT_RESULTS, Scenario, SimulationSpec
+from accelsim.chip import ann as A
+from accelsim.model import workloads as W
+from accelsim.model.modelfile import sha256_file
+from accelsim.workflow import columns as C
+from accelsim.workflow import execution as E
+from accelsim.workflow import points as P
+from accelsim.workflow import results as R
+from accelsim.workflow.execution import SERIAL, SchedulerError
+from accelsim.workflow.points import Point, check, resolve
+from accelsim.workflow.scenario import DEFAULT_RESULTS, Scenario, SimulationSpec
 
 __all__ = ["DATASET_INDEX", "SERIAL", "Interrupted", "Point", "RunReport", "SchedulerError",
            "check", "resolve", "run", "select_images", "simulate_batch"]
@@ -53,7 +56,7 @@ def select_images(point: Point, network: Any
     without replacement by ``data.seed`` from the split the model was *not* trained on when
     ``split: test``; resized to the model's input and normalised with its mean and std. A
     calibrated workload's images are synthetic and have no labels (None)."""
-    from accelsim.data import normalise
+    from accelsim.model.data import normalise
 
     d = point.scenario.data
     if point.scenario.workload is not None:
@@ -72,7 +75,8 @@ def select_images(point: Point, network: Any
 def simulate_batch(point: Point, start: int, stop: int, topic: str | None = None
                    ) -> dict[str, pd.DataFrame | None]:
     """Simulate images ``start:stop`` of a point, a few at a time so that progress shows
-    (``topic``: see :func:`accelsim.execution.report_progress`). Image numbers in the returned
+    (``topic``: see :func:`accelsim.workflow.execution.report_progress`). Image numbers in the
+    returned
     tables count from 0 over the whole point."""
     network = P.cached_network(str(point.model_path), sha256_file(point.model_path))
     images, labels, order = select_images(point, network)
@@ -110,8 +114,8 @@ simulates the same choice, and pays for the search once per process."""
 
 
 def _searched(point: Point, network: Any, images: np.ndarray, hardware: Any) -> Any:
-    """The point's :func:`accelsim.mapping_search.search` result, or None without one."""
-    from accelsim.mapping_search import search
+    """The point's :func:`accelsim.chip.mapping_search.search` result, or None without one."""
+    from accelsim.chip.mapping_search import search
 
     spec = point.scenario.mapping_search
     if spec is None:
@@ -135,7 +139,7 @@ def _search_row(found: Any) -> dict[str, Any]:
 
 def _simulate(network: Any, images: np.ndarray, labels: np.ndarray, hardware: Any,
               sim: SimulationSpec) -> Any:
-    from accelsim.chip import simulate
+    from accelsim.chip.simulation import simulate
 
     return simulate(network, images, labels, hardware=hardware, timesteps=sim.timesteps,
                     mode=sim.mode, schedule=sim.schedule, arithmetic=sim.arithmetic,

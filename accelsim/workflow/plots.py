@@ -1,7 +1,8 @@
 """Figures of a run or a sweep (matplotlib, no display needed: figures are built without pyplot,
 so nothing depends on a GUI backend or on global figure state).
 
-Every ``plot_*`` function takes :class:`accelsim.results.Results`, draws into ``ax`` (or a new
+Every ``plot_*`` function takes :class:`accelsim.workflow.results.Results`, draws into ``ax`` (or a
+new
 figure) and returns the figure; :func:`make_plots` picks the figures that fit a result folder
 and writes each as PNG and SVG.
 """
@@ -17,9 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from accelsim import columns as C
-from accelsim import results as R
-from accelsim.columns import ENERGY_COMPONENTS, component_label, short_param
+from accelsim.workflow import columns as C
+from accelsim.workflow import results as R
+from accelsim.workflow.columns import ENERGY_COMPONENTS, component_label, short_param
 
 COMPONENT_COLOURS = dict(zip(ENERGY_COMPONENTS, ("#4c72b0", "#8172b2", "#dd8452", "#ccb974",
                                                  "#55a868", "#937860", "#64b5cd", "#c44e52",
@@ -323,7 +324,7 @@ def plot_ann_ratios(results: R.Results, point: int | None = None,
     """Per layer, SNN / ANN energy as the compute-only estimate has it (x) against the full
     chip model (y), both on log axes; the diagonal is where the two agree, the horizontal line
     where the SNN and the ANN cost the same on the chip."""
-    from accelsim.ann import by_layer
+    from accelsim.chip.ann import by_layer
 
     fig, ax = _axes(ax, (6.4, 5.0))
     table = by_layer(R._one_point(results, point).layers)

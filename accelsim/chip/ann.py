@@ -1,9 +1,11 @@
 """The ANN the DIET-SNN was converted from, on the same chip: a full-system baseline.
 
 Same architecture with ReLU and average pooling, no bias (``SpikingNetwork.forward_ann``), run
-once per image on the same tiles as the SNN: the same mapping (:func:`accelsim.mapping.map_network`,
+once per image on the same tiles as the SNN: the same mapping
+(:func:`accelsim.chip.mapping.map_network`,
 so the same weight rows sit in SRAM and the same ones spill to DRAM), the same mesh, DRAM, clock
-and preset, counted with the same counters and priced by the same :func:`accelsim.pricing.price`,
+and preset, counted with the same counters and priced by the same
+:func:`accelsim.chip.pricing.price`,
 component by component.
 
 Dataflow (per tile; stated once here)
@@ -77,12 +79,12 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from accelsim import columns as col
-from accelsim import pricing
+from accelsim.chip import pricing
+from accelsim.chip.hardware import Hardware
+from accelsim.chip.mapping import Mapping, map_network
 from accelsim.chip.plan import _reach
-from accelsim.hardware import Hardware
-from accelsim.mapping import Mapping, map_network
-from accelsim.network import INPUT, Network, pooled_shape
+from accelsim.model.network import INPUT, Network, pooled_shape
+from accelsim.workflow import columns as col
 
 ANN_FOLDER = "ann"
 """A model file's ANN lives in ``<folder>/ann/<stem>.json`` + ``.safetensors`` beside it."""
@@ -104,7 +106,7 @@ _COUNTERS = ("macs", "steps", "adds", "pool_adds", "sram", "dram", "act_read", "
 
 
 def _layer_kinds(network: Network) -> dict[str, str]:
-    """Each layer's synapse kind (accelsim.hardware.SYNAPSE_KINDS) for pricing and timing its
+    """Each layer's synapse kind (accelsim.chip.hardware.SYNAPSE_KINDS) for pricing and timing its
     additions: that of its first projection (conv, or dense for linear)."""
     return {layer.name: "conv" if layer.inputs[0].op == "conv" else "dense"
             for layer in network.layers}
@@ -141,7 +143,7 @@ def ann_model_path(model: str | Path) -> Path:
 def fingerprint(model: str | Path) -> str:
     """sha256 of the ANN's manifest (it holds its weights' sha256), "" when there is none: part
     of a result's cache key, so that a new or changed ANN is simulated again."""
-    from accelsim.modelfile import sha256_file
+    from accelsim.model.modelfile import sha256_file
 
     path = ann_model_path(model)
     manifest = path.with_name(path.name + ".json")
@@ -150,7 +152,7 @@ def fingerprint(model: str | Path) -> str:
 
 def load_ann(model: str | Path) -> Network | None:
     """The ANN shipped beside a model file, or None when there is none."""
-    from accelsim.modelfile import load_model
+    from accelsim.model.modelfile import load_model
 
     path = ann_model_path(model)
     if not path.with_name(path.name + ".json").is_file():
@@ -163,7 +165,7 @@ def activations(network: Network, images: np.ndarray) -> dict[str, np.ndarray]:
     (N x C x H x W), float64, unpooled."""
     import torch
 
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.training.torch_snn import SpikingNetwork
 
     module = SpikingNetwork.from_network(network).double().eval()
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float64))
@@ -542,7 +544,8 @@ def network_for(model: str | Path, snn: Network, hardware: Hardware
 
 
 def beside(result, ann: AnnResult, *, weights: bool = True):
-    """``result`` (a :class:`accelsim.chip.SimulationResult` of the same images) with the ANN's
+    """``result`` (a :class:`accelsim.chip.simulation.SimulationResult` of the same images) with
+    the ANN's
     columns: per layer its energy and cycles on the timestep-1 row, per image its prediction,
     latency and energy (``weights``: whether the ANN's predictions mean anything)."""
     layers = result.layers.copy()

@@ -1,8 +1,8 @@
 """The spiking core's data: a network flattened into the tables the numba kernels read, the call
 that runs them, and what a run yields (spike trains, counts, outputs).
 
-Both arithmetics share it: :mod:`accelsim.functional` fills the tables with float64 values,
-:mod:`accelsim.quantize` with the integers of the fixed-point arithmetic.
+Both arithmetics share it: :mod:`accelsim.spiking.functional` fills the tables with float64 values,
+:mod:`accelsim.spiking.quantize` with the integers of the fixed-point arithmetic.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from accelsim import columns as col
-from accelsim import kernels as k
-from accelsim.network import INPUT, Network, Shape
+from accelsim.model.network import INPUT, Network, Shape
+from accelsim.spiking import kernels as k
+from accelsim.workflow import columns as col
 
 
 @dataclass(frozen=True)

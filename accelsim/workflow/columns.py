@@ -6,7 +6,7 @@ LAYER = "layer"
 TIMESTEP = "timestep"  # 1..T
 TILE = "tile"
 
-# -- functional counts (hardware-independent; accelsim.functional) --------------------------
+# -- functional counts (hardware-independent; accelsim.spiking.functional) -------------------------
 SPIKES_IN = "spikes_in"
 SPIKES_OUT = "spikes_out"
 NEURONS = "neurons"
@@ -30,7 +30,7 @@ CYCLES = "cycles"
 BUSY_CYCLES = "busy_cycles"
 STALL_CYCLES = "stall_cycles"
 
-# -- energy (accelsim.pricing), picojoules -------------------------------------------------
+# -- energy (accelsim.chip.pricing), picojoules -------------------------------------------------
 ENERGY_COMPONENTS = ("accumulate", "mac", "weight_sram", "membrane", "neuron_update",
                      "spike_out", "mesh", "dram", "static")
 ENERGY_COLUMNS = tuple(f"energy_{c}_pj" for c in ENERGY_COMPONENTS)
@@ -46,7 +46,7 @@ TOTAL_CYCLES = "total_cycles"
 LATENCY_US = "latency_us"
 ENERGY_UJ = "energy_uj"
 
-# -- mapping table (accelsim.mapping) ------------------------------------------------------
+# -- mapping table (accelsim.chip.mapping) ------------------------------------------------------
 TILES = "tiles"
 FIRST_TILE = "first_tile"
 NEURONS_PER_TILE = "neurons_per_tile"
@@ -61,7 +61,7 @@ DRAM_READ_BITS = "dram_read_bits"
 STATIC_CYCLES = "static_cycles"  # powered tiles x wall cycles charged to this row
 SYNAPTIC_OPS_BY_KIND = {"conv": "synaptic_ops_conv", "dense": "synaptic_ops_dense",
                         "sparse": "synaptic_ops_sparse"}
-"""synaptic_ops split by projection kind (accelsim.hardware.SYNAPSE_KINDS)."""
+"""synaptic_ops split by projection kind (accelsim.chip.hardware.SYNAPSE_KINDS)."""
 NOC_PACKETS_IN = "noc_packets_in"
 END_CYCLE = "end_cycle"
 
@@ -72,7 +72,7 @@ CHIP_COUNTERS = (IMAGE, LAYER, TIMESTEP, SPIKES_IN, SPIKES_OUT, NEURONS, SYNAPTI
                  CYCLES, BUSY_CYCLES, STALL_CYCLES, STATIC_CYCLES)
 """Integer counter columns of the chip's per-layer table, before pricing."""
 
-# -- summary (one row per run; accelsim.results) --------------------------------------------
+# -- summary (one row per run; accelsim.workflow.results) ------------------------------------------
 POINT = "point"  # sweep point (0 for a single run)
 KEY = "key"  # first 16 hex digits of the point's cache key
 ACCURACY = "accuracy"
@@ -87,7 +87,7 @@ SPIKES = "spikes_per_inference"
 DRAM_BYTES = "dram_bytes_per_inference"
 COMPONENT_UJ = tuple(f"energy_{c}_uj" for c in ENERGY_COMPONENTS)
 
-# -- the ANN on the same chip (accelsim.ann), beside the SNN ---------------------------------
+# -- the ANN on the same chip (accelsim.chip.ann), beside the SNN ---------------------------------
 ANN_ENERGY = "ann_energy_pj"  # per-layer table, on the timestep-1 row (0 on the others)
 ANN_CYCLES = "ann_cycles"  # per-layer table, on the timestep-1 row (0 on the others)
 ANN_PREDICTION = "ann_prediction"  # per-image table; -1 when the model ships no ANN weights
@@ -100,7 +100,7 @@ SNN_TO_ANN_ENERGY = "snn_to_ann_energy"  # full-system energy, SNN / ANN
 SNN_TO_ANN_COMPUTE_ONLY = "snn_to_ann_compute_only"  # compute-only estimate, SNN / ANN
 SNN_TO_ANN_LATENCY = "snn_to_ann_latency"
 
-# -- the mapping search (accelsim.mapping_search; summary columns of a scenario with one) -----
+# -- the mapping search (accelsim.chip.mapping_search; summary columns of a scenario with one) -----
 MAPPING_POLICY = "mapping_policy"  # the chosen policy
 MAPPING_TILES = "mapping_tiles"  # the chosen tiles per layer, "layer:count ..."
 SEARCH_OBJECTIVE = "search_objective"  # energy, latency or edp

@@ -1,6 +1,6 @@
 """Calibrated workloads: the paper's networks without a data set or a training run.
 
-A workload is an architecture-true network (:mod:`accelsim.architectures`) with seeded weights
+A workload is an architecture-true network (:mod:`accelsim.model.architectures`) with seeded weights
 and with each spiking layer's threshold set so that the layer fires a target number of spikes per
 neuron over T. It answers "what would this network cost on that chip at that activity" before
 anything is trained; it has no accuracy.
@@ -23,7 +23,8 @@ Stated choices (changing any of them changes ``CALIBRATION_VERSION``):
   whole layer runs once with the found threshold.
 - Leak: one value for every layer (1.0, integrate-and-fire, by default).
 
-The forward pass is the PyTorch SNN's (:class:`accelsim.torch_snn.SpikingNetwork`) in float32,
+The forward pass is the PyTorch SNN's (:class:`accelsim.training.torch_snn.SpikingNetwork`) in
+float32,
 batched over images and timesteps; the simulator's own counts agree within the tolerance the
 tests state (``tests/test_workloads.py`` measures them with :func:`accelsim.run`).
 
@@ -31,7 +32,8 @@ A workload is deterministic in its parameters: the weights are bit-identical on 
 (numpy's generators); the thresholds are bit-identical on one machine, and on another CPU kind,
 whose float32 convolutions may sum in another order, can differ by the last bisection step
 (1e-4 relative). It is cached on disk as an ordinary model file
-(:mod:`accelsim.modelfile`, so loading it never executes code) under ``$ACCELSIM_CACHE/workloads``
+(:mod:`accelsim.model.modelfile`, so loading it never executes code) under
+``$ACCELSIM_CACHE/workloads``
 (default ``~/.cache/accelsim/workloads``), named by the sha256 of its parameters.
 """
 
@@ -53,8 +55,8 @@ from pydantic import (
     field_validator,
 )
 
-from accelsim.architectures import BUILDERS, build
-from accelsim.network import INPUT, Architecture, Network, Shape
+from accelsim.model.architectures import BUILDERS, build
+from accelsim.model.network import INPUT, Architecture, Network, Shape
 
 CALIBRATION_VERSION = 1
 """Bumped whenever the weights, inputs or bisection change, so old cache entries are not used."""
@@ -204,7 +206,8 @@ def _targets(spec: WorkloadSpec, arch: Architecture) -> list[float]:
 
 def _lif(currents, threshold: float, leak: float, train: bool = False):
     """Spikes per column of ``currents`` (T, n) at one threshold (soft reset, ``u > v``, the
-    order of :meth:`~accelsim.torch_snn.SpikingNetwork.forward_snn`); with ``train`` also the
+    order of :meth:`~accelsim.training.torch_snn.SpikingNetwork.forward_snn`); with ``train`` also
+    the
     (T, n) float32 spikes themselves."""
     import torch
 
@@ -250,7 +253,7 @@ def calibrate(arch: Architecture, weights: dict[str, np.ndarray], targets: list[
     import torch
     from torch import nn
 
-    from accelsim.torch_snn import SpikingNetwork
+    from accelsim.training.torch_snn import SpikingNetwork
 
     module = SpikingNetwork(arch)
     for name, w in weights.items():
@@ -309,7 +312,7 @@ def build_workload(spec: WorkloadSpec) -> tuple[Network, dict[str, float]]:
 
 def model_file(spec: WorkloadSpec) -> Path:
     """The manifest path of the workload in the cache, calibrating and saving it if absent."""
-    from accelsim.modelfile import ModelFileError, read_manifest, save_model
+    from accelsim.model.modelfile import ModelFileError, read_manifest, save_model
 
     stem = cache_dir() / f"{spec.name}-{spec.key()[:16]}"
     manifest = stem.with_name(stem.name + ".json")
@@ -337,9 +340,9 @@ def workload(architecture: str, *, spike_rate: float | list[float], dataset: str
     """A calibrated workload (built once, then read from the cache); see the module docstring.
 
     >>> net = accelsim.workload("vgg16", dataset="cifar10", spike_rate=0.4)   # doctest: +SKIP
-    >>> images = accelsim.workloads.synthetic_images(net.architecture.input_shape, 8, seed=0)
+    >>> images = accelsim.model.workloads.synthetic_images(net.architecture.input_shape, 8, seed=0)
     """
-    from accelsim.modelfile import load_model
+    from accelsim.model.modelfile import load_model
 
     try:
         spec = WorkloadSpec(architecture=architecture, spike_rate=spike_rate, dataset=dataset,

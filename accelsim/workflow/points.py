@@ -18,12 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from accelsim import workloads as W
-from accelsim.discovery import available_models, find_model, model_candidates
-from accelsim.modelfile import sha256_file
-from accelsim.problems import Locator
-from accelsim.scenario import Problem, Scenario, ScenarioError, apply_settings, flatten
-from accelsim.scenario import load as load_scenario
+from accelsim.model import workloads as W
+from accelsim.model.modelfile import sha256_file
+from accelsim.workflow.discovery import available_models, find_model, model_candidates
+from accelsim.workflow.problems import Locator
+from accelsim.workflow.scenario import Problem, Scenario, ScenarioError, apply_settings, flatten
+from accelsim.workflow.scenario import load as load_scenario
 
 _KEY_EXCLUDES = ("name", "description", "sweep", "outputs", "execution")
 
@@ -76,26 +76,26 @@ def cache_key(scenario: Scenario, model_manifest_sha: str) -> str:
 @functools.lru_cache(maxsize=4)
 def cached_network(path: str, sha: str) -> Any:
     """The model at ``path``; ``sha`` (of the file) keys the cache so an edited file reloads."""
-    from accelsim.modelfile import load_model
+    from accelsim.model.modelfile import load_model
 
     return load_model(path)
 
 
 @functools.lru_cache(maxsize=4)
 def cached_split(name: str, split: str, root: str | None, size: int | None, seed: int) -> Any:
-    from accelsim.data import load_images
+    from accelsim.model.data import load_images
 
     return load_images(name, split, root=root, size=size, seed=seed)
 
 
 def split_seed(point: Point) -> int:
-    from accelsim.modelfile import read_manifest
+    from accelsim.model.modelfile import read_manifest
 
     return read_manifest(point.model_path).dataset.split_seed
 
 
 def hardware_of(scenario: Scenario) -> Any:
-    from accelsim.hardware import load_hardware
+    from accelsim.chip.hardware import load_hardware
 
     return load_hardware(scenario.hardware.preset, flatten(scenario.hardware.overrides) or None)
 
@@ -117,8 +117,8 @@ def load(scenario: Scenario | str | Path, settings: Mapping[str, Any] | None = N
 def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list[Point]:
     """Every point of the scenario with defaults filled from the model and the hardware preset,
     checked against them. Raises :class:`ScenarioError` naming each problem."""
-    from accelsim import data as D
-    from accelsim.modelfile import ModelFileError
+    from accelsim.model import data as D
+    from accelsim.model.modelfile import ModelFileError
 
     path = Path(scenario_path) if scenario_path is not None else None
     scenario_dir = path.resolve().parent if path is not None else None
@@ -180,14 +180,14 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
             problems.append(where("hardware", problem))
             continue
         if resolved.simulation.arithmetic == "fixed":
-            from accelsim.quantize import Quantization, check_tile
+            from accelsim.spiking.quantize import Quantization, check_tile
 
             try:
                 check_tile(resolved.simulation.quantization or Quantization(), hardware.tile)
             except ValueError as exc:
                 problems.append(where("simulation.quantization", str(exc)))
                 continue
-        from accelsim.ann import fingerprint
+        from accelsim.chip.ann import fingerprint
 
         key = cache_key(resolved, sha256_file(model_path) + fingerprint(model_path))
         points.append(Point(index, params, resolved, model_path, key))
@@ -198,7 +198,7 @@ def resolve(scenario: Scenario, scenario_path: str | Path | None = None) -> list
 
 def _check_mapping(network: Any, hardware: Any) -> str | None:
     """Why the network cannot be mapped onto the hardware, or None if it can."""
-    from accelsim.mapping import MappingError, map_network
+    from accelsim.chip.mapping import MappingError, map_network
 
     try:
         map_network(network, hardware)

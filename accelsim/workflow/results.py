@@ -2,7 +2,8 @@
 
 A *run folder* holds one simulation (one sweep point):
 
-    layers.parquet   image x layer x timestep counters and energy (columns: accelsim.columns)
+    layers.parquet   image x layer x timestep counters and energy (columns:
+    accelsim.workflow.columns)
     images.parquet   one row per image: prediction, label, correct, cycles, latency, energy
     mapping.parquet  which tile holds which neurons of which layer
     tiles.parquet    image x tile x layer x timestep counters (only with simulation.per_tile)
@@ -40,8 +41,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from accelsim import columns as C
-from accelsim.modelfile import sha256_file
+from accelsim.model.modelfile import sha256_file
+from accelsim.workflow import columns as C
 
 TABLES = ("layers", "images", "mapping", "tiles", "summary")
 SUMMARY_TABLE = "summary"
@@ -99,7 +100,7 @@ def summarise(layers: pd.DataFrame, images: pd.DataFrame, timesteps: int) -> pd.
     }
     for col, uj in zip(C.ENERGY_COLUMNS, C.COMPONENT_UJ, strict=True):
         row[uj] = float(layers[col].sum()) / n / PJ_PER_UJ
-    from accelsim.ann import summary_columns
+    from accelsim.chip.ann import summary_columns
 
     row.update(summary_columns(images, row))
     return pd.DataFrame([row], columns=list(C.SUMMARY_COLUMNS))

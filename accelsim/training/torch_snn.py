@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection
 
 SURROGATE_SCALE = 0.3
 

@@ -1,4 +1,4 @@
-"""Independent oracles for the tests: the fixed-point arithmetic of :mod:`accelsim.quantize`
+"""Independent oracles for the tests: the fixed-point arithmetic of :mod:`accelsim.spiking.quantize`
 recomputed with dense PyTorch operations (imports torch; never on the simulator's path)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accelsim.network import INPUT
-from accelsim.quantize import QuantisedNetwork
+from accelsim.model.network import INPUT
+from accelsim.spiking.quantize import QuantisedNetwork
 
 
 @dataclass(frozen=True)

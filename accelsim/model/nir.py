@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from accelsim.network import (
+from accelsim.model.network import (
     INPUT,
     Architecture,
     Layer,

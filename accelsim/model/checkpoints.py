@@ -7,7 +7,7 @@ and any other tensor is refused by name (a raw ``thresholds`` list outside ``sta
 fine). Where the pools are comes from the plan (``arch``); channel and unit counts come from the
 tensors.
 
-VGG (:data:`accelsim.architectures.VGG_PLANS`):
+VGG (:data:`accelsim.model.architectures.VGG_PLANS`):
 
 - ``features.N.weight``: the 3x3 bias-free convolutions, N = index in the ``nn.Sequential``
   (ReLU, Dropout and AvgPool2d modules take indices too and hold no tensor);
@@ -15,8 +15,8 @@ VGG (:data:`accelsim.architectures.VGG_PLANS`):
 - the scalars are keyed N, the layer's index in ``features`` or, for the classifier, its index in
   ``classifier`` plus one constant offset (their code numbers the classifier after the features).
 
-ResNet (:data:`accelsim.architectures.RESNET_PLANS`; the network is the plan's, built by
-:func:`accelsim.architectures.resnet` at the width of the checkpoint's first convolution):
+ResNet (:data:`accelsim.model.architectures.RESNET_PLANS`; the network is the plan's, built by
+:func:`accelsim.model.architectures.resnet` at the width of the checkpoint's first convolution):
 
 - ``pre_process.N.weight``: the stem convolutions (``stem1``, ``stem2``, ...), N their index in
   the ``nn.Sequential``, which also keys their scalars;
@@ -51,8 +51,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
-from accelsim.architectures import POOL, RESNET_PLANS, VGG_PLANS, resnet
-from accelsim.network import INPUT, Architecture, Layer, Network, Projection, Shape
+from accelsim.model.architectures import POOL, RESNET_PLANS, VGG_PLANS, resnet
+from accelsim.model.network import INPUT, Architecture, Layer, Network, Projection, Shape
 
 
 class CheckpointError(ValueError):
@@ -102,8 +102,8 @@ def load_dietsnn(path: str | Path, *, arch: str, input_shape: Shape, timesteps: 
                  input_mean: tuple[float, ...], input_std: tuple[float, ...],
                  dataset: str | None = None, name: str | None = None) -> Network:
     """Import the authors' VGG or ResNet checkpoint ``path`` as a :class:`Network` of plan
-    ``arch`` (a key of :data:`~accelsim.architectures.VGG_PLANS` or
-    :data:`~accelsim.architectures.RESNET_PLANS`)."""
+    ``arch`` (a key of :data:`~accelsim.model.architectures.VGG_PLANS` or
+    :data:`~accelsim.model.architectures.RESNET_PLANS`)."""
     path = Path(path)
     if arch not in VGG_PLANS and arch not in RESNET_PLANS:
         raise CheckpointError(f"{path}: architecture {arch!r} is not supported; the authors' "

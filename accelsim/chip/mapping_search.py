@@ -4,7 +4,8 @@ or energy-delay product of a network on a chip, measured on a sample of images.
 The search replays the sample's spike trains (recorded once by the functional core; the mapping
 never changes what spikes) through the cycle-level chip for every candidate:
 
-1. each policy of :data:`accelsim.hardware.MAPPING_POLICIES` as :mod:`accelsim.mapping` places
+1. each policy of :data:`accelsim.chip.hardware.MAPPING_POLICIES` as :mod:`accelsim.chip.mapping`
+places
    the network;
 2. from each of them, ``rounds`` rounds of coordinate descent over the layers in network
    order: the layer's tile count halved, then doubled (within what the layer can use and the
@@ -26,8 +27,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from accelsim.hardware import MAPPING_POLICIES, Hardware, MappingConfig
-from accelsim.network import Network
+from accelsim.chip.hardware import MAPPING_POLICIES, Hardware, MappingConfig
+from accelsim.model.network import Network
 
 OBJECTIVES = ("energy", "latency", "edp")
 
@@ -83,10 +84,10 @@ def search(network: Network, images: np.ndarray, hardware: Hardware, *,
            quantization=None) -> SearchResult:
     """Search the mapping of ``network`` on ``hardware`` for the least ``objective`` over
     ``images`` (normalised, N x C x H x W); see the module docstring."""
-    from accelsim import columns as col
-    from accelsim import functional, quantize
-    from accelsim.chip import replay
-    from accelsim.mapping import MappingError, map_network, max_tiles, min_tiles
+    from accelsim.chip.mapping import MappingError, map_network, max_tiles, min_tiles
+    from accelsim.chip.simulation import replay
+    from accelsim.spiking import functional, quantize
+    from accelsim.workflow import columns as col
 
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from accelsim import yamlfile
+from accelsim.workflow import yamlfile
 
 
 class HardwareError(ValueError):
@@ -98,7 +98,7 @@ class TileConfig(_Section):
         "floor", description="fixed-point leak product: floor (arithmetic shift) or truncate "
                              "toward zero (Loihi)")
     activation_bits: int = Field(
-        8, ge=1, le=32, description="one ANN activation (accelsim.ann): 8 = int8, the width "
+        8, ge=1, le=32, description="one ANN activation (accelsim.chip.ann): 8 = int8, the width "
         "whose multiply the presets price (Horowitz 2014: int8 mult 0.2 pJ) and the usual "
         "inference width of quantised ANN accelerators (Jouppi et al., ISCA 2017: TPU v1)")
     zero_skipping: bool = Field(
@@ -213,11 +213,11 @@ class EnergyTable(_Section):
 
 
 MAPPING_POLICIES = ("spread", "compact")
-"""How :mod:`accelsim.mapping` hands out tiles (see its docstring)."""
+"""How :mod:`accelsim.chip.mapping` hands out tiles (see its docstring)."""
 
 
 class MappingConfig(_Section):
-    """How a network is placed on the tiles (:mod:`accelsim.mapping`)."""
+    """How a network is placed on the tiles (:mod:`accelsim.chip.mapping`)."""
 
     policy: Literal["spread", "compact"] = Field(
         "spread", description="'spread': every tile used, spare tiles to the layer with the "
@@ -275,7 +275,7 @@ class Hardware(_Section):
         return cycles * self.clock.cycle_ns / 1e3
 
 
-PRESET_PACKAGE = "accelsim.hardware"
+PRESET_PACKAGE = "accelsim.chip.hardware"
 
 
 def _preset_files() -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from accelsim.scenario import Problem, field_line
+from accelsim.workflow.scenario import Problem, field_line
 
 
 class Locator:

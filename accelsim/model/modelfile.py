@@ -33,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from accelsim.data import NATIVE_SHAPE
-from accelsim.network import Architecture, Network, Shape
+from accelsim.model.data import NATIVE_SHAPE
+from accelsim.model.network import Architecture, Network, Shape
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -52,7 +52,7 @@ class _Frozen(BaseModel):
 class DatasetInfo(_Frozen):
     """Which data the model was trained on, so the same test split can be rebuilt."""
 
-    name: str | None = Field(description="data set name (see accelsim.data.DATASETS)")
+    name: str | None = Field(description="data set name (see accelsim.model.data.DATASETS)")
     size: int | None = Field(None, ge=1, description="H = W after resize; None if not resized")
     split_seed: int = Field(0, description="seed of the train/test split of embedded sets")
 

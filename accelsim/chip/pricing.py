@@ -1,6 +1,6 @@
 """Count, then price: energy columns from counters x an energy table.
 
-:func:`price` applies a chip's energy table (:class:`accelsim.hardware.EnergyTable`) to the
+:func:`price` applies a chip's energy table (:class:`accelsim.chip.hardware.EnergyTable`) to the
 counters of a per-layer table: synaptic events at the energy of their projection kind (conv,
 dense, sparse), MACs, SRAM and membrane bits, neuron updates (active: received input), spikes
 out (per fired neuron, whatever its fan-out), mesh packets and hops per direction, DRAM bits and
@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from accelsim import columns as col
-from accelsim.hardware import Hardware
-from accelsim.network import INPUT, Architecture, Projection, pooled_shape
+from accelsim.chip.hardware import Hardware
+from accelsim.model.network import INPUT, Architecture, Projection, pooled_shape
+from accelsim.workflow import columns as col
 
 E_MAC_PJ = 4.6
 """Horowitz 2014, 45 nm 32-bit float multiply-accumulate (docs/design.md §3)."""

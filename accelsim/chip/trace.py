@@ -157,10 +157,10 @@ def trace_image(network, image: np.ndarray, hardware, *, timesteps: int | None =
                 mode: str = "fast", schedule: str | None = None, arithmetic: str = "float",
                 quantization=None, flows: int = 200) -> tuple[dict[str, Any], Timeline]:
     """Simulate one normalised ``image`` (C, H, W) and return (its trace, its Timeline)."""
-    from accelsim import functional, quantize
-    from accelsim.chip import _hardware, replay
+    from accelsim.chip.mapping import map_network
     from accelsim.chip.plan import build_plan
-    from accelsim.mapping import map_network
+    from accelsim.chip.simulation import _hardware, replay
+    from accelsim.spiking import functional, quantize
 
     hw = _hardware(hardware)
     T = functional.check_timesteps(timesteps, network.timesteps)

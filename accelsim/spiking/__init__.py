@@ -1,0 +1,1 @@
+"""The spiking core: what spikes, exactly, in floating or fixed point."""

@@ -1,0 +1,1 @@
+"""Training: the PyTorch DIET-SNN and its three training stages."""

@@ -1,0 +1,1 @@
+"""Workflow: scenarios, sweeps, execution, result folders, tables and plots."""
