@@ -71,12 +71,12 @@ def test_head_of_line_blocking():
     #   (the X's until 3): E1 3-4, E2 4-5, J3 5-6.
     # B (0 -> 1, injected 1): E0 1-2, head at router 1 at 2; its output J1 is idle, but A is
     #   ahead of it in the west buffer until A's tail has left (4): J1 4-5, arrived 5 (alone: 3).
-    free, ring, ring_n = (a[0] for a in mesh.state(1, 1, 4, 2))
-    go = lambda inj, s, d: mesh.traverse(inj, s, d, 4, 1, 1, 1, 2, free, ring, ring_n)  # noqa: E731
+    links = mesh.state(1, 1, 4, 2)[0]
+    go = lambda inj, s, d: mesh.traverse(inj, s, d, 4, 1, 1, 1, 2, links)  # noqa: E731
     assert [go(0, 1, 3), go(1, 1, 3), go(2, 1, 3)] == [3, 4, 5]
     assert go(0, 0, 3) == 6
     assert go(1, 0, 1) == 5
-    free, ring, ring_n = (a[0] for a in mesh.state(1, 1, 4, 2))
+    links[:] = 0
     assert go(1, 0, 1) == 3
 
 
@@ -116,10 +116,10 @@ def test_zero_load_latency_is_the_closed_form(rows, cols, data, hop_x, hop_y, fl
                                               inj):
     s = data.draw(st.integers(0, rows * cols - 1))
     d = data.draw(st.integers(0, rows * cols - 1))
-    free, ring, ring_n = (a[0] for a in mesh.state(1, rows, cols, depth))
+    links = mesh.state(1, rows, cols, depth)[0]
     hops = abs(s % cols - d % cols) * hop_x + abs(s // cols - d // cols) * hop_y
-    assert mesh.traverse(inj, s, d, cols, hop_x, hop_y, flits, depth, free, ring,
-                         ring_n) == inj + hops + flits
+    assert mesh.traverse(inj, s, d, cols, hop_x, hop_y, flits, depth, links) == (
+        inj + hops + flits)
     # one hop per channel, and the route ends at d's ejection
     route = mesh.route(s, d, cols, hop_x, hop_y)
     assert len(route) == abs(s % cols - d % cols) + abs(s // cols - d // cols) + 1

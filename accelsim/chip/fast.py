@@ -53,13 +53,13 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                     reach_start, reach_cols, synops, sram_bits, dram_bits, service,
                     hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
                     finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y,
-                    buffer_depth, link_free, link_ring, link_ring_n,
+                    buffer_depth, links,
                     stall, busy, queue_peak, packets_out, packets_in, hx, hy, synops_in, sram_in,
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
-    Per-tile state (``port_free`` … ``head``) and the mesh's channel state (``link_free`` …
-    ``link_ring_n``, see :func:`accelsim.chip.mesh.traverse`) are updated in place; every
+    Per-tile state (``port_free`` … ``head``) and the mesh's channel state (``links``, see
+    :func:`accelsim.chip.mesh.traverse`) are updated in place; every
     packet earlier in queue order (earlier timesteps, earlier layers of this timestep) must
     already have been pushed. Per-tile counters of this
     timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source tile, integration
@@ -86,8 +86,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             d = dest_tiles[j]
             free_at = max(r, port)
             inj = max(free_at, max(last_admit[d], open_[d]))
-            inj = max(inj, mesh.injection_credit(router[s], link_ring, link_ring_n,
-                                                 buffer_depth))
+            inj = max(inj, mesh.injection_credit(router[s], links, buffer_depth))
             k = ring_n[d]
             h = head[d]  # packets of d's queue known to have started by its last admission
             if k >= depth:
@@ -105,7 +104,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             port = inj + packet_cycles
             last_admit[d] = inj
             arrival = mesh.traverse(inj, router[s], router[d], mesh_cols, hop_x, hop_y,
-                                    packet_cycles, buffer_depth, link_free, link_ring, link_ring_n)
+                                    packet_cycles, buffer_depth, links)
             start = max(arrival, finish[d])
             ring[d, k & mask] = start
             ring_n[d] = k + 1
@@ -201,7 +200,7 @@ def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, laten
                 dest_tiles, neuron_class, reach_start, reach_cols, synops, sram_bits, dram_bits,
                 service, hops_x, hops_y, packet_cycles, depth, port_free, last_admit, open_,
                 finish, ring, ring_n, head, router, mesh_cols, hop_x, hop_y, buffer_depth,
-                link_free, link_ring, link_ring_n, stall, busy, queue_peak, packets_out, packets_in,
+                links, stall, busy, queue_peak, packets_out, packets_in,
                 hx, hy, synops_in, sram_in, dram_in, record, record_at, neurons, ready_out, events,
                 sent):
     """One layer's SEND phase of timestep ``t`` on every image of a batch, images in parallel.
@@ -227,7 +226,7 @@ def send_kernel(t, indices, offsets, tile_of, local_of, fire_start, units, laten
             synops, sram_bits, dram_bits,
             service, hops_x, hops_y, packet_cycles, depth, port_free[b],
             last_admit[b], open_[b], finish[b], ring[b], ring_n[b], head[b], router, mesh_cols,
-            hop_x, hop_y, buffer_depth, link_free[b], link_ring[b], link_ring_n[b],
+            hop_x, hop_y, buffer_depth, links[b],
             stall[b, t], busy[b, t],
             queue_peak[b, t], packets_out[b, t], packets_in[b, t], hx[b, t], hy[b, t],
             synops_in[b, t], sram_in[b, t], dram_in[b, t], record,
@@ -296,7 +295,7 @@ class _FastChip:
         (self.port_free, self.last_admit, self.open_, self.finish, self.fire_end, self.ring_n,
          self.head) = state
         hw = plan.hardware
-        self.link_free, self.link_ring, self.link_ring_n = mesh.state(
+        self.links = mesh.state(
             B, hw.mesh.rows, hw.mesh.cols, hw.noc.router_buffer_packets)
         # start cycles of each tile's last packets, at least ``depth`` of them (a power of two,
         # so that the ring index is a mask)
@@ -426,8 +425,8 @@ class _FastChip:
                     fo.hops_y, plan.packet_cycles, self.depth, self.port_free,
                     self.last_admit, self.open_, self.finish, self.ring,
                     self.ring_n, self.head, plan.router, hw.mesh.cols, hw.noc.hop_latency_x_cycles,
-                    hw.noc.hop_latency_y_cycles, hw.noc.router_buffer_packets, self.link_free,
-                    self.link_ring, self.link_ring_n, tl.stall, tl.busy, tl.queue_peak,
+                    hw.noc.hop_latency_y_cycles, hw.noc.router_buffer_packets, self.links,
+                    tl.stall, tl.busy, tl.queue_peak,
                     tl.packets_out, tl.packets_in, tl.hops_x, tl.hops_y, tl.synops_in,
                     tl.sram_bits, tl.dram_bits, record, record_at, neurons, ready, events, sent)
         if record:

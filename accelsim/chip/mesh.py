@@ -72,76 +72,80 @@ def route(src: int, dest: int, cols: int, hop_x: int, hop_y: int) -> list[tuple[
             return out
 
 
+FREE, COUNT, RING = 0, 1, 2
+"""Columns of a channel's row of link state: when the channel is next free, how many packets
+have entered its buffer, then the ring of its buffer's recent tail-departure times. One row per
+channel, so that a hop reads and writes one place in memory."""
+
+
 @njit(cache=True)
-def injection_credit(s, ring, ring_n, depth):
+def injection_credit(s, links, depth):
     """The earliest cycle tile ``s``'s next packet may enter its router's injection buffer
     (packet k - depth has left it)."""
     c = s * PORTS + INJECT
-    k = ring_n[c]
+    k = links[c, COUNT]
     if k < depth:
         return 0
-    return ring[c, (k - depth) & (ring.shape[1] - 1)]
+    return links[c, RING + ((k - depth) & (links.shape[1] - RING - 1))]
 
 
 @njit(cache=True)
-def _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, eject):
+def _hop(head, c, held, k_held, F, depth, links, mask, eject):
     """The head crosses channel ``c`` out of buffer ``held`` (where it is packet ``k_held``):
     returns the cycle it starts; updates the channel, the buffer it leaves and, unless ``c``
-    is an ejection channel, the count of the buffer it enters."""
-    x = max(head, free[c])
-    if k_held > 0:  # FIFO: the packet ahead in the buffer has gone
-        x = max(x, ring[held, (k_held - 1) & mask])
+    is an ejection channel, the count of the buffer it enters. (A ring slot not yet written
+    holds 0, and no time is negative, so the first packets need no branch: the FIFO and
+    credit terms are then 0.)"""
+    # FIFO: the packet ahead in the buffer has gone
+    x = max(max(head, links[c, FREE]), links[held, RING + ((k_held - 1) & mask)])
     if not eject:
-        k = ring_n[c]
-        if k >= depth:  # credit: packet k - depth has left c's buffer
-            x = max(x, ring[c, (k - depth) & mask])
-        ring_n[c] = k + 1
-    free[c] = x + F
-    ring[held, k_held & mask] = x + F
+        k = links[c, COUNT]
+        # credit: packet k - depth has left c's buffer (slot k - depth + ring >= k when
+        # k < depth: not yet written)
+        x = max(x, links[c, RING + ((k - depth) & mask)])
+        links[c, COUNT] = k + 1
+    links[c, FREE] = x + F
+    links[held, RING + (k_held & mask)] = x + F
     return x
 
 
 @njit(cache=True)
-def traverse(inj, s, d, cols, hop_x, hop_y, packet_cycles, depth, free, ring, ring_n):
+def traverse(inj, s, d, cols, hop_x, hop_y, packet_cycles, depth, links):
     """Move one packet, injected by tile ``s`` at ``inj`` (its credit in the injection buffer
     taken, see :func:`injection_credit`), to tile ``d``; every packet earlier in queue order
-    has been moved. ``free`` (channels,) holds when each channel is next free, ``ring``
-    (channels, ring_size) when each buffer's recent packets left it (tail gone), ``ring_n``
-    how many packets entered each buffer; all are updated. Returns when the packet has fully
-    crossed the ejection channel. (The route of :func:`next_channel`, walked without a
-    division per hop.)"""
-    mask = ring.shape[1] - 1
+    has been moved. ``links`` (channels, RING + ring_size) holds per channel when it is next
+    free, how many packets entered its buffer and when the buffer's recent packets left it
+    (tail gone); it is updated. Returns when the packet has fully crossed the ejection
+    channel. (The route of :func:`next_channel`, walked without a division per hop.)"""
+    mask = links.shape[1] - RING - 1
     F = packet_cycles
     held = s * PORTS + INJECT  # the buffer the packet is in
-    k_held = ring_n[held]
-    ring_n[held] = k_held + 1
+    k_held = links[held, COUNT]
+    links[held, COUNT] = k_held + 1
     head = inj
     r = s
     sc, dc = s % cols, d % cols
     step, port = (1, EAST) if dc > sc else (-1, WEST)
     for _ in range(abs(dc - sc)):
         c = r * PORTS + port
-        k = ring_n[c]
-        x = _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, False)
+        k = links[c, COUNT]
+        x = _hop(head, c, held, k_held, F, depth, links, mask, False)
         held, k_held = c, k
         head = x + hop_x
         r += step
     step, port = (cols, SOUTH) if d > r else (-cols, NORTH)
     for _ in range(abs(d - r) // cols):
         c = r * PORTS + port
-        k = ring_n[c]
-        x = _hop(head, c, held, k_held, F, depth, free, ring, ring_n, mask, False)
+        k = links[c, COUNT]
+        x = _hop(head, c, held, k_held, F, depth, links, mask, False)
         held, k_held = c, k
         head = x + hop_y
         r += step
-    x = _hop(head, d * PORTS + EJECT, held, k_held, F, depth, free, ring, ring_n, mask, True)
+    x = _hop(head, d * PORTS + EJECT, held, k_held, F, depth, links, mask, True)
     return x + F
 
 
-def state(images: int, rows: int, cols: int, depth: int
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zeroed (free, ring, ring_n) for ``images`` copies of the mesh."""
-    n = channels(rows, cols)
-    return (np.zeros((images, n), dtype=np.int64),
-            np.zeros((images, n, ring_size(depth)), dtype=np.int64),
-            np.zeros((images, n), dtype=np.int64))
+def state(images: int, rows: int, cols: int, depth: int) -> np.ndarray:
+    """Zeroed link state (images, channels, RING + ring_size) for ``images`` copies of the
+    mesh."""
+    return np.zeros((images, channels(rows, cols), RING + ring_size(depth)), dtype=np.int64)
