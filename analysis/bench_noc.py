@@ -38,17 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @njit(cache=True)
-def _run(ready, src, dest, nodes, cols, hop_x, hop_y, flits, depth, free, ring, ring_n):
+def _run(ready, src, dest, nodes, cols, hop_x, hop_y, flits, depth, links):
     """Arrival cycle of every packet, taken in queue order (the arrays are in that order)."""
     port = np.zeros(nodes, dtype=np.int64)
     arrival = np.empty(ready.shape[0], dtype=np.int64)
     for i in range(ready.shape[0]):
         s = src[i]
         inj = max(ready[i], port[s])
-        inj = max(inj, mesh.injection_credit(s, ring, ring_n, depth))
+        inj = max(inj, mesh.injection_credit(s, links, depth))
         port[s] = inj + flits
-        arrival[i] = mesh.traverse(inj, s, dest[i], cols, hop_x, hop_y, flits, depth, free,
-                                   ring, ring_n)
+        arrival[i] = mesh.traverse(inj, s, dest[i], cols, hop_x, hop_y, flits, depth, links)
     return arrival
 
 
@@ -92,9 +91,9 @@ def measure(pattern: str, k: int, load: float, noc, cycles: int, seed: int = 0) 
     flits = noc.packet_cycles
     ready, src, dest = traffic(pattern, k, load, flits, cycles, np.random.default_rng(seed))
     depth = noc.router_buffer_packets
-    free, ring, ring_n = (a[0] for a in mesh.state(1, k, k, depth))
+    links = mesh.state(1, k, k, depth)[0]
     arrival = _run(ready, src, dest, k * k, k, noc.hop_latency_x_cycles,
-                   noc.hop_latency_y_cycles, flits, depth, free, ring, ring_n)
+                   noc.hop_latency_y_cycles, flits, depth, links)
     window = ready >= cycles // 4  # warm-up: the first quarter
     return float((arrival[window] - ready[window]).mean())
 
