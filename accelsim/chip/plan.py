@@ -45,7 +45,6 @@ class FanOut:
     sram_bits: np.ndarray    # int64 (classes, D)
     dram_bits: np.ndarray    # int64 (classes, D)
     service: np.ndarray      # int64 (classes, D) cycles the destination's unit is busy
-    hop_cycles: np.ndarray   # int64 (S, D) head latency from source tile to destination
     hops_x: np.ndarray       # int64 (S, D)
     hops_y: np.ndarray       # int64 (S, D)
     synops_by_kind: np.ndarray  # int64 (kinds, classes, D): ``synops`` split by SYNAPSE_KINDS
@@ -300,7 +299,6 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
             reach_start=np.concatenate([[0], np.cumsum((syn > 0).sum(axis=1))]).astype(np.int64),
             reach_cols=np.nonzero(syn > 0)[1].astype(np.int64), synops=syn,
             sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
-            hop_cycles=np.ascontiguousarray(hop[np.ix_(src_tiles, dest)]),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
             hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)]),
             synops_by_kind=by_kind))
