@@ -26,7 +26,7 @@ acquires its spilling tiles' slots before its first MAC and holds them to its la
 time division a slot is owned, never contended; the service cycles of :mod:`accelsim.chip.plan`
 charge its bandwidth share). Output ports are private to a tile and serialised inside the
 kernel; the mesh's channels and buffers (:mod:`accelsim.chip.mesh`) are per-image state that
-the kernels update packet by packet.
+each phase's kernel carries forward.
 
 Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every packet's exact
 cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
@@ -99,7 +99,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
     next_src = np.full(P, -1, dtype=np.int64)  # the next packet at the same port
     next_dest = np.full(P, -1, dtype=np.int64)  # the next packet to the same destination
     frees_slot = np.full(P, -1, dtype=np.int64)  # the packet its start frees a queue slot for
-    frees_inj = np.full(P, -1, dtype=np.int64)  # the packet its departure frees an injection slot for
+    frees_inj = np.full(P, -1, dtype=np.int64)  # ... frees an injection slot for
     src_rank = np.zeros(n_src, dtype=np.int64)
     dest_rank = np.zeros(width, dtype=np.int64)
     last_src = np.full(n_src, -1, dtype=np.int64)

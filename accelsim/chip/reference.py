@@ -5,23 +5,26 @@ Units own their machinery: each tile has an input queue (``simpy.Store(capacity=
 output port fed by a ``simpy.Store`` of ready packets, and processes for its
 accumulate/neuron-update unit, its port and its admissions; the unit's process steps through the
 :class:`~accelsim.chip.timeline.Phase` of every timestep as the fast mode's groups do, and
-records when each ended. Every mesh channel (:mod:`accelsim.chip.mesh`) is a process that gives
-the channel to its packets one at a time in queue order (it knows from the spike trains how many
-cross it in each timestep), and every router buffer a ``Store`` of its capacity. A packet takes
+records when each ended. Every mesh channel (:mod:`accelsim.chip.mesh`) is a process that grants
+the channel phase after phase (it knows from the spike trains how many packets of each phase
+cross it), each time to the oldest candidate present, and every router buffer a ``Store`` of its
+capacity. A packet takes
 a slot of its router's injection buffer at the head of its source's port and is admitted when it
 is its turn in its destination's queue order and the destination's ``Store`` accepts it
-(credit); it then travels as its own process: at each hop it waits for its turn on the channel,
-for the packet ahead of it in its buffer to have left, and for a slot in the next buffer; its
-tail frees the channel and its old slot ``packet_cycles`` later. It is served by the
+(credit); it then travels as its own process: at each hop, once the packet ahead of it in its
+buffer has left, it is a candidate for the channel, whose process grants it when the channel is
+free and the next buffer has a slot; its tail frees the channel and its old slot
+``packet_cycles`` later. It is served by the
 destination's unit, which takes it from the tile's ``Store``.
 
-Queue order needs every spike that became ready in a cycle before it can be decided: spikes
-register when they become ready, and a sequencer runs once every other event of that cycle was
-processed (an event that re-queues itself behind the cycle's remaining events, SimPy's public
-``succeed`` and ``peek``); it sorts them by (source tile, neuron, destination) and appends them
-to each destination's and each channel's list. Nothing else depends on the order in which
-SimPy processes simultaneous events, so the simulation computes exactly the recurrences of the
-fast mode.
+Queue order needs every spike that became ready in a cycle before it can be decided, and a
+grant every candidate that arrived in the cycle: spikes register when they become ready and
+channels ask for a decision, and a hook runs once every other event of that cycle was processed
+(an event that re-queues itself behind the cycle's remaining events, SimPy's public ``succeed``
+and ``peek``). It first sorts the cycle's spikes by (source tile, neuron, destination) into each
+destination's list, lets their consequences settle, then releases the channels' decisions.
+Nothing else depends on the order in which SimPy processes simultaneous events, so the
+simulation computes exactly what the fast mode does.
 """
 
 from __future__ import annotations
@@ -30,17 +33,18 @@ import numpy as np
 import simpy
 
 from accelsim.chip import mesh
+from accelsim.chip.fast import check_sender_chain
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
 class _Packet:
-    __slots__ = ("t", "layer", "src", "src_local", "neuron", "col", "dest", "ready", "service",
+    __slots__ = ("t", "phase", "src", "src_local", "neuron", "col", "dest", "ready", "service",
                  "route", "turn", "released", "left", "ahead", "at_port", "admitted", "arrived",
                  "inject", "start", "finish", "arrival")
 
-    def __init__(self, env, t, layer, src, src_local, neuron, col, dest, ready, service, route):
-        self.t, self.layer, self.src, self.src_local = t, layer, src, src_local
+    def __init__(self, env, t, phase, src, src_local, neuron, col, dest, ready, service, route):
+        self.t, self.phase, self.src, self.src_local = t, phase, src, src_local
         self.neuron = neuron
         self.col, self.dest, self.ready, self.service = col, dest, ready, service
         self.route = route  # (channel, head latency) of every hop after injection
@@ -75,6 +79,11 @@ class _Chip:
         # entered that buffer, the candidates waiting for it, and how many packets of each
         # phase (timestep, sending layer) will cross it (from the spike trains)
         self.routes = {}
+        try:
+            check_sender_chain(plan)
+            self.layer_phases = True
+        except ValueError:  # parallel senders interleave: a phase is a whole timestep
+            self.layer_phases = False
         self.count = self._channel_counts()
         self.buffer = {c: simpy.Store(env, capacity=hw.noc.router_buffer_packets)
                        for c in self.count}
@@ -118,6 +127,11 @@ class _Chip:
                                            noc.hop_latency_x_cycles, noc.hop_latency_y_cycles)
         return self.routes[s, d]
 
+    def phase(self, t: int, li: int) -> tuple[int, int]:
+        """The phase of layer ``li``'s packets of timestep ``t``: links carry the packets of
+        earlier phases first (:mod:`accelsim.chip.mesh`)."""
+        return (t, li) if self.layer_phases else (t, 0)
+
     def _channel_counts(self) -> dict[int, dict[tuple[int, int], int]]:
         """Packets per phase (timestep, sending layer) on every channel after injection, from
         the spike trains."""
@@ -132,7 +146,8 @@ class _Chip:
                     for j in np.flatnonzero(fo.synops[fo.neuron_class[n]]).tolist():
                         for c, _ in self.route(s, int(fo.dest_tiles[j])):
                             phases = count.setdefault(c, {})
-                            phases[t, li] = phases.get((t, li), 0) + 1
+                            phase = self.phase(t, li)
+                            phases[phase] = phases.get(phase, 0) + 1
         return count
 
     # -- end of cycle: queue order of the spikes that became ready, then the grants ---------
@@ -226,7 +241,7 @@ class _Chip:
                     c = fo.neuron_class[n]
                     for j in np.flatnonzero(fo.synops[c]).tolist():
                         d = int(fo.dest_tiles[j])
-                        pkt = _Packet(env, t, li, g, local, n, j, d, r,
+                        pkt = _Packet(env, t, self.phase(t, li), g, local, n, j, d, r,
                                       int(fo.service[c, j]), self.route(g, d))
                         self.packets.append(pkt)
                         self.port[g].put(pkt)
@@ -306,7 +321,7 @@ class _Chip:
         pkt.ahead[b], self.last_in[b] = self.last_in[b], pkt
 
     def channel(self, c: int):
-        """Grant channel ``c``: phase by phase in queue order (timestep, sending layer), each
+        """Grant channel ``c``: phase by phase (timestep, sending layer in network order), each
         time it is free and the buffer it feeds has a credit, to the oldest candidate of the
         phase present at the end of that cycle."""
         eject = c % mesh.PORTS == mesh.EJECT
@@ -318,10 +333,10 @@ class _Chip:
                     yield previous.released[c]
                 if not eject:
                     yield self.buffer[c].put(None)  # a credit of the buffer c feeds
-                while not any((p.t, p.layer) == phase for p in waiting):
+                while not any(p.phase == phase for p in waiting):
                     yield self.candidate_came[c]
                 yield self.decision()
-                pkt = min((p for p in waiting if (p.t, p.layer) == phase),
+                pkt = min((p for p in waiting if p.phase == phase),
                           key=lambda p: (p.ready, p.src, p.neuron, p.col))
                 waiting.remove(pkt)
                 if not eject:
