@@ -158,7 +158,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
         bound[m] = lo
     # the event simulation
     pk = mesh.packets(P)
-    heap = mesh.new_heap()
+    heap = mesh.new_heap(links)
     inj = np.full(P, -1, dtype=np.int64)
     arrival = np.full(P, -1, dtype=np.int64)
     start = np.full(P, -1, dtype=np.int64)

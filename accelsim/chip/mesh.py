@@ -34,8 +34,6 @@ cannot deadlock.
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 from numba import njit
 
@@ -53,7 +51,7 @@ def ring_size(depth: int) -> int:
     return 1 << (depth - 1).bit_length()
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_channel(r, d, cols, hop_x, hop_y):
     """(channel, next router, head latency) of the hop from router ``r`` toward ``d`` (XY: east
     or west first, then south or north; the ejection channel at ``d``)."""
@@ -80,13 +78,13 @@ def route(src: int, dest: int, cols: int, hop_x: int, hop_y: int) -> list[tuple[
             return out
 
 
-FREE, COUNT, OUT, PENDING, CANDIDATES, RING = range(6)
+FREE, COUNT, OUT, PENDING, CANDIDATES, PLACE, RING = range(7)
 """Columns of a channel's row of link state: when the channel is next free; how many packets
 have entered its buffer and how many of those have been granted their next channel (their
-departure is known); the cycle of its pending check (-1: none) and the first of its candidates
-(-1: none), both empty between phases; then two rings of the buffer's recent packets: when
-each leaves, and (within a phase) which packet it is. One row per channel, so that a hop reads
-and writes one place in memory."""
+departure is known); the cycle of its pending check (-1: none), the first of its candidates
+(-1: none) and its place in the heap of checks, all three empty between phases; then two rings
+of the buffer's recent packets: when each leaves, and (within a phase) which packet it is. One
+row per channel, so that a hop reads and writes one place in memory."""
 
 # columns of a packet's row of state while its phase runs
 P_DEST, P_ROUTER, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
@@ -114,26 +112,76 @@ def packets(count):
     return np.empty((count, PACKET_COLUMNS), dtype=np.int64)
 
 
-@njit(cache=True)
-def new_heap():
-    """An empty event heap of (cycle, channel) checks."""
-    heap = [(np.int64(0), np.int64(0))]
-    heap.pop()
-    return heap
+CHANNEL_BITS = 20
+"""A heap entry is ``cycle << CHANNEL_BITS | channel``: one integer compare orders checks by
+(cycle, channel), for meshes of up to 2**20 channels and 2**43 cycles."""
 
 
 @njit(cache=True)
+def new_heap(links):
+    """An empty heap of channel checks: ``heap[0]`` is its size, ``heap[1:size + 1]`` a binary
+    min-heap of entries (cycle, channel). At most one check per channel is pending, so it never
+    outgrows the channels."""
+    return np.zeros(links.shape[0] + 1, dtype=np.int64)
+
+
+@njit(cache=True, inline="always")
+def _sift_up(links, heap, p, entry):
+    while p > 1:
+        q = p >> 1
+        above = heap[q]
+        if above <= entry:
+            break
+        heap[p] = above
+        links[above & ((1 << CHANNEL_BITS) - 1), PLACE] = p
+        p = q
+    heap[p] = entry
+    links[entry & ((1 << CHANNEL_BITS) - 1), PLACE] = p
+
+
+@njit(cache=True, inline="always")
+def _pop(links, heap):
+    """Remove the earliest check; returns its (cycle, channel)."""
+    mask = (1 << CHANNEL_BITS) - 1
+    top = heap[1]
+    n = heap[0]
+    entry = heap[n]
+    n -= 1
+    heap[0] = n
+    if n > 0:  # sift the last entry down from the root
+        p = 1
+        while True:
+            q = 2 * p
+            if q > n:
+                break
+            if q < n and heap[q + 1] < heap[q]:
+                q += 1
+            if heap[q] >= entry:
+                break
+            heap[p] = heap[q]
+            links[heap[p] & mask, PLACE] = p
+            p = q
+        heap[p] = entry
+        links[entry & mask, PLACE] = p
+    return top >> CHANNEL_BITS, top & mask
+
+
+@njit(cache=True, inline="always")
 def _schedule(links, heap, c, t):
     """Check channel ``c`` at cycle ``t`` unless a check at or before ``t`` is pending (that
     one reschedules as needed)."""
     pending = links[c, PENDING]
-    if pending != -1 and pending <= t:
-        return
-    links[c, PENDING] = t
-    heapq.heappush(heap, (t, c))
+    if pending == -1:
+        links[c, PENDING] = t
+        n = heap[0] + 1
+        heap[0] = n
+        _sift_up(links, heap, n, (t << CHANNEL_BITS) | c)
+    elif t < pending:
+        links[c, PENDING] = t
+        _sift_up(links, heap, links[c, PLACE], (t << CHANNEL_BITS) | c)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _candidate(links, heap, pk, i, eligible):
     """Packet ``i`` waits for its next channel from cycle ``eligible``."""
     c = pk[i, P_NEXT]
@@ -143,7 +191,7 @@ def _candidate(links, heap, pk, i, eligible):
     _schedule(links, heap, c, eligible)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _enter(links, heap, pk, i, b, router, head, cols, hop_x, hop_y):
     """Packet ``i`` takes the next place in buffer ``b`` at ``router``, its head there at
     ``head``; it is a candidate once the packet ahead has gone."""
@@ -165,7 +213,7 @@ def _enter(links, heap, pk, i, b, router, head, cols, hop_x, hop_y):
     # else: the packet ahead's grant makes this one a candidate
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def inject(links, heap, pk, i, src, dest, cycle, cols, hop_x, hop_y):
     """Packet ``i`` (its row of ``pk``) enters router ``src``'s injection buffer at ``cycle``,
     bound for router ``dest``. The buffer's credit is the caller's (:func:`injection_slot`)."""
@@ -173,7 +221,7 @@ def inject(links, heap, pk, i, src, dest, cycle, cols, hop_x, hop_y):
     _enter(links, heap, pk, i, src * PORTS + INJECT, src, cycle, cols, hop_x, hop_y)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def injection_slot(links, src, place, depth):
     """When router ``src``'s injection buffer has a slot for its packet number ``place``
     (counted over the whole run): -1 when it waits for a packet not yet granted, else the
@@ -195,10 +243,8 @@ def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
     grant), or (-1, 0, -1) when no check is left."""
     F = packet_cycles
     mask = (links.shape[1] - RING) // 2 - 1
-    while heap:
-        now, c = heapq.heappop(heap)
-        if links[c, PENDING] != now:
-            continue  # superseded by an earlier check
+    while heap[0] > 0:
+        now, c = _pop(links, heap)
         links[c, PENDING] = -1
         first = links[c, CANDIDATES]
         if first == -1:
@@ -283,12 +329,14 @@ def deliver(ready, src, dest, cols, hop_x, hop_y, packet_cycles, depth, links):
     for i in range(P - 1, -1, -1):
         head[src[i]] = i
     pk = packets(P)
-    heap = new_heap()
+    heap = new_heap(links)
     inj = np.full(P, -1, dtype=np.int64)
     arrival = np.full(P, -1, dtype=np.int64)
-    ports = np.arange(nodes)  # the ports that may inject
+    ports = np.arange(nodes)  # the ports that may inject: all, then one at a time
+    n_ports = nodes
     while True:
-        for s in ports:
+        for q in range(n_ports):
+            s = ports[q]
             while head[s] != -1:  # inject until a packet waits for its injection slot
                 i = head[s]
                 slot = injection_slot(links, s, place[i], depth)
@@ -304,5 +352,8 @@ def deliver(ready, src, dest, cols, hop_x, hop_y, packet_cycles, depth, links):
             break
         if what & EJECTED:
             arrival[i] = now + F
-        ports = np.array([src[i]]) if what & LEFT_INJECTION else ports[:0]
+        n_ports = 0
+        if what & LEFT_INJECTION:
+            ports[0] = src[i]
+            n_ports = 1
     return inj, arrival
