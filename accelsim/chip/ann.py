@@ -61,21 +61,20 @@ layer's activations have arrived (plus ``schedule.barrier_cycles`` with a barrie
 barrier between layers), then runs **MAC** (slowest tile: ``max(steps * accumulate_latency,
 SRAM words / banks, DRAM latency + spilled bits * spilling tiles / bandwidth)``, the chip's MAC
 phase formula), **fire** (``ceil(neurons / neuron_update_units) * neuron_update_latency`` plus
-the pooling additions ``ceil(adds / U) * accumulate_latency``) and **send** (a consumer has its
-input when the slowest injection port and the slowest ejection port have passed their packets,
-``packets * packet_cycles``, plus the longest XY hop latency between the two tile groups).
-A directed mesh link is serialised too: the send bound is ``max(packets of the slowest
-injection port, packets of the slowest ejection port, packets on the busiest link) *
-packet_cycles + the longest XY hop latency``, where the busiest link is the directed mesh link
-(of :mod:`accelsim.chip.mesh`, between the routers where the tiles sit) that most of the
-pair's packets cross on their XY routes: the packets from the sending layer to that consumer,
-and the sending layer's forwarding of cut pooling windows that the consumer's pooled input
-needs. Like the ports' terms it is a bulk lower bound (the link passes one packet per
-``packet_cycles``); the SNN's finite router buffers, back-pressure and the interleaving of
-concurrent layers' traffic are not modelled here. ``cycles`` of a layer is its end minus the
-previous layer's end; the image's latency is the output layer's end. ``static_cycles`` of a
-layer is its tiles x the image's latency. Not modelled: loading the image into the first
-layer's tiles.
+the pooling additions ``ceil(adds / U) * accumulate_latency``) and **send**: a consumer has
+its inputs ``max(inject, eject, link) * packet_cycles + hops`` after the fire phase ends, with
+``inject`` the packets of the sender's busiest injection port (all its packets of the phase),
+``eject`` those of the consumer's busiest ejection port (all it receives), ``link`` those of
+the busiest directed mesh link on the pair's XY routes (the channels of
+:mod:`accelsim.chip.mesh`, between the routers at the tiles' mesh positions; the sender's
+packets to this consumer and its forwarding of the cut pooling windows whose pooled values the
+consumer takes), and ``hops`` the longest XY hop latency between the two tile groups. Each port
+and link passes one packet per ``packet_cycles``: the link term is a lower bound for a serialised
+link, in the ports' bulk form. Finite router buffers, back-pressure and other layers' packets
+on the same links (all three modelled for the SNN) are not modelled here. ``cycles`` of a layer
+is its end minus the previous layer's end; the image's latency is the output layer's end.
+``static_cycles`` of a layer is its tiles x the image's latency. Not modelled (as for the SNN):
+loading the image into the first layer's tiles.
 """
 
 from __future__ import annotations
@@ -336,7 +335,7 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
         neurons = place.neurons
         c["act_write"][:, tiles] += neurons * ab  # own outputs, after ReLU
         links: dict[str, np.ndarray] = {}  # per source layer: its packets on each channel
-        needs: set[tuple[str, int]] = set()
+        needs: set[tuple[str, int]] = set()  # the cut windows' forwarding this layer waits for
         for p, rows in zip(layer.inputs, place.projections, strict=True):
             src_shape = arch.source_shape(p.source)
             shape = pooled_shape(src_shape, p.pool)
@@ -347,13 +346,13 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                 nz = np.ones((images, int(np.prod(shape))), dtype=bool)
             if p.pool > 1 and p.source != INPUT:
                 needs.add((p.source, p.pool))
-            if p.pool > 1 and p.source != INPUT and (p.source, p.pool) not in gathered:
-                owner = _source_tiles(mapping, p.source, shape, p.pool)
-                np.add.at(c["pool_adds"], (slice(None), owner),
-                          np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
-                gathered[p.source, p.pool] = _gather_windows(
-                    c, mapping, p.source, src_shape, p.pool, owner,
-                    acts if zero_skipping else None, images, rr, cc, ab)
+                if (p.source, p.pool) not in gathered:
+                    owner = _source_tiles(mapping, p.source, shape, p.pool)
+                    np.add.at(c["pool_adds"], (slice(None), owner),
+                              np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
+                    gathered[p.source, p.pool] = _gather_windows(
+                        c, mapping, p.source, src_shape, p.pool, owner,
+                        acts if zero_skipping else None, images, rr, cc, ab)
             # reach[v, k]: outputs of tile k (its channels x its rows) value v reaches
             if p.op == "conv":
                 C, H, W = shape
