@@ -1,8 +1,9 @@
 """The chip's mesh under synthetic traffic: latency against offered load, and saturation
 throughput against the XY-mesh bisection bound (prints figures and ratios, saves a figure).
 
-Packets move through :func:`accelsim.chip.mesh.traverse`, the model's own link code (serialised
-links, finite router buffers with credits, static queue-order arbitration), with the noc figures
+Packets move through :func:`accelsim.chip.mesh.deliver`, the model's own mesh (serialised
+links, finite router buffers with credits, oldest-first arbitration among the packets present),
+with the noc figures
 of ``--hardware`` (45nm-generic: 1-cycle hops, 1-flit packets, 4-packet buffers) on k x k meshes.
 Every node creates a packet with probability ``load / packet flits`` per cycle (Bernoulli) and
 queues it at its port without bound (so latency includes source queueing), to a destination
@@ -29,26 +30,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
 from accelsim.chip import mesh
 from accelsim.chip.hardware import load_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@njit(cache=True)
-def _run(ready, src, dest, nodes, cols, hop_x, hop_y, flits, depth, links):
-    """Arrival cycle of every packet, taken in queue order (the arrays are in that order)."""
-    port = np.zeros(nodes, dtype=np.int64)
-    arrival = np.empty(ready.shape[0], dtype=np.int64)
-    for i in range(ready.shape[0]):
-        s = src[i]
-        inj = max(ready[i], port[s])
-        inj = max(inj, mesh.injection_credit(s, links, depth))
-        port[s] = inj + flits
-        arrival[i] = mesh.traverse(inj, s, dest[i], cols, hop_x, hop_y, flits, depth, links)
-    return arrival
 
 
 def traffic(pattern: str, k: int, load: float, flits: int, cycles: int, rng
@@ -92,8 +78,8 @@ def measure(pattern: str, k: int, load: float, noc, cycles: int, seed: int = 0) 
     ready, src, dest = traffic(pattern, k, load, flits, cycles, np.random.default_rng(seed))
     depth = noc.router_buffer_packets
     links = mesh.state(1, k, k, depth)[0]
-    arrival = _run(ready, src, dest, k * k, k, noc.hop_latency_x_cycles,
-                   noc.hop_latency_y_cycles, flits, depth, links)
+    _, arrival = mesh.deliver(ready, src, dest, k, noc.hop_latency_x_cycles,
+                              noc.hop_latency_y_cycles, flits, depth, links)
     window = ready >= cycles // 4  # warm-up: the first quarter
     return float((arrival[window] - ready[window]).mean())
 

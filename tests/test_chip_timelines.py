@@ -70,18 +70,18 @@ def test_full_queue_stalls_sender(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_two_senders_contend_for_the_ejection_link(mode):
+def test_two_senders_share_the_ejection_link(mode):
     # l0's two units on tiles 0 and 1, out on tile 2 (two hops from tile 0, one from tile 1).
     # Both tiles: MAC 0-1, fire 1-2, spike ready at 2; queue order at tile 2: tile 0 first.
+    # p1 (tile 1): admitted 2, head at tile 2 at 3, the ejection link idle: ejection 3-4,
+    #     arrived 4 (as alone), but tile 2 serves in queue order: after p0, 6-7.
     # p0 (tile 0): admitted 2, head at tile 2 at 4, ejection 4-5, arrived 5, served 5-6.
-    # p1 (tile 1): admitted 2, head at tile 2 at 3, but the ejection link is p0's until 5:
-    #     ejection 5-6 (2 cycles later than alone), arrived 6, served 6-7.
     # Signals: tile 0 done 3 (port), at tile 2 at 5; tile 1 done 3, at 4. out fires 7-8.
     net = chain([2])
     spikes = [{"l0": train([[0, 1]])}]
     result, tls = run_mode(net, spikes, tiny_hw(), 1, mode=mode, tiles_per_layer={"l0": 2})
     np.testing.assert_array_equal(tls[0].packet_table(), [[1, 0, 0, 2, 2, 2, 5, 5, 6],
-                                                          [1, 1, 1, 2, 2, 2, 6, 6, 7]])
+                                                          [1, 1, 1, 2, 2, 2, 4, 6, 7]])
     assert result.images[col.TOTAL_CYCLES].tolist() == [8]
     # alone, tile 1's packet would have arrived at 4
     _, tls = run_mode(net, [{"l0": train([[1]])}], tiny_hw(), 1, mode=mode,

@@ -41,43 +41,65 @@ def _identity_net(n: int) -> Network:
 @pytest.mark.parametrize("mode", MODES)
 def test_two_flows_share_a_middle_link(mode):
     # 1x5 mesh, 2-cycle packets. l0 (4 units) on tiles 0 {0, 1} and 1 {2, 3}; l1 (identity) on
-    # tiles 2 {0, 1} and 3 {2, 3}. MAC 0-2, fire 2-4: l0 neurons 0 (tile 0) and 2 (tile 1) are
-    # ready at 3. Queue order: tile 0's packet a first.
-    # a (0 -> 2): admitted 3; E0 3-5, head at router 1 at 4; E1 4-6, head at 2 at 5; J2 5-7,
-    #     arrived 7; served 7-8.
-    # c (1 -> 3): admitted 3, head at router 1 at 3, but E1 is a's until 6: E1 6-8 (3 cycles
-    #     later than alone), head at 3 at 7; E2 7-9; J3 8-10, arrived 10; served 10-11.
+    # tiles 2 {0, 1} and 3 {2, 3}. MAC 0-2, fire 2-4: l0's neurons 0 and 2 (first on their
+    # tiles) are ready at 3, neurons 1 and 3 at 4.
     net = _identity_net(4)
-    spikes = [{"l0": train([[0, 2]]), "l1": train([[]])}]
     hw = tiny_hw(mesh__cols=5, noc__packet_bits=64)
     tiles = {"l0": 2, "l1": 2, "out": 1}
-    result, tls = run_mode(net, spikes, hw, 1, mode=mode, tiles_per_layer=tiles)
+
+    def packets(spikes):
+        _, tls = run_mode(net, [{"l0": train([spikes]), "l1": train([[]])}], hw, 1, mode=mode,
+                          tiles_per_layer=tiles)
+        return tls[0]
+
+    # Both at router 1 in cycle 4, the oldest first. a (neuron 0, 0 -> 2): admitted 3; E0 3-5,
+    # head at router 1 at 4. c (neuron 3, 1 -> 3): admitted 4 at router 1. a is older (ready
+    # 3): E1 4-6, head at 2 at 5; J2 5-7, arrived 7; served 7-8. c: E1 6-8 (2 cycles later
+    # than alone), head at 2 at 7; E2 7-9; J3 8-10, arrived 10; served 10-11.
+    tl = packets([0, 3])
     # timestep, source tile, neuron, dest tile, ready, admitted, arrival, start, finish
-    np.testing.assert_array_equal(tls[0].packet_table(), [[1, 0, 0, 2, 3, 3, 7, 7, 8],
-                                                          [1, 1, 2, 3, 3, 3, 10, 10, 11]])
-    # l1's tiles fire once every packet is served and every end signal is in: ports done at 5;
-    # tile 2 at max(8, 5 + 2, 5 + 1) = 8, tile 3 at max(11, 5 + 3, 5 + 2) = 11
-    np.testing.assert_array_equal(tls[0].fire_start[0, 2:4], [8, 11])
-    # alone, c crosses E1 at 3 and arrives at 7
-    _, tls = run_mode(net, [{"l0": train([[2]]), "l1": train([[]])}], hw, 1, mode=mode,
-                      tiles_per_layer=tiles)
-    assert tls[0].packet_table()[0, 6] == 7
+    np.testing.assert_array_equal(tl.packet_table(), [[1, 0, 0, 2, 3, 3, 7, 7, 8],
+                                                      [1, 1, 3, 3, 4, 4, 10, 10, 11]])
+    # l1's tiles fire once every packet is served and every end signal is in: ports done at
+    # 5 and 6; tile 2 at max(8, 5 + 2, 6 + 1) = 8, tile 3 at max(11, 5 + 3, 6 + 2) = 11
+    np.testing.assert_array_equal(tl.fire_start[0, 2:4], [8, 11])
+    # alone, c crosses E1 at 4 and arrives at 8
+    assert packets([3]).packet_table()[0, 6] == 8
+    # Work-conserving: the older packet that has not reached the router does not hold the
+    # link. c (neuron 2) is admitted at 3 at router 1, a only gets there at 4: c takes E1 3-5,
+    # E2 4-6, J3 5-7, arrived 7 (as alone); a waits for E1: 5-7, J2 6-8, arrived 8 (alone 7).
+    np.testing.assert_array_equal(packets([0, 2]).packet_table()[:, 6], [8, 7])
+
+
+def _deliver(ready, src, dest, cols, depth=2, rows=1, hop_x=1, hop_y=1, flits=1):
+    a = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
+    return mesh.deliver(a(ready), a(src), a(dest), cols, hop_x, hop_y, flits, depth,
+                        mesh.state(1, rows, cols, depth)[0])
 
 
 def test_head_of_line_blocking():
-    # 1x4 mesh, 1-cycle hops and packets, 2-packet buffers; packets taken in queue order.
-    # X1..X3 (router 1 -> 3, injected 0, 1, 2) use E1 0-1, 1-2, 2-3 and arrive 3, 4, 5.
-    # A (0 -> 3, injected 0): E0 0-1, head at router 1 at 1, waits in 1's west buffer for E1
-    #   (the X's until 3): E1 3-4, E2 4-5, J3 5-6.
-    # B (0 -> 1, injected 1): E0 1-2, head at router 1 at 2; its output J1 is idle, but A is
-    #   ahead of it in the west buffer until A's tail has left (4): J1 4-5, arrived 5 (alone: 3).
-    links = mesh.state(1, 1, 4, 2)[0]
-    go = lambda inj, s, d: mesh.traverse(inj, s, d, 4, 1, 1, 1, 2, links)  # noqa: E731
-    assert [go(0, 1, 3), go(1, 1, 3), go(2, 1, 3)] == [3, 4, 5]
-    assert go(0, 0, 3) == 6
-    assert go(1, 0, 1) == 5
-    links[:] = 0
-    assert go(1, 0, 1) == 3
+    # 1x4 mesh, 1-cycle hops and packets, 2-packet buffers.
+    # X1..X4 (router 1 -> 3, created at 0, injected 0..3) hold E1 0-1 .. 3-4; arrive 3..6.
+    # A (0 -> 3, created 1): E0 1-2, head at router 1 at 2; the X's still queued there are
+    #   older: E1 4-5, E2 5-6, J3 6-7, arrived 7.
+    # B (0 -> 1, created 2): E0 2-3, head at router 1 at 3; its output J1 is idle, but A is
+    #   ahead of it in the west buffer until A's tail has left (5): J1 5-6, arrived 6 (alone: 4).
+    inj, arrival = _deliver([0, 0, 0, 0, 1, 2], [1, 1, 1, 1, 0, 0], [3, 3, 3, 3, 3, 1], 4)
+    np.testing.assert_array_equal(inj, [0, 1, 2, 3, 1, 2])
+    np.testing.assert_array_equal(arrival, [3, 4, 5, 6, 7, 6])
+    assert _deliver([2], [0], [1], 4)[1][0] == 4
+
+
+def test_oldest_present_packet_wins_and_links_never_idle():
+    # 1x3 mesh, 2-cycle packets. Y (router 0 -> 2, created 0): E0 0-2, head at router 1 at 1.
+    # Z (router 1 -> 2, created 1): at router 1 at 1 too; Y is older: E1 1-3, J2 2-4,
+    #   arrived 4; Z: E1 3-5, J2 4-6, arrived 6.
+    _, arrival = _deliver([0, 1], [0, 1], [2, 2], 3, flits=2)
+    np.testing.assert_array_equal(arrival, [4, 6])
+    # Z created at 0 is at router 1 before Y: it takes E1 0-2 although Y is first in queue
+    # order (Y, from router 0, sorts first): J2 1-3, arrived 3; Y: E1 2-4, J2 3-5, arrived 5
+    _, arrival = _deliver([0, 0], [0, 1], [2, 2], 3, flits=2)
+    np.testing.assert_array_equal(arrival, [5, 3])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -110,16 +132,15 @@ def test_three_hop_chain_under_back_pressure(mode):
 
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(rows=st.integers(1, 6), cols=st.integers(1, 6), data=st.data(),
-       hop_x=st.integers(0, 5), hop_y=st.integers(0, 5), flits=st.integers(1, 4),
+       hop_x=st.integers(1, 5), hop_y=st.integers(1, 5), flits=st.integers(1, 4),
        depth=st.integers(1, 4), inj=st.integers(0, 100))
 def test_zero_load_latency_is_the_closed_form(rows, cols, data, hop_x, hop_y, flits, depth,
                                               inj):
     s = data.draw(st.integers(0, rows * cols - 1))
     d = data.draw(st.integers(0, rows * cols - 1))
-    links = mesh.state(1, rows, cols, depth)[0]
     hops = abs(s % cols - d % cols) * hop_x + abs(s // cols - d // cols) * hop_y
-    assert mesh.traverse(inj, s, d, cols, hop_x, hop_y, flits, depth, links) == (
-        inj + hops + flits)
+    _, arrival = _deliver([inj], [s], [d], cols, depth, rows, hop_x, hop_y, flits)
+    assert arrival[0] == inj + hops + flits
     # one hop per channel, and the route ends at d's ejection
     route = mesh.route(s, d, cols, hop_x, hop_y)
     assert len(route) == abs(s % cols - d % cols) + abs(s // cols - d // cols) + 1
@@ -128,7 +149,7 @@ def test_zero_load_latency_is_the_closed_form(rows, cols, data, hop_x, hop_y, fl
 
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(rows=st.integers(1, 3), cols=st.integers(2, 4), data=st.data(),
-       hop_x=st.integers(0, 4), hop_y=st.integers(0, 4), flits=st.integers(1, 3))
+       hop_x=st.integers(1, 4), hop_y=st.integers(1, 4), flits=st.integers(1, 3))
 def test_zero_load_chip_packet_in_both_modes(rows, cols, data, hop_x, hop_y, flits):
     # one spike of l0 (one neuron per tile) on tile i, to out on the tile after l0's
     tiles = data.draw(st.integers(1, rows * cols - 1))
@@ -178,8 +199,8 @@ def _traffic(net: Network, T: int, rate: float, rng) -> dict[str, SpikeTrain]:
 
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(units=st.lists(st.integers(2, 8), min_size=2, max_size=3), rows=st.integers(1, 4),
-       cols=st.integers(2, 5), depth=st.integers(1, 3), hop_x=st.integers(0, 3),
-       hop_y=st.integers(0, 3), flits=st.integers(1, 3), queue=st.integers(1, 4),
+       cols=st.integers(2, 5), depth=st.integers(1, 3), hop_x=st.integers(1, 3),
+       hop_y=st.integers(1, 3), flits=st.integers(1, 3), queue=st.integers(1, 4),
        T=st.integers(1, 3), rate=st.sampled_from([0.3, 0.7, 1.0]), seed=st.integers(0, 999),
        schedule=st.sampled_from(["barrier", "pipelined"]), data=st.data())
 def test_fast_equals_reference_on_random_meshes_and_traffic(units, rows, cols, depth, hop_x,

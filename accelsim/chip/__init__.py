@@ -55,19 +55,21 @@ tile d:
 
 *Queue order* is (timestep, ready cycle, source tile, neuron, destination tile): the order spikes
 were emitted (oldest timestep first), ties broken by source tile, neuron, destination. Ports,
-admission, every mesh link and buffer, ejection and service follow it (static arbitration: a
-link waits for the next packet in that order even when a later one is already at its input, and
-in the ``pipelined`` schedule it carries timestep t's packets before t+1's). So a packet never
-waits for one later in the order, every quantity above is a max-plus recurrence over packets
-ordered by that key, the mesh cannot deadlock, and the model is deterministic.
+admission at a destination and its service follow it. The mesh arbitrates by it among the
+packets present: a link goes to the oldest packet waiting at its input, never idles while one
+waits, and never waits for an older one still upstream (work-conserving). Its one exception is
+the *phase* (one sending layer's packets of one timestep): a link carries every packet of
+earlier phases, in (timestep, sending layer in network order), before any of a later phase, so
+in the ``pipelined`` schedule timestep t's packets pass before t+1's. The mesh cannot deadlock
+(XY routes, reserved ejection slots) and the model is deterministic: within a cycle no decision
+depends on another (every hop takes at least a cycle).
 
 Schedules: ``barrier`` starts timestep t+1 on every tile ``barrier_cycles`` after the last tile
 finished timestep t; ``pipelined`` has no global barrier (a tile moves on when its own phases
 and inputs allow).
 
-Not modelled: work-conserving or adaptive mesh arbitration (links follow the static queue order
-above; a router never lets a later packet overtake an earlier one that has not yet reached it),
-virtual channels, credit return latency (a credit is back upstream the cycle its slot frees),
+Not modelled: adaptive routing, arbitration across phases (above), virtual channels, credit
+return latency (a credit is back upstream the cycle its slot frees),
 dynamic DRAM arbitration (time division instead), loading the analog image into the first
 layer's tiles, and overlap of a tile's fire phase with its integration of the next timestep.
 
@@ -82,13 +84,13 @@ what a SimPy event is:
   being ready to accept timestep t, and the barrier are events; the DRAM channel is a
   ``simpy.Resource``. The work of a phase (the fire-ready cycles, and every packet's admission,
   every hop, arrival, start and finish with the per-tile counters) is computed by numba kernels
-  over the phase's packets; the phases that send are timed one after another in queue order
-  (timestep, then sending layer in network order), as they share the mesh.
+  over the phase's packets, the mesh as a cycle-ordered event simulation of the phase; the phases
+  that send are timed one after another (timestep, then sending layer in network order).
 - ``reference`` (:mod:`accelsim.chip.reference`): events are *spike packets*. Each tile has a
   unit process, an output-port process and an admission process; every mesh channel a process
-  that hands it to its packets in queue order; an input queue and every router buffer is a
-  ``simpy.Store`` of its capacity (its credits), and every packet is a process that waits for
-  its port, its credits, each hop and its service as events.
+  that grants it, at the end of a cycle, to the oldest packet waiting for it; an input queue and
+  every router buffer is a ``simpy.Store`` of its capacity (its credits), and every packet is a
+  process that waits for its port, its credits, each hop and its service as events.
 
 Both fill the same :class:`Timeline`; the tests demand exact equality.
 

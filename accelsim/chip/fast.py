@@ -26,7 +26,7 @@ acquires its spilling tiles' slots before its first MAC and holds them to its la
 time division a slot is owned, never contended; the service cycles of :mod:`accelsim.chip.plan`
 charge its bandwidth share). Output ports are private to a tile and serialised inside the
 kernel; the mesh's channels and buffers (:mod:`accelsim.chip.mesh`) are per-image state that
-the kernels update packet by packet.
+each phase's kernel carries forward.
 
 Inside a phase, numpy and :func:`transfer_kernel` compute every tile's and every packet's exact
 cycles from the phase's inputs (arrival schedule in, per-packet admission, arrival, start and
@@ -58,67 +58,205 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                     dram_in, record, events):
     """Push one layer's spikes of one timestep through the NoC into the destination tiles.
 
-    Per-tile state (``port_free`` … ``head``) and the mesh's channel state (``links``, see
-    :func:`accelsim.chip.mesh.traverse`) are updated in place; every
-    packet earlier in queue order (earlier timesteps, earlier layers of this timestep) must
-    already have been pushed. Per-tile counters of this
-    timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source tile, integration
-    on the destination. With ``record``, ``events`` (packets, 6) receives per packet (neuron,
-    destination column, admission, arrival, start, finish). Returns the packets sent.
+    Per-tile state (``port_free`` … ``head``) and the mesh's link state (``links``, see
+    :mod:`accelsim.chip.mesh`) are updated in place; every packet of earlier phases (earlier
+    timesteps, earlier layers of this timestep) must already have been pushed. Per-tile
+    counters of this timestep (``stall`` … ``dram_in``) are accumulated, traffic on the source
+    tile, integration on the destination. With ``record``, ``events`` (packets, 6) receives per
+    packet (neuron, destination column, admission, arrival, start, finish). Returns the packets
+    sent.
 
-    The packet loop carries only the timing recurrences; the counters, which depend only on
-    which (neuron class, source tile) sent, are summed from a histogram afterwards.
+    The phase is a discrete-event simulation: a packet's admission is known once the packets it
+    waits for are (the one before it at its port and at its destination, the one whose start
+    frees its destination queue slot, the one whose departure frees its injection slot: all
+    earlier in queue order), and the mesh (:func:`accelsim.chip.mesh.advance`) reports the
+    departures and arrivals, in cycle order, from which destinations serve their packets in
+    queue order. The counters, which depend only on which (neuron class, source tile) sent,
+    are summed from a histogram afterwards.
     """
-    m = 0
-    width = dest_tiles.shape[0]
+    F = packet_cycles
     mask = ring.shape[1] - 1  # the ring holds the starts of d's last packets, a power of two
-    sent = np.zeros((synops.shape[0], src_tiles.shape[0]), dtype=np.int64)
+    n_src, width = src_tiles.shape[0], dest_tiles.shape[0]
+    # the phase's packets in queue order: spike i, then its destination columns in order
+    P = 0
     for i in range(order_n.shape[0]):
-        n = order_n[i]
-        sl = order_src[i]
-        c = neuron_class[n]
-        sent[c, sl] += 1
-        s = src_tiles[sl]
-        r = ready[i]
-        port = port_free[s]
-        for q in range(reach_start[c], reach_start[c + 1]):  # the columns the spike reaches
-            j = reach_cols[q]
-            d = dest_tiles[j]
-            free_at = max(r, port)
-            inj = max(free_at, max(last_admit[d], open_[d]))
-            inj = max(inj, mesh.injection_credit(router[s], links, buffer_depth))
-            k = ring_n[d]
-            h = head[d]  # packets of d's queue known to have started by its last admission
-            if k >= depth:
-                inj = max(inj, ring[d, (k - depth) & mask])  # credit: packet k - depth started
-                h = max(h, k - depth + 1)
-            # starts are non-decreasing in queue order and admissions at d too, so the
-            # started packets are a prefix that only grows
-            while h < k and ring[d, h & mask] <= inj:
-                h += 1
-            head[d] = h
-            occupancy = k - h + 1
-            if occupancy > queue_peak[d]:
-                queue_peak[d] = occupancy
-            stall[s] += inj - free_at
-            port = inj + packet_cycles
-            last_admit[d] = inj
-            arrival = mesh.traverse(inj, router[s], router[d], mesh_cols, hop_x, hop_y,
-                                    packet_cycles, buffer_depth, links)
-            start = max(arrival, finish[d])
-            ring[d, k & mask] = start
-            ring_n[d] = k + 1
-            fin = start + service[c, j]
-            finish[d] = fin
-            if record:
-                events[m, 0] = n
-                events[m, 1] = j
-                events[m, 2] = inj
-                events[m, 3] = arrival
-                events[m, 4] = start
-                events[m, 5] = fin
+        c = neuron_class[order_n[i]]
+        P += reach_start[c + 1] - reach_start[c]
+    spike = np.empty(P, dtype=np.int64)
+    col = np.empty(P, dtype=np.int64)
+    m = 0
+    for i in range(order_n.shape[0]):
+        c = neuron_class[order_n[i]]
+        for q in range(reach_start[c], reach_start[c + 1]):
+            spike[m] = i
+            col[m] = reach_cols[q]
             m += 1
-        port_free[s] = port
+    # what each packet waits for: lower bound of its admission, and how many earlier packets
+    # of this phase it still waits for; each of those names it as its waiter
+    bound = np.empty(P, dtype=np.int64)
+    free_at = np.empty(P, dtype=np.int64)  # ready and port free: stalls are counted from it
+    waits = np.zeros(P, dtype=np.int64)
+    next_src = np.full(P, -1, dtype=np.int64)  # the next packet at the same port
+    next_dest = np.full(P, -1, dtype=np.int64)  # the next packet to the same destination
+    frees_slot = np.full(P, -1, dtype=np.int64)  # the packet its start frees a queue slot for
+    frees_inj = np.full(P, -1, dtype=np.int64)  # ... frees an injection slot for
+    src_rank = np.zeros(n_src, dtype=np.int64)
+    dest_rank = np.zeros(width, dtype=np.int64)
+    last_src = np.full(n_src, -1, dtype=np.int64)
+    last_dest = np.full(width, -1, dtype=np.int64)
+    first_dest = np.full(width, -1, dtype=np.int64)
+    by_src = np.empty(P, dtype=np.int64)  # packets grouped by port, in order (for the slots)
+    by_dest = np.empty(P, dtype=np.int64)
+    src_at = np.zeros(n_src + 1, dtype=np.int64)
+    dest_at = np.zeros(width + 1, dtype=np.int64)
+    for m in range(P):
+        src_at[order_src[spike[m]] + 1] += 1
+        dest_at[col[m] + 1] += 1
+    for k in range(n_src):
+        src_at[k + 1] += src_at[k]
+    for k in range(width):
+        dest_at[k + 1] += dest_at[k]
+    for m in range(P):
+        sl, j = order_src[spike[m]], col[m]
+        s, d = src_tiles[sl], dest_tiles[j]
+        r = ready[spike[m]]
+        lo = max(r, open_[d])
+        rs, rd = src_rank[sl], dest_rank[j]
+        by_src[src_at[sl] + rs] = m
+        by_dest[dest_at[j] + rd] = m
+        src_rank[sl] = rs + 1
+        dest_rank[j] = rd + 1
+        if last_src[sl] == -1:
+            free_at[m] = max(r, port_free[s])
+            lo = max(lo, free_at[m])
+        else:
+            next_src[last_src[sl]] = m
+            waits[m] += 1
+        last_src[sl] = m
+        if last_dest[j] == -1:
+            lo = max(lo, last_admit[d])
+            first_dest[j] = m
+        else:
+            next_dest[last_dest[j]] = m
+            waits[m] += 1
+        last_dest[j] = m
+        # the destination's queue slot: packet k - depth has started
+        e = ring_n[d] + rd - depth
+        if e >= ring_n[d]:
+            frees_slot[by_dest[dest_at[j] + rd - depth]] = m
+            waits[m] += 1
+        elif e >= 0:
+            lo = max(lo, ring[d, e & mask])
+        # the injection buffer's slot: packet place - buffer_depth has left it
+        place = links[router[s] * mesh.PORTS + mesh.INJECT, mesh.COUNT] + rs
+        slot = mesh.injection_slot(links, router[s], place, buffer_depth)
+        if slot == -1:
+            frees_inj[by_src[src_at[sl] + rs - buffer_depth]] = m
+            waits[m] += 1
+        else:
+            lo = max(lo, slot)
+        bound[m] = lo
+    # the event simulation
+    pk = mesh.packets(P)
+    heap = mesh.new_heap()
+    inj = np.full(P, -1, dtype=np.int64)
+    arrival = np.full(P, -1, dtype=np.int64)
+    start = np.full(P, -1, dtype=np.int64)
+    serve = first_dest.copy()  # per destination, the next packet it serves
+    ready_stack = np.empty(P, dtype=np.int64)  # packets whose admission is known
+    top = 0
+    for m in range(P):
+        if waits[m] == 0:
+            ready_stack[top] = m
+            top += 1
+    while True:
+        while top > 0:  # admit every packet that waits for nothing more
+            top -= 1
+            m = ready_stack[top]
+            x = bound[m]
+            inj[m] = x
+            mesh.inject(links, heap, pk, m, router[src_tiles[order_src[spike[m]]]],
+                        router[dest_tiles[col[m]]], x, mesh_cols, hop_x, hop_y)
+            w = next_src[m]  # the port is free for the next packet one packet time later
+            if w != -1:
+                free_at[w] = max(ready[spike[w]], x + F)
+                bound[w] = max(bound[w], free_at[w])
+                waits[w] -= 1
+                if waits[w] == 0:
+                    ready_stack[top] = w
+                    top += 1
+            w = next_dest[m]  # the destination admits the next packet after this one
+            if w != -1:
+                bound[w] = max(bound[w], x)
+                waits[w] -= 1
+                if waits[w] == 0:
+                    ready_stack[top] = w
+                    top += 1
+        i, what, now = mesh.advance(links, heap, pk, F, buffer_depth, mesh_cols, hop_x, hop_y)
+        if i == -1:
+            break
+        if what & mesh.LEFT_INJECTION:
+            w = frees_inj[i]
+            if w != -1:
+                bound[w] = max(bound[w], now + F)
+                waits[w] -= 1
+                if waits[w] == 0:
+                    ready_stack[top] = w
+                    top += 1
+        if what & mesh.EJECTED:
+            arrival[i] = now + F
+            j = col[i]
+            d = dest_tiles[j]
+            k = serve[j]
+            while k != -1 and arrival[k] != -1:  # serve in queue order what has arrived
+                st = max(arrival[k], finish[d])
+                start[k] = st
+                finish[d] = st + service[neuron_class[order_n[spike[k]]], j]
+                w = frees_slot[k]
+                if w != -1:
+                    bound[w] = max(bound[w], st)
+                    waits[w] -= 1
+                    if waits[w] == 0:
+                        ready_stack[top] = w
+                        top += 1
+                k = next_dest[k]
+            serve[j] = k
+    for m in range(P):
+        if start[m] == -1:
+            raise RuntimeError("packets never arrived (deadlock)")
+    # per destination in queue order: occupancy at admission, the ring of starts; per port
+    # the stalls
+    for m in range(P):
+        sl, j = order_src[spike[m]], col[m]
+        s, d = src_tiles[sl], dest_tiles[j]
+        x = inj[m]
+        stall[s] += x - free_at[m]
+        port_free[s] = x + F
+        k = ring_n[d]
+        h = head[d]  # packets of d's queue known to have started by its last admission
+        if k >= depth:
+            h = max(h, k - depth + 1)  # credit: packet k - depth started
+        # starts are non-decreasing in queue order and admissions at d too, so the started
+        # packets are a prefix that only grows
+        while h < k and ring[d, h & mask] <= x:
+            h += 1
+        head[d] = h
+        occupancy = k - h + 1
+        if occupancy > queue_peak[d]:
+            queue_peak[d] = occupancy
+        last_admit[d] = x
+        ring[d, k & mask] = start[m]
+        ring_n[d] = k + 1
+        if record:
+            events[m, 0] = order_n[spike[m]]
+            events[m, 1] = j
+            events[m, 2] = x
+            events[m, 3] = arrival[m]
+            events[m, 4] = start[m]
+            events[m, 5] = start[m] + service[neuron_class[order_n[spike[m]]], j]
+    sent = np.zeros((synops.shape[0], n_src), dtype=np.int64)
+    for i in range(order_n.shape[0]):
+        sent[neuron_class[order_n[i]], order_src[i]] += 1
     for c in range(sent.shape[0]):
         for sl in range(sent.shape[1]):
             count = sent[c, sl]
@@ -138,7 +276,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                 sram_in[d] += count * sram_bits[c, j]
                 dram_in[d] += count * dram_bits[c, j]
                 busy[d] += count * service[c, j]
-    return m
+    return P
 
 
 @njit(cache=True)

@@ -1,5 +1,6 @@
 """The mesh network: XY routes over directed channels, each a serialised link into a finite
-router input buffer with credit-based back-pressure (virtual cut-through).
+router input buffer with credit-based back-pressure (virtual cut-through), arbitrated oldest
+first among the packets present.
 
 Every router ``r`` (the router of tile ``r``) owns :data:`PORTS` directed *channels*, numbered
 ``r * PORTS + port``: the injection channel from its tile (the tile's output port), its four
@@ -8,24 +9,32 @@ packet at a time for ``packet_cycles``; every channel but the ejection one ends 
 buffer of ``noc.router_buffer_packets`` whole packets at the next router (the ejection channel
 ends in the tile's input queue, whose slot the packet reserved when it was admitted).
 
-A packet's head crosses channel ``c`` at ``x = max(head at the upstream router, c free, the
-packet ahead in the upstream buffer gone, a free slot in c's buffer)``: ``c`` is free
-``packet_cycles`` after the previous packet on it started, a packet leaves a buffer when its
-tail has crossed the next channel (``x + packet_cycles``, which is also when the slot's credit
-is back upstream: credits return at once), and the head reaches the next router ``hop latency``
-cycles after ``x`` (x or y). Cut-through: the tail follows ``packet_cycles`` behind the head and
-is counted once, at the ejection, so a packet alone arrives ``sum of hop latencies +
-packet_cycles`` after its injection (the closed form of :mod:`accelsim.chip`).
+A packet is a *candidate* for the next channel of its route from the cycle its head is at the
+router and the packet ahead of it in its buffer has gone (its tail crossed the next channel).
+A channel is *granted* at cycle ``x`` when it is free (``packet_cycles`` after its previous
+grant), the buffer it feeds has a slot (a credit: the packet ``depth`` places ahead in that
+buffer has gone), and some candidate is present; it goes to the oldest candidate present, the
+first in the model's *queue order* (timestep, ready cycle, source tile, neuron, destination
+tile). So links are work-conserving within a phase (a link never idles while a packet waits at
+its input), and an older packet that has not yet reached a router never holds it up. The head
+reaches the next router ``hop latency`` cycles after ``x`` (x or y); the tail follows
+``packet_cycles`` behind and leaves the buffer it came from at ``x + packet_cycles``, when the
+slot's credit is back upstream at once. Cut-through: the tail is counted once, at the ejection,
+so a packet alone arrives ``sum of hop latencies + packet_cycles`` after its injection (the
+closed form of :mod:`accelsim.chip`).
 
-Arbitration is static: every channel and every buffer passes packets in the model's global
-*queue order* (timestep, ready cycle, source tile, neuron, destination tile), and a channel waits
-for the next packet in that order even when a later one is already at its input. So a packet
-never waits for one later in the order, every time is a max-plus recurrence over packets taken
-in that order (:func:`traverse` applies it to one packet, given every earlier packet's), and
-the network cannot deadlock.
+Phases (one layer's packets of one timestep) share the mesh in queue order: a channel carries
+every packet of earlier phases before any of a later one. Within a phase the mesh is a
+discrete-event simulation whose only events are channel checks (:func:`advance`), ordered by
+cycle. Hops take at least a cycle and grants change nothing before the next cycle, so the checks
+of one cycle commute: no result depends on the order in which simultaneous events are handled.
+XY routes have no cyclic channel dependency and every ejection has a reserved slot, so the mesh
+cannot deadlock.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 from numba import njit
@@ -40,8 +49,7 @@ def channels(rows: int, cols: int) -> int:
 
 
 def ring_size(depth: int) -> int:
-    """Slots of a buffer's ring of tail-departure times: a power of two of at least ``depth``
-    (the index is then a mask)."""
+    """Slots of a buffer's rings: a power of two of at least ``depth`` (the index is a mask)."""
     return 1 << (depth - 1).bit_length()
 
 
@@ -72,80 +80,229 @@ def route(src: int, dest: int, cols: int, hop_x: int, hop_y: int) -> list[tuple[
             return out
 
 
-FREE, COUNT, RING = 0, 1, 2
-"""Columns of a channel's row of link state: when the channel is next free, how many packets
-have entered its buffer, then the ring of its buffer's recent tail-departure times. One row per
-channel, so that a hop reads and writes one place in memory."""
+FREE, COUNT, OUT, PENDING, CANDIDATES, RING = range(6)
+"""Columns of a channel's row of link state: when the channel is next free; how many packets
+have entered its buffer and how many of those have been granted their next channel (their
+departure is known); the cycle of its pending check (-1: none) and the first of its candidates
+(-1: none), both empty between phases; then two rings of the buffer's recent packets: when
+each leaves, and (within a phase) which packet it is. One row per channel, so that a hop reads
+and writes one place in memory."""
 
+# columns of a packet's row of state while its phase runs
+P_DEST, P_ROUTER, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
+    P_LINK = range(10)
+PACKET_COLUMNS = 10
 
-@njit(cache=True)
-def injection_credit(s, links, depth):
-    """The earliest cycle tile ``s``'s next packet may enter its router's injection buffer
-    (packet k - depth has left it)."""
-    c = s * PORTS + INJECT
-    k = links[c, COUNT]
-    if k < depth:
-        return 0
-    return links[c, RING + ((k - depth) & (links.shape[1] - RING - 1))]
-
-
-@njit(cache=True)
-def _hop(head, c, held, k_held, F, depth, links, mask, eject):
-    """The head crosses channel ``c`` out of buffer ``held`` (where it is packet ``k_held``):
-    returns the cycle it starts; updates the channel, the buffer it leaves and, unless ``c``
-    is an ejection channel, the count of the buffer it enters. (A ring slot not yet written
-    holds 0, and no time is negative, so the first packets need no branch: the FIFO and
-    credit terms are then 0.)"""
-    # FIFO: the packet ahead in the buffer has gone
-    x = max(max(head, links[c, FREE]), links[held, RING + ((k_held - 1) & mask)])
-    if not eject:
-        k = links[c, COUNT]
-        # credit: packet k - depth has left c's buffer (slot k - depth + ring >= k when
-        # k < depth: not yet written)
-        x = max(x, links[c, RING + ((k - depth) & mask)])
-        links[c, COUNT] = k + 1
-    links[c, FREE] = x + F
-    links[held, RING + (k_held & mask)] = x + F
-    return x
-
-
-@njit(cache=True)
-def traverse(inj, s, d, cols, hop_x, hop_y, packet_cycles, depth, links):
-    """Move one packet, injected by tile ``s`` at ``inj`` (its credit in the injection buffer
-    taken, see :func:`injection_credit`), to tile ``d``; every packet earlier in queue order
-    has been moved. ``links`` (channels, RING + ring_size) holds per channel when it is next
-    free, how many packets entered its buffer and when the buffer's recent packets left it
-    (tail gone); it is updated. Returns when the packet has fully crossed the ejection
-    channel. (The route of :func:`next_channel`, walked without a division per hop.)"""
-    mask = links.shape[1] - RING - 1
-    F = packet_cycles
-    held = s * PORTS + INJECT  # the buffer the packet is in
-    k_held = links[held, COUNT]
-    links[held, COUNT] = k_held + 1
-    head = inj
-    r = s
-    sc, dc = s % cols, d % cols
-    step, port = (1, EAST) if dc > sc else (-1, WEST)
-    for _ in range(abs(dc - sc)):
-        c = r * PORTS + port
-        k = links[c, COUNT]
-        x = _hop(head, c, held, k_held, F, depth, links, mask, False)
-        held, k_held = c, k
-        head = x + hop_x
-        r += step
-    step, port = (cols, SOUTH) if d > r else (-cols, NORTH)
-    for _ in range(abs(d - r) // cols):
-        c = r * PORTS + port
-        k = links[c, COUNT]
-        x = _hop(head, c, held, k_held, F, depth, links, mask, False)
-        held, k_held = c, k
-        head = x + hop_y
-        r += step
-    x = _hop(head, d * PORTS + EJECT, held, k_held, F, depth, links, mask, True)
-    return x + F
+LEFT_INJECTION, EJECTED = 1, 2
+"""What :func:`advance` reports of a grant: the packet left its injection buffer (its slot's
+credit is back), it crossed its ejection channel (it has arrived)."""
 
 
 def state(images: int, rows: int, cols: int, depth: int) -> np.ndarray:
-    """Zeroed link state (images, channels, RING + ring_size) for ``images`` copies of the
-    mesh."""
-    return np.zeros((images, channels(rows, cols), RING + ring_size(depth)), dtype=np.int64)
+    """Empty link state (images, channels, RING + 2 ring_size) for ``images`` copies of the
+    mesh: every channel free at 0, every buffer empty."""
+    links = np.zeros((images, channels(rows, cols), RING + 2 * ring_size(depth)),
+                     dtype=np.int64)
+    links[:, :, PENDING] = -1
+    links[:, :, CANDIDATES] = -1
+    return links
+
+
+@njit(cache=True)
+def packets(count):
+    """State rows for ``count`` packets of a phase (filled by :func:`inject`)."""
+    return np.empty((count, PACKET_COLUMNS), dtype=np.int64)
+
+
+@njit(cache=True)
+def new_heap():
+    """An empty event heap of (cycle, channel) checks."""
+    heap = [(np.int64(0), np.int64(0))]
+    heap.pop()
+    return heap
+
+
+@njit(cache=True)
+def _schedule(links, heap, c, t):
+    """Check channel ``c`` at cycle ``t`` unless a check at or before ``t`` is pending (that
+    one reschedules as needed)."""
+    pending = links[c, PENDING]
+    if pending != -1 and pending <= t:
+        return
+    links[c, PENDING] = t
+    heapq.heappush(heap, (t, c))
+
+
+@njit(cache=True)
+def _candidate(links, heap, pk, i, eligible):
+    """Packet ``i`` waits for its next channel from cycle ``eligible``."""
+    c = pk[i, P_NEXT]
+    pk[i, P_ELIGIBLE] = eligible
+    pk[i, P_LINK] = links[c, CANDIDATES]
+    links[c, CANDIDATES] = i
+    _schedule(links, heap, c, eligible)
+
+
+@njit(cache=True)
+def _enter(links, heap, pk, i, b, router, head, cols, hop_x, hop_y):
+    """Packet ``i`` takes the next place in buffer ``b`` at ``router``, its head there at
+    ``head``; it is a candidate once the packet ahead has gone."""
+    mask = (links.shape[1] - RING) // 2 - 1
+    k = links[b, COUNT]
+    links[b, COUNT] = k + 1
+    links[b, RING + mask + 1 + (k & mask)] = i
+    c, nxt, lat = next_channel(router, pk[i, P_DEST], cols, hop_x, hop_y)
+    pk[i, P_ROUTER] = router
+    pk[i, P_HELD] = b
+    pk[i, P_INDEX] = k
+    pk[i, P_HEAD] = head
+    pk[i, P_NEXT] = c
+    pk[i, P_ROUTER_NEXT] = nxt
+    pk[i, P_LATENCY] = lat
+    if k - 1 < links[b, OUT]:  # the packet ahead has a departure (a ring slot never written
+        # holds 0, so the first packet needs no branch)
+        _candidate(links, heap, pk, i, max(head, links[b, RING + ((k - 1) & mask)]))
+    # else: the packet ahead's grant makes this one a candidate
+
+
+@njit(cache=True)
+def inject(links, heap, pk, i, src, dest, cycle, cols, hop_x, hop_y):
+    """Packet ``i`` (its row of ``pk``) enters router ``src``'s injection buffer at ``cycle``,
+    bound for router ``dest``. The buffer's credit is the caller's (:func:`injection_slot`)."""
+    pk[i, P_DEST] = dest
+    _enter(links, heap, pk, i, src * PORTS + INJECT, src, cycle, cols, hop_x, hop_y)
+
+
+@njit(cache=True)
+def injection_slot(links, src, place, depth):
+    """When router ``src``'s injection buffer has a slot for its packet number ``place``
+    (counted over the whole run): -1 when it waits for a packet not yet granted, else the
+    cycle (0 when the buffer never held ``depth`` packets)."""
+    b = src * PORTS + INJECT
+    e = place - depth
+    if e < 0:
+        return 0
+    if e >= links[b, OUT]:
+        return -1
+    mask = (links.shape[1] - RING) // 2 - 1
+    return links[b, RING + (e & mask)]
+
+
+@njit(cache=True)
+def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
+    """Run the phase's channel checks in cycle order up to the next grant the caller must
+    know of: returns (packet, what of :data:`LEFT_INJECTION` | :data:`EJECTED`, cycle of the
+    grant), or (-1, 0, -1) when no check is left."""
+    F = packet_cycles
+    mask = (links.shape[1] - RING) // 2 - 1
+    while heap:
+        now, c = heapq.heappop(heap)
+        if links[c, PENDING] != now:
+            continue  # superseded by an earlier check
+        links[c, PENDING] = -1
+        first = links[c, CANDIDATES]
+        if first == -1:
+            continue
+        if links[c, FREE] > now:
+            _schedule(links, heap, c, links[c, FREE])
+            continue
+        eject = c % PORTS == EJECT
+        if not eject:
+            e = links[c, COUNT] - depth
+            if e >= 0:
+                if e >= links[c, OUT]:
+                    continue  # that packet's grant checks c again
+                gone = links[c, RING + (e & mask)]
+                if gone > now:
+                    _schedule(links, heap, c, gone)
+                    continue
+        # the oldest candidate present
+        best, best_prev, prev, soonest = -1, -1, -1, -1
+        i = first
+        while i != -1:
+            e = pk[i, P_ELIGIBLE]
+            if e <= now:
+                if best == -1 or i < best:
+                    best, best_prev = i, prev
+            elif soonest == -1 or e < soonest:
+                soonest = e
+            prev, i = i, pk[i, P_LINK]
+        if best == -1:
+            _schedule(links, heap, c, soonest)
+            continue
+        if best_prev == -1:
+            links[c, CANDIDATES] = pk[best, P_LINK]
+        else:
+            pk[best_prev, P_LINK] = pk[best, P_LINK]
+        # grant: the channel is busy, the tail leaves the buffer it was in
+        i = best
+        links[c, FREE] = now + F
+        if links[c, CANDIDATES] != -1:
+            _schedule(links, heap, c, now + F)
+        held, k = pk[i, P_HELD], pk[i, P_INDEX]
+        gone = now + F
+        links[held, RING + (k & mask)] = gone
+        links[held, OUT] = k + 1
+        if links[held, CANDIDATES] != -1:  # the channel into that buffer has its credit
+            _schedule(links, heap, held, gone)
+        if k + 1 < links[held, COUNT]:  # the packet behind is at the buffer's head then
+            j = links[held, RING + mask + 1 + ((k + 1) & mask)]
+            _candidate(links, heap, pk, j, max(pk[j, P_HEAD], gone))
+        what = LEFT_INJECTION if held % PORTS == INJECT else 0
+        if eject:
+            return i, what | EJECTED, now
+        _enter(links, heap, pk, i, c, pk[i, P_ROUTER_NEXT], now + pk[i, P_LATENCY], cols,
+               hop_x, hop_y)
+        if what:
+            return i, what, now
+    return -1, 0, -1
+
+
+@njit(cache=True)
+def deliver(ready, src, dest, cols, hop_x, hop_y, packet_cycles, depth, links):
+    """The mesh alone (synthetic traffic, tests): packets in queue order, created at ``ready``
+    at router ``src`` for router ``dest``; each router's port injects its packets in order, one
+    per ``packet_cycles``, when its injection buffer has a slot, and every ejection is
+    accepted. Returns each packet's injection and arrival cycles; ``links`` is updated."""
+    P = ready.shape[0]
+    F = packet_cycles
+    nodes = links.shape[0] // PORTS
+    port_free = np.zeros(nodes, dtype=np.int64)
+    last = np.full(nodes, -1, dtype=np.int64)
+    nxt = np.full(P, -1, dtype=np.int64)  # the next packet at the same port
+    place = np.zeros(P, dtype=np.int64)  # its place in the port's injection buffer
+    count = np.zeros(nodes, dtype=np.int64)
+    for i in range(P):
+        s = src[i]
+        place[i] = links[s * PORTS + INJECT, COUNT] + count[s]
+        count[s] += 1
+        if last[s] != -1:
+            nxt[last[s]] = i
+        last[s] = i
+    head = np.full(nodes, -1, dtype=np.int64)  # per port, the packet it injects next
+    for i in range(P - 1, -1, -1):
+        head[src[i]] = i
+    pk = packets(P)
+    heap = new_heap()
+    inj = np.full(P, -1, dtype=np.int64)
+    arrival = np.full(P, -1, dtype=np.int64)
+    ports = np.arange(nodes)  # the ports that may inject
+    while True:
+        for s in ports:
+            while head[s] != -1:  # inject until a packet waits for its injection slot
+                i = head[s]
+                slot = injection_slot(links, s, place[i], depth)
+                if slot == -1:
+                    break
+                x = max(ready[i], port_free[s], slot)
+                inj[i] = x
+                port_free[s] = x + F
+                inject(links, heap, pk, i, s, dest[i], x, cols, hop_x, hop_y)
+                head[s] = nxt[i]
+        i, what, now = advance(links, heap, pk, F, depth, cols, hop_x, hop_y)
+        if i == -1:
+            break
+        if what & EJECTED:
+            arrival[i] = now + F
+        ports = np.array([src[i]]) if what & LEFT_INJECTION else ports[:0]
+    return inj, arrival

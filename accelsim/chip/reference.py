@@ -5,23 +5,26 @@ Units own their machinery: each tile has an input queue (``simpy.Store(capacity=
 output port fed by a ``simpy.Store`` of ready packets, and processes for its
 accumulate/neuron-update unit, its port and its admissions; the unit's process steps through the
 :class:`~accelsim.chip.timeline.Phase` of every timestep as the fast mode's groups do, and
-records when each ended. Every mesh channel (:mod:`accelsim.chip.mesh`) is a process that gives
-the channel to its packets one at a time in queue order (it knows from the spike trains how many
-cross it in each timestep), and every router buffer a ``Store`` of its capacity. A packet takes
+records when each ended. Every mesh channel (:mod:`accelsim.chip.mesh`) is a process that grants
+the channel phase after phase (it knows from the spike trains how many packets of each phase
+cross it), each time to the oldest candidate present, and every router buffer a ``Store`` of its
+capacity. A packet takes
 a slot of its router's injection buffer at the head of its source's port and is admitted when it
 is its turn in its destination's queue order and the destination's ``Store`` accepts it
-(credit); it then travels as its own process: at each hop it waits for its turn on the channel,
-for the packet ahead of it in its buffer to have left, and for a slot in the next buffer; its
-tail frees the channel and its old slot ``packet_cycles`` later. It is served by the
+(credit); it then travels as its own process: at each hop, once the packet ahead of it in its
+buffer has left, it is a candidate for the channel, whose process grants it when the channel is
+free and the next buffer has a slot; its tail frees the channel and its old slot
+``packet_cycles`` later. It is served by the
 destination's unit, which takes it from the tile's ``Store``.
 
-Queue order needs every spike that became ready in a cycle before it can be decided: spikes
-register when they become ready, and a sequencer runs once every other event of that cycle was
-processed (an event that re-queues itself behind the cycle's remaining events, SimPy's public
-``succeed`` and ``peek``); it sorts them by (source tile, neuron, destination) and appends them
-to each destination's and each channel's list. Nothing else depends on the order in which
-SimPy processes simultaneous events, so the simulation computes exactly the recurrences of the
-fast mode.
+Queue order needs every spike that became ready in a cycle before it can be decided, and a
+grant every candidate that arrived in the cycle: spikes register when they become ready and
+channels ask for a decision, and a hook runs once every other event of that cycle was processed
+(an event that re-queues itself behind the cycle's remaining events, SimPy's public ``succeed``
+and ``peek``). It first sorts the cycle's spikes by (source tile, neuron, destination) into each
+destination's list, lets their consequences settle, then releases the channels' decisions.
+Nothing else depends on the order in which SimPy processes simultaneous events, so the
+simulation computes exactly what the fast mode does.
 """
 
 from __future__ import annotations
@@ -30,20 +33,22 @@ import numpy as np
 import simpy
 
 from accelsim.chip import mesh
+from accelsim.chip.fast import check_sender_chain
 from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
 class _Packet:
-    __slots__ = ("t", "src", "src_local", "neuron", "col", "dest", "ready", "service",
+    __slots__ = ("t", "phase", "src", "src_local", "neuron", "col", "dest", "ready", "service",
                  "route", "turn", "released", "left", "ahead", "at_port", "admitted", "arrived",
                  "inject", "start", "finish", "arrival")
 
-    def __init__(self, env, t, src, src_local, neuron, col, dest, ready, service, route):
-        self.t, self.src, self.src_local, self.neuron = t, src, src_local, neuron
+    def __init__(self, env, t, phase, src, src_local, neuron, col, dest, ready, service, route):
+        self.t, self.phase, self.src, self.src_local = t, phase, src, src_local
+        self.neuron = neuron
         self.col, self.dest, self.ready, self.service = col, dest, ready, service
         self.route = route  # (channel, head latency) of every hop after injection
-        self.turn = {c: env.event() for c, _ in route}  # its turn on each channel
+        self.turn = {c: env.event() for c, _ in route}  # granted each channel
         self.released = {c: env.event() for c, _ in route}  # its tail crossed the channel
         self.left = {c: env.event() for c, _ in route}  # its tail left the channel's buffer
         self.left[src * mesh.PORTS + mesh.INJECT] = env.event()
@@ -71,9 +76,14 @@ class _Chip:
         self.lists = [[[] for _ in range(timesteps)] for _ in range(n)]
         self.grew = [env.event() for _ in range(n)]
         # the mesh: per channel, its router buffer (a Store of credits), the last packet that
-        # entered that buffer, its packets of every timestep in queue order as they become
-        # ready, and how many there will be (from the spike trains)
+        # entered that buffer, the candidates waiting for it, and how many packets of each
+        # phase (timestep, sending layer) will cross it (from the spike trains)
         self.routes = {}
+        try:
+            check_sender_chain(plan)
+            self.layer_phases = True
+        except ValueError:  # parallel senders interleave: a phase is a whole timestep
+            self.layer_phases = False
         self.count = self._channel_counts()
         self.buffer = {c: simpy.Store(env, capacity=hw.noc.router_buffer_packets)
                        for c in self.count}
@@ -81,10 +91,11 @@ class _Chip:
             self.buffer.setdefault(g * mesh.PORTS + mesh.INJECT, simpy.Store(
                 env, capacity=hw.noc.router_buffer_packets))
         self.last_in: dict[int, _Packet | None] = dict.fromkeys(self.buffer)
-        self.chan_lists = {c: [[] for _ in range(timesteps)] for c in self.count}
-        self.chan_grew = {c: env.event() for c in self.count}
+        self.candidates: dict[int, list[_Packet]] = {c: [] for c in self.count}
+        self.candidate_came = {c: env.event() for c in self.count}
         self.pending: list[_Packet] = []
-        self.flush_scheduled = False
+        self.decisions: list[simpy.Event] = []
+        self.hook_armed = False
         names = [layer.name for layer in plan.network.layers]
         self.names = names
         # end-of-timestep signals expected by every tile, per timestep
@@ -116,8 +127,14 @@ class _Chip:
                                            noc.hop_latency_x_cycles, noc.hop_latency_y_cycles)
         return self.routes[s, d]
 
-    def _channel_counts(self) -> dict[int, np.ndarray]:
-        """Packets per timestep on every channel after injection, from the spike trains."""
+    def phase(self, t: int, li: int) -> tuple[int, int]:
+        """The phase of layer ``li``'s packets of timestep ``t``: links carry the packets of
+        earlier phases first (:mod:`accelsim.chip.mesh`)."""
+        return (t, li) if self.layer_phases else (t, 0)
+
+    def _channel_counts(self) -> dict[int, dict[tuple[int, int], int]]:
+        """Packets per phase (timestep, sending layer) on every channel after injection, from
+        the spike trains."""
         plan, count = self.plan, {}
         for li, (layer, fo) in enumerate(zip(plan.network.layers, plan.fanout, strict=True)):
             if fo is None or layer.kind != "spiking":
@@ -128,42 +145,56 @@ class _Chip:
                     s = int(plan.layer_tiles[li][local])
                     for j in np.flatnonzero(fo.synops[fo.neuron_class[n]]).tolist():
                         for c, _ in self.route(s, int(fo.dest_tiles[j])):
-                            count.setdefault(c, np.zeros(self.T, dtype=np.int64))[t] += 1
+                            phases = count.setdefault(c, {})
+                            phase = self.phase(t, li)
+                            phases[phase] = phases.get(phase, 0) + 1
         return count
 
-    # -- sequencer: queue order of the spikes that became ready in this cycle -------------
+    # -- end of cycle: queue order of the spikes that became ready, then the grants ---------
 
     def register(self, pkt: _Packet) -> None:
         self.pending.append(pkt)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
+        self._arm()
+
+    def decision(self) -> simpy.Event:
+        """An event that fires once every other event of this cycle was processed (and the
+        spikes of the cycle are in queue order): a channel's grant sees every candidate that
+        arrived in the cycle."""
+        ev = self.env.event()
+        self.decisions.append(ev)
+        self._arm()
+        return ev
+
+    def _arm(self) -> None:
+        if not self.hook_armed:
+            self.hook_armed = True
             self._end_of_cycle(None)
 
     def _end_of_cycle(self, event: simpy.Event | None) -> None:
-        """Flush once no other event of this cycle is left; until then wait behind them."""
+        """Once no other event of this cycle is left (until then wait behind them): put the
+        cycle's spikes in queue order, and when that has settled, make the grants."""
         if event is not None and self.env.peek() > self.env.now:
-            self._flush()
-            return
+            if self.pending:
+                self._flush()  # its consequences (admissions, candidates) come first
+            else:
+                self.hook_armed = False
+                decisions, self.decisions = self.decisions, []
+                for ev in decisions:
+                    ev.succeed()
+                return
         later = self.env.event()
         later.callbacks.append(self._end_of_cycle)
         later.succeed()
 
     def _flush(self) -> None:
-        self.flush_scheduled = False
         batch = sorted(self.pending, key=lambda p: (p.src, p.neuron, p.col))
         self.pending = []
-        touched, channels = set(), set()
+        touched = set()
         for p in batch:
             self.lists[p.dest][p.t].append(p)
             touched.add(p.dest)
-            for c, _ in p.route:
-                self.chan_lists[c][p.t].append(p)
-                channels.add(c)
         for d in sorted(touched):
             ev, self.grew[d] = self.grew[d], self.env.event()
-            ev.succeed()
-        for c in sorted(channels):
-            ev, self.chan_grew[c] = self.chan_grew[c], self.env.event()
             ev.succeed()
 
     # -- processes --------------------------------------------------------------------------
@@ -210,8 +241,8 @@ class _Chip:
                     c = fo.neuron_class[n]
                     for j in np.flatnonzero(fo.synops[c]).tolist():
                         d = int(fo.dest_tiles[j])
-                        pkt = _Packet(env, t, g, local, n, j, d, r, int(fo.service[c, j]),
-                                      self.route(g, d))
+                        pkt = _Packet(env, t, self.phase(t, li), g, local, n, j, d, r,
+                                      int(fo.service[c, j]), self.route(g, d))
                         self.packets.append(pkt)
                         self.port[g].put(pkt)
                         self.register(pkt)
@@ -286,32 +317,48 @@ class _Chip:
     def _enter(self, b: int, pkt: _Packet):
         """Take a credit of buffer ``b`` (wait for a free slot); the packet queues behind the
         last one that entered."""
-        yield self.buffer[b].put(pkt)
+        yield self.buffer[b].put(None)
         pkt.ahead[b], self.last_in[b] = self.last_in[b], pkt
 
     def channel(self, c: int):
-        """Give channel ``c`` to its packets one at a time, in queue order."""
-        for t in range(self.T):
-            lst = self.chan_lists[c][t]
-            for i in range(int(self.count[c][t])):
-                while i >= len(lst):
-                    yield self.chan_grew[c]
-                pkt = lst[i]
+        """Grant channel ``c``: phase by phase (timestep, sending layer in network order), each
+        time it is free and the buffer it feeds has a credit, to the oldest candidate of the
+        phase present at the end of that cycle."""
+        eject = c % mesh.PORTS == mesh.EJECT
+        waiting = self.candidates[c]
+        previous = None
+        for phase in sorted(self.count[c]):
+            for _ in range(self.count[c][phase]):
+                if previous is not None:
+                    yield previous.released[c]
+                if not eject:
+                    yield self.buffer[c].put(None)  # a credit of the buffer c feeds
+                while not any(p.phase == phase for p in waiting):
+                    yield self.candidate_came[c]
+                yield self.decision()
+                pkt = min((p for p in waiting if p.phase == phase),
+                          key=lambda p: (p.ready, p.src, p.neuron, p.col))
+                waiting.remove(pkt)
+                if not eject:
+                    pkt.ahead[c], self.last_in[c] = self.last_in[c], pkt
                 pkt.turn[c].succeed()
-                yield pkt.released[c]
+                previous = pkt
 
     def travel(self, pkt: _Packet):
-        """From the injection buffer, hop by hop, through the ejection channel."""
+        """From the injection buffer, hop by hop, through the ejection channel: at each router
+        a candidate for its next channel once its head is there and the packet ahead has
+        gone."""
         env, F = self.env, self.plan.packet_cycles
         held = pkt.src * mesh.PORTS + mesh.INJECT
         for c, lat in pkt.route:
-            yield pkt.turn[c]  # c passed every packet before this one
             ahead = pkt.ahead[held]
             if ahead is not None:
                 yield ahead.left[held]  # FIFO: at the head of its buffer
+            self.candidates[c].append(pkt)
+            came, self.candidate_came[c] = self.candidate_came[c], env.event()
+            came.succeed()
+            yield pkt.turn[c]
             eject = c % mesh.PORTS == mesh.EJECT
-            if not eject:
-                yield from self._enter(c, pkt)
             env.process(self._tail(pkt, held, c))
             if eject:
                 yield env.timeout(F)
@@ -326,8 +373,7 @@ class _Chip:
     def _tail(self, pkt: _Packet, held: int, c: int):
         """The tail crosses channel ``c`` and leaves buffer ``held``, freeing both."""
         yield self.env.timeout(self.plan.packet_cycles)
-        item = yield self.buffer[held].get()
-        assert item is pkt
+        yield self.buffer[held].get()
         pkt.left[held].succeed()
         pkt.released[c].succeed()
 

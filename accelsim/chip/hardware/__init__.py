@@ -114,8 +114,10 @@ class NocConfig(_Section):
     """Spike packets on the mesh: XY routing, per-hop latency, serialised links, finite router
     buffers (accelsim.chip.mesh)."""
 
-    hop_latency_x_cycles: int = Field(ge=0, description="per east-west hop")
-    hop_latency_y_cycles: int = Field(ge=0, description="per north-south hop")
+    hop_latency_x_cycles: int = Field(ge=1, description="per east-west hop (at least a cycle: "
+                                      "a router's arbitration sees the packets of the cycles "
+                                      "before)")
+    hop_latency_y_cycles: int = Field(ge=1, description="per north-south hop")
     link_width_bits: int = Field(ge=1)
     packet_bits: int = Field(ge=1, description="one spike packet (address + header)")
     flit_cycles: int = Field(1, ge=1, description="cycles to move one link-width flit")
