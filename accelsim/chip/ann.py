@@ -61,12 +61,20 @@ layer's activations have arrived (plus ``schedule.barrier_cycles`` with a barrie
 barrier between layers), then runs **MAC** (slowest tile: ``max(steps * accumulate_latency,
 SRAM words / banks, DRAM latency + spilled bits * spilling tiles / bandwidth)``, the chip's MAC
 phase formula), **fire** (``ceil(neurons / neuron_update_units) * neuron_update_latency`` plus
-the pooling additions ``ceil(adds / U) * accumulate_latency``) and **send** (a consumer has its
-input when the slowest injection port and the slowest ejection port have passed their packets,
-``packets * packet_cycles``, plus the longest XY hop latency between the two tile groups).
-``cycles`` of a layer is its end minus the previous layer's end; the image's latency is the
-output layer's end. ``static_cycles`` of a layer is its tiles x the image's latency. Not modelled
-(as for the SNN): loading the image into the first layer's tiles, link contention.
+the pooling additions ``ceil(adds / U) * accumulate_latency``) and **send**: a consumer has
+its inputs ``max(inject, eject, link) * packet_cycles + hops`` after the fire phase ends, with
+``inject`` the packets of the sender's busiest injection port (all its packets of the phase),
+``eject`` those of the consumer's busiest ejection port (all it receives), ``link`` those of
+the busiest directed mesh link on the pair's XY routes (the channels of
+:mod:`accelsim.chip.mesh`, between the routers at the tiles' mesh positions; the sender's
+packets to this consumer and its forwarding of the cut pooling windows whose pooled values the
+consumer takes), and ``hops`` the longest XY hop latency between the two tile groups. Each port
+and link passes one packet per ``packet_cycles``: the link term is a lower bound for a serialised
+link, in the ports' bulk form. Finite router buffers, back-pressure and other layers' packets
+on the same links (all three modelled for the SNN) are not modelled here. ``cycles`` of a layer
+is its end minus the previous layer's end; the image's latency is the output layer's end.
+``static_cycles`` of a layer is its tiles x the image's latency. Not modelled (as for the SNN):
+loading the image into the first layer's tiles.
 """
 
 from __future__ import annotations
@@ -78,8 +86,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import simpy
+from numba import njit
 
-from accelsim.chip import pricing
+from accelsim.chip import mesh, pricing
 from accelsim.chip.hardware import Hardware
 from accelsim.chip.mapping import Mapping, map_network
 from accelsim.chip.plan import _reach
@@ -102,7 +111,9 @@ LAYER_COLUMNS = (col.IMAGE, col.LAYER, col.NEURONS, col.MACS, MAC_STEPS, col.SYN
 
 _COUNTERS = ("macs", "steps", "adds", "pool_adds", "sram", "dram", "act_read", "act_write",
              "packets_out", "packets_in", "hops_x", "hops_y")
-
+LINK = "link"
+"""Key of :func:`count`'s (images, layers, layers) packets on the busiest mesh link from each
+sending layer to each consumer."""
 
 
 def _layer_kinds(network: Network) -> dict[str, str]:
@@ -235,10 +246,11 @@ def _source_tiles(mapping: Mapping, source: str, shape: tuple[int, ...], pool: i
 def _gather_windows(c: dict[str, np.ndarray], mapping: Mapping, source: str,
                     shape: tuple[int, ...], pool: int, owner: np.ndarray,
                     acts: dict[str, np.ndarray] | None, images: int, rr: np.ndarray,
-                    cc: np.ndarray, ab: int) -> None:
+                    cc: np.ndarray, ab: int) -> np.ndarray:
     """A pooling window cut by a row-band boundary: its (non-zero) activations on other tiles
     are sent to the tile that pools it (:func:`_source_tiles`), one packet each, counted as
-    traffic of the source layer."""
+    traffic of the source layer. Returns their packets on each mesh channel (images,
+    channels)."""
     place = mapping.placement(source)
     held = place.tiles[place.neuron_tiles()[0]]
     ch, h, w = shape
@@ -249,7 +261,7 @@ def _gather_windows(c: dict[str, np.ndarray], mapping: Mapping, source: str,
     used = (y < ph * pool) & (x < pw * pool)
     move = np.flatnonzero(used & (held != owner[np.where(used, value, 0)]))
     if not len(move):
-        return
+        return np.zeros((images, _channels(mapping)), dtype=np.int64)
     src, dst = held[move], owner[value[move]]
     sent = (np.ones((images, len(move)), dtype=np.int64) if acts is None
             else (acts[source].reshape(images, -1)[:, move] != 0).astype(np.int64))
@@ -258,12 +270,51 @@ def _gather_windows(c: dict[str, np.ndarray], mapping: Mapping, source: str,
                           ("hops_x", src, np.abs(cc[src] - cc[dst])),
                           ("hops_y", src, np.abs(rr[src] - rr[dst]))):
         np.add.at(c[name], (slice(None), at), sent * per)
+    pairs, pair = np.unique(src * mapping.tiles_used + dst, return_inverse=True)
+    per_pair = np.zeros((images, len(pairs)), dtype=np.int64)
+    np.add.at(per_pair, (slice(None), pair), sent)
+    return link_loads(mapping, per_pair, pairs // mapping.tiles_used, pairs % mapping.tiles_used)
+
+
+def _channels(mapping: Mapping) -> int:
+    return mesh.channels(mapping.hardware.mesh.rows, mapping.hardware.mesh.cols)
+
+
+@njit(cache=True)
+def _walk(packets, src, dst, cols, n_channels):
+    """(channels, images) packets crossing each channel: ``packets[p]`` (images,) from router
+    ``src[p]`` to router ``dst[p]``, along the hops of :func:`accelsim.chip.mesh.next_channel`
+    up to the destination router (mesh links; no ejection channel)."""
+    out = np.zeros((n_channels, packets.shape[1]), dtype=np.int64)
+    for p in range(len(src)):
+        r, d = src[p], dst[p]
+        while r != d:
+            ch, r, _ = mesh.next_channel(r, d, cols, 0, 0)
+            for i in range(packets.shape[1]):
+                out[ch, i] += packets[p, i]
+    return out
+
+
+def link_loads(mapping: Mapping, packets: np.ndarray, src: np.ndarray, dst: np.ndarray
+               ) -> np.ndarray:
+    """Packets crossing each directed mesh link (images, channels; channels numbered as in
+    :mod:`accelsim.chip.mesh`, only its link ports non-zero) when ``packets[:, p]`` go from
+    tile ``src[p]`` to tile ``dst[p]`` on their XY routes between the tiles' routers (mesh
+    positions ``mapping.tile_row``, ``mapping.tile_col``)."""
+    cols = mapping.hardware.mesh.cols
+    router = mapping.tile_row * cols + mapping.tile_col
+    keep = packets.any(axis=0) & (src != dst)
+    loads = _walk(np.ascontiguousarray(packets[:, keep].T, dtype=np.int64),
+                  router[src[keep]], router[dst[keep]], cols, _channels(mapping))
+    return loads.T
 
 
 def count(network: Network, hardware: Hardware, mapping: Mapping,
           acts: dict[str, np.ndarray] | None, zero_skipping: bool, images: int
           ) -> dict[str, np.ndarray]:
-    """Per-tile counters, each (images, tiles), of the dataflow in the module docstring.
+    """Per-tile counters, each (images, tiles), of the dataflow in the module docstring, and
+    under :data:`LINK` (images, layers, layers) the packets on the busiest mesh link of each
+    (sending layer, consumer) pair.
 
     ``acts`` (:func:`activations`) is needed only with ``zero_skipping``.
     """
@@ -274,13 +325,17 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
     c = {k: np.zeros((images, n_tiles), dtype=np.int64) for k in _COUNTERS}
     rr, cc = mapping.tile_row, mapping.tile_col
     arch = network.architecture
-    pooled_done: set[tuple[str, int]] = set()
+    names = [layer.name for layer in network.layers]
+    c[LINK] = np.zeros((images, len(names), len(names)), dtype=np.int64)
+    gathered: dict[tuple[str, int], np.ndarray] = {}  # forwarding of cut windows, per channel
     for place in mapping.layers:
         layer = place.layer
         tiles = place.tiles
         ch = place.channels
         neurons = place.neurons
         c["act_write"][:, tiles] += neurons * ab  # own outputs, after ReLU
+        links: dict[str, np.ndarray] = {}  # per source layer: its packets on each channel
+        needs: set[tuple[str, int]] = set()  # the cut windows' forwarding this layer waits for
         for p, rows in zip(layer.inputs, place.projections, strict=True):
             src_shape = arch.source_shape(p.source)
             shape = pooled_shape(src_shape, p.pool)
@@ -289,13 +344,15 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
                 nz = _pool(acts[p.source], p.pool).reshape(images, -1) != 0
             else:
                 nz = np.ones((images, int(np.prod(shape))), dtype=bool)
-            if p.pool > 1 and p.source != INPUT and (p.source, p.pool) not in pooled_done:
-                pooled_done.add((p.source, p.pool))
-                owner = _source_tiles(mapping, p.source, shape, p.pool)
-                np.add.at(c["pool_adds"], (slice(None), owner),
-                          np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
-                _gather_windows(c, mapping, p.source, src_shape, p.pool, owner,
-                                acts if zero_skipping else None, images, rr, cc, ab)
+            if p.pool > 1 and p.source != INPUT:
+                needs.add((p.source, p.pool))
+                if (p.source, p.pool) not in gathered:
+                    owner = _source_tiles(mapping, p.source, shape, p.pool)
+                    np.add.at(c["pool_adds"], (slice(None), owner),
+                              np.ones((images, len(owner)), dtype=np.int64) * (p.pool ** 2 - 1))
+                    gathered[p.source, p.pool] = _gather_windows(
+                        c, mapping, p.source, src_shape, p.pool, owner,
+                        acts if zero_skipping else None, images, rr, cc, ab)
             # reach[v, k]: outputs of tile k (its channels x its rows) value v reaches
             if p.op == "conv":
                 C, H, W = shape
@@ -373,6 +430,14 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
             dy = np.abs(rr[:, None] - rr[None, tiles])
             c["hops_x"] += (per_src * dx[None]).sum(axis=2)
             c["hops_y"] += (per_src * dy[None]).sum(axis=2)
+            senders = np.unique(owner)
+            loads = link_loads(mapping, per_src[:, senders, :].reshape(images, -1),
+                               np.repeat(senders, len(tiles)), np.tile(tiles, len(senders)))
+            links[p.source] = links.get(p.source, 0) + loads
+        for source, pool in needs:
+            links[source] = links.get(source, 0) + gathered[source, pool]
+        for source, loads in links.items():
+            c[LINK][:, names.index(source), names.index(layer.name)] = loads.max(axis=1)
     return c
 
 
@@ -380,8 +445,9 @@ def count(network: Network, hardware: Hardware, mapping: Mapping,
 
 
 def _phases(network: Network, hw: Hardware, mapping: Mapping, c: dict[str, np.ndarray]
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(mac, fire, inject, eject) cycles per image x tile."""
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mac, fire, inject, eject) cycles per image x tile, and the busiest link's cycles per
+    image x sending layer x consumer."""
     t = hw.tile
     spilling = int(sum((p.spilled_bits > 0).sum() for p in mapping.layers))
     kinds = _layer_kinds(network)
@@ -396,14 +462,17 @@ def _phases(network: Network, hw: Hardware, mapping: Mapping, c: dict[str, np.nd
     fire = (_ceil(neurons, t.neuron_update_units) * t.neuron_update_latency_cycles
             + _ceil(c["pool_adds"], t.accumulate_units) * latency)
     pc = hw.noc.packet_cycles
-    return mac, np.broadcast_to(fire, mac.shape), c["packets_out"] * pc, c["packets_in"] * pc
+    return (mac, np.broadcast_to(fire, mac.shape), c["packets_out"] * pc, c["packets_in"] * pc,
+            c[LINK] * pc)
 
 
 def layer_ends(network: Network, hw: Hardware, mapping: Mapping, mac: np.ndarray,
-               fire: np.ndarray, inject: np.ndarray, eject: np.ndarray, barrier: int
-               ) -> np.ndarray:
+               fire: np.ndarray, inject: np.ndarray, eject: np.ndarray, link: np.ndarray,
+               barrier: int) -> np.ndarray:
     """Cycle at which each layer finished (its outputs arrived at every consumer), one SimPy
-    environment per image whose processes are the layers and whose events are their phases."""
+    environment per image whose processes are the layers and whose events are their phases.
+    ``link`` (images, layers, layers): cycles of the busiest link from a layer to a
+    consumer."""
     layers = network.layers
     names = [layer.name for layer in layers]
     sources = [sorted({names.index(p.source) for p in layer.inputs if p.source != INPUT})
@@ -434,7 +503,8 @@ def layer_ends(network: Network, hw: Hardware, mapping: Mapping, mac: np.ndarray
             send = int(inject[i, t].max()) if consumers[li] else 0
             ends = [env.now]
             for m in consumers[li]:                               # send
-                delay = max(send, int(eject[i, tiles[m]].max())) + hops[(li, m)]
+                delay = max(send, int(eject[i, tiles[m]].max()),
+                            int(link[i, li, m])) + hops[(li, m)]
                 ends.append(env.now + delay)
                 env.process(_deliver(env, delay, arrived[(li, m)]))
             out[i, li] = max(ends)
@@ -465,10 +535,10 @@ def simulate_ann(network: Network, images: np.ndarray, labels: np.ndarray | None
     # without zero-skipping every image costs the same: count and time one, repeat it
     distinct = n if hw.tile.zero_skipping else min(n, 1)
     c = count(network, hw, mapping, acts, hw.tile.zero_skipping, distinct)
-    mac, fire, inject, eject = _phases(network, hw, mapping, c)
+    mac, fire, inject, eject, link = _phases(network, hw, mapping, c)
     schedule = hw.schedule.kind if schedule is None else schedule
     barrier = hw.schedule.barrier_cycles if schedule == "barrier" else 0
-    ends = layer_ends(network, hw, mapping, mac, fire, inject, eject, barrier)
+    ends = layer_ends(network, hw, mapping, mac, fire, inject, eject, link, barrier)
     if distinct < n:
         c = {k: np.repeat(v, n, axis=0) for k, v in c.items()}
         mac, fire, inject = (np.repeat(a, n, axis=0) for a in (mac, fire, inject))
