@@ -60,7 +60,8 @@ packets present: a link goes to the oldest packet waiting at its input, never id
 waits, and never waits for an older one still upstream (work-conserving). Its one exception is
 the *phase* (one sending layer's packets of one timestep): a link carries every packet of
 earlier phases, in (timestep, sending layer in network order), before any of a later phase, so
-in the ``pipelined`` schedule timestep t's packets pass before t+1's. The mesh cannot deadlock
+in the ``pipelined`` schedule timestep t's packets pass before t+1's (in a network whose sending
+layers run in parallel, reference mode only, a phase is a whole timestep). The mesh cannot deadlock
 (XY routes, reserved ejection slots) and the model is deterministic: within a cycle no decision
 depends on another (every hop takes at least a cycle).
 
