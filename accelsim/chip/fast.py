@@ -48,6 +48,21 @@ from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
+@njit(cache=True, inline="always")
+def _known(w, at, bound, waits, ready_stack, top):
+    """One of the packets ``w`` waits for is known, and ``w`` is admitted no earlier than
+    ``at``; once it waits for nothing more it goes on the stack (``w == -1``: no waiter).
+    Returns the stack's new top."""
+    if w == -1:
+        return top
+    bound[w] = max(bound[w], at)
+    waits[w] -= 1
+    if waits[w] == 0:
+        ready_stack[top] = w
+        top += 1
+    return top
+
+
 @njit(cache=True)
 def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class,
                     reach_start, reach_cols, synops, sram_bits, dram_bits, service,
@@ -180,29 +195,14 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             w = next_src[m]  # the port is free for the next packet one packet time later
             if w != -1:
                 free_at[w] = max(ready[spike[w]], x + F)
-                bound[w] = max(bound[w], free_at[w])
-                waits[w] -= 1
-                if waits[w] == 0:
-                    ready_stack[top] = w
-                    top += 1
-            w = next_dest[m]  # the destination admits the next packet after this one
-            if w != -1:
-                bound[w] = max(bound[w], x)
-                waits[w] -= 1
-                if waits[w] == 0:
-                    ready_stack[top] = w
-                    top += 1
+                top = _known(w, free_at[w], bound, waits, ready_stack, top)
+            # the destination admits the next packet after this one
+            top = _known(next_dest[m], x, bound, waits, ready_stack, top)
         i, what, now = mesh.advance(links, heap, pk, F, buffer_depth, mesh_cols, hop_x, hop_y)
         if i == -1:
             break
         if what & mesh.LEFT_INJECTION:
-            w = frees_inj[i]
-            if w != -1:
-                bound[w] = max(bound[w], now + F)
-                waits[w] -= 1
-                if waits[w] == 0:
-                    ready_stack[top] = w
-                    top += 1
+            top = _known(frees_inj[i], now + F, bound, waits, ready_stack, top)
         if what & mesh.EJECTED:
             arrival[i] = now + F
             j = col[i]
@@ -212,13 +212,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                 st = max(arrival[k], finish[d])
                 start[k] = st
                 finish[d] = st + service[neuron_class[order_n[spike[k]]], j]
-                w = frees_slot[k]
-                if w != -1:
-                    bound[w] = max(bound[w], st)
-                    waits[w] -= 1
-                    if waits[w] == 0:
-                        ready_stack[top] = w
-                        top += 1
+                top = _known(frees_slot[k], st, bound, waits, ready_stack, top)
                 k = next_dest[k]
             serve[j] = k
     for m in range(P):
