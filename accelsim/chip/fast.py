@@ -48,7 +48,7 @@ from accelsim.chip.plan import Plan
 from accelsim.chip.timeline import Phase, Timeline
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _known(w, at, bound, waits, ready_stack, top):
     """One of the packets ``w`` waits for is known, and ``w`` is admitted no earlier than
     ``at``; once it waits for nothing more it goes on the stack (``w == -1``: no waiter).
@@ -89,16 +89,57 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
     queue order. The counters, which depend only on which (neuron class, source tile) sent,
     are summed from a histogram afterwards.
     """
-    F = packet_cycles
-    mask = ring.shape[1] - 1  # the ring holds the starts of d's last packets, a power of two
     n_src, width = src_tiles.shape[0], dest_tiles.shape[0]
-    # the phase's packets in queue order: spike i, then its destination columns in order
     P = 0
     for i in range(order_n.shape[0]):
         c = neuron_class[order_n[i]]
         P += reach_start[c + 1] - reach_start[c]
-    spike = np.empty(P, dtype=np.int64)
-    col = np.empty(P, dtype=np.int64)
+    return _transfer(
+        order_n, order_src, ready, src_tiles, dest_tiles, neuron_class, reach_start,
+        reach_cols, synops, sram_bits, dram_bits, service, hops_x, hops_y, packet_cycles, depth,
+        port_free, last_admit, open_, finish, ring, ring_n, head, router, mesh_cols, hop_x,
+        hop_y, buffer_depth, links, stall, busy, queue_peak, packets_out, packets_in, hx, hy,
+        synops_in, sram_in, dram_in, record, events,
+        np.empty((_PER_PACKET, P), dtype=np.int64),
+        np.empty((_PER_TILE, max(n_src, width) + 1), dtype=np.int64),
+        np.zeros((synops.shape[0], n_src), dtype=np.int64),
+        mesh.packets(P), mesh.calendar(links))
+
+
+_PER_PACKET, _PER_TILE = 15, 8
+
+
+@njit(cache=True, _nrt=False)
+def _transfer(order_n, order_src, ready, src_tiles, dest_tiles, neuron_class, reach_start,
+              reach_cols, synops, sram_bits, dram_bits, service, hops_x, hops_y, packet_cycles,
+              depth, port_free, last_admit, open_, finish, ring, ring_n, head, router,
+              mesh_cols, hop_x, hop_y, buffer_depth, links, stall, busy, queue_peak,
+              packets_out, packets_in, hx, hy, synops_in, sram_in, dram_in, record, events,
+              per_packet, per_tile, sent, pk, checks):
+    """:func:`transfer_kernel`'s work, on scratch it allocated: without the runtime's
+    reference counting, which would otherwise cost atomic operations on every array in every
+    step of the packet loops."""
+    F = packet_cycles
+    mask = ring.shape[1] - 1  # the ring holds the starts of d's last packets, a power of two
+    n_src, width = src_tiles.shape[0], dest_tiles.shape[0]
+    P = per_packet.shape[1]
+    (spike, col, bound, free_at, waits, next_src, next_dest, frees_slot, frees_inj, by_src,
+     by_dest, inj, arrival, start, ready_stack) = (
+        per_packet[0], per_packet[1], per_packet[2], per_packet[3], per_packet[4],
+        per_packet[5], per_packet[6], per_packet[7], per_packet[8], per_packet[9],
+        per_packet[10], per_packet[11], per_packet[12], per_packet[13], per_packet[14])
+    src_rank, last_src, src_at = per_tile[0, :n_src], per_tile[1, :n_src], per_tile[2, :n_src + 1]
+    dest_rank, last_dest, first_dest, serve = (per_tile[3, :width], per_tile[4, :width],
+                                               per_tile[5, :width], per_tile[6, :width])
+    dest_at = per_tile[7, :width + 1]
+    src_rank[:] = 0
+    last_src[:] = -1
+    src_at[:] = 0
+    dest_rank[:] = 0
+    last_dest[:] = -1
+    first_dest[:] = -1
+    dest_at[:] = 0
+    # the phase's packets in queue order: spike i, then its destination columns in order
     m = 0
     for i in range(order_n.shape[0]):
         c = neuron_class[order_n[i]]
@@ -108,22 +149,15 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             m += 1
     # what each packet waits for: lower bound of its admission, and how many earlier packets
     # of this phase it still waits for; each of those names it as its waiter
-    bound = np.empty(P, dtype=np.int64)
-    free_at = np.empty(P, dtype=np.int64)  # ready and port free: stalls are counted from it
-    waits = np.zeros(P, dtype=np.int64)
-    next_src = np.full(P, -1, dtype=np.int64)  # the next packet at the same port
-    next_dest = np.full(P, -1, dtype=np.int64)  # the next packet to the same destination
-    frees_slot = np.full(P, -1, dtype=np.int64)  # the packet its start frees a queue slot for
-    frees_inj = np.full(P, -1, dtype=np.int64)  # ... frees an injection slot for
-    src_rank = np.zeros(n_src, dtype=np.int64)
-    dest_rank = np.zeros(width, dtype=np.int64)
-    last_src = np.full(n_src, -1, dtype=np.int64)
-    last_dest = np.full(width, -1, dtype=np.int64)
-    first_dest = np.full(width, -1, dtype=np.int64)
-    by_src = np.empty(P, dtype=np.int64)  # packets grouped by port, in order (for the slots)
-    by_dest = np.empty(P, dtype=np.int64)
-    src_at = np.zeros(n_src + 1, dtype=np.int64)
-    dest_at = np.zeros(width + 1, dtype=np.int64)
+    # free_at: ready and port free (stalls are counted from it); next_src / next_dest: the
+    # next packet at the same port / to the same destination; frees_slot / frees_inj: the
+    # packet whose destination queue slot / injection slot this one's start / departure frees;
+    # by_src / by_dest: packets grouped by port / destination, in order (for the slots)
+    waits[:] = 0
+    next_src[:] = -1
+    next_dest[:] = -1
+    frees_slot[:] = -1
+    frees_inj[:] = -1
     for m in range(P):
         src_at[order_src[spike[m]] + 1] += 1
         dest_at[col[m] + 1] += 1
@@ -172,13 +206,12 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             lo = max(lo, slot)
         bound[m] = lo
     # the event simulation
-    pk = mesh.packets(P)
-    heap = mesh.new_heap(links)
-    inj = np.full(P, -1, dtype=np.int64)
-    arrival = np.full(P, -1, dtype=np.int64)
-    start = np.full(P, -1, dtype=np.int64)
-    serve = first_dest.copy()  # per destination, the next packet it serves
-    ready_stack = np.empty(P, dtype=np.int64)  # packets whose admission is known
+    inj[:] = -1
+    arrival[:] = -1
+    start[:] = -1
+    for j in range(width):  # per destination, the next packet it serves
+        serve[j] = first_dest[j]
+    # ready_stack: packets whose admission is known
     top = 0
     for m in range(P):
         if waits[m] == 0:
@@ -190,7 +223,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             m = ready_stack[top]
             x = bound[m]
             inj[m] = x
-            mesh.inject(links, heap, pk, m, router[src_tiles[order_src[spike[m]]]],
+            mesh.inject(links, checks, pk, m, router[src_tiles[order_src[spike[m]]]],
                         router[dest_tiles[col[m]]], x, mesh_cols, hop_x, hop_y)
             w = next_src[m]  # the port is free for the next packet one packet time later
             if w != -1:
@@ -198,7 +231,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
                 top = _known(w, free_at[w], bound, waits, ready_stack, top)
             # the destination admits the next packet after this one
             top = _known(next_dest[m], x, bound, waits, ready_stack, top)
-        i, what, now = mesh.advance(links, heap, pk, F, buffer_depth, mesh_cols, hop_x, hop_y)
+        i, what, now = mesh.advance(links, checks, pk, F, buffer_depth, mesh_cols, hop_x, hop_y)
         if i == -1:
             break
         if what & mesh.LEFT_INJECTION:
@@ -248,7 +281,6 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
             events[m, 3] = arrival[m]
             events[m, 4] = start[m]
             events[m, 5] = start[m] + service[neuron_class[order_n[spike[m]]], j]
-    sent = np.zeros((synops.shape[0], n_src), dtype=np.int64)
     for i in range(order_n.shape[0]):
         sent[neuron_class[order_n[i]], order_src[i]] += 1
     for c in range(sent.shape[0]):

@@ -30,6 +30,10 @@ cycle. Hops take at least a cycle and grants change nothing before the next cycl
 of one cycle commute: no result depends on the order in which simultaneous events are handled.
 XY routes have no cyclic channel dependency and every ejection has a reserved slot, so the mesh
 cannot deadlock.
+
+The per-hop functions are compiled without numba's reference counting (``_nrt=False``): they
+allocate nothing, and counting references to the state arrays they pass around would cost
+atomic operations on every hop (most of a hop's time, measured).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def ring_size(depth: int) -> int:
     return 1 << (depth - 1).bit_length()
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def next_channel(r, d, cols, hop_x, hop_y):
     """(channel, next router, head latency) of the hop from router ``r`` toward ``d`` (XY: east
     or west first, then south or north; the ejection channel at ``d``)."""
@@ -82,14 +86,14 @@ FREE, COUNT, OUT, PENDING, CANDIDATES, PLACE, RING = range(7)
 """Columns of a channel's row of link state: when the channel is next free; how many packets
 have entered its buffer and how many of those have been granted their next channel (their
 departure is known); the cycle of its pending check (-1: none), the first of its candidates
-(-1: none) and its place in the heap of checks, all three empty between phases; then two rings
-of the buffer's recent packets: when each leaves, and (within a phase) which packet it is. One
-row per channel, so that a hop reads and writes one place in memory."""
+(-1: none) and which list of the calendar holds that check, all three empty between phases; then
+two rings of the buffer's recent packets: when each leaves, and (within a phase) which packet it
+is. One row per channel, so that a hop reads and writes one place in memory."""
 
 # columns of a packet's row of state while its phase runs
-P_DEST, P_ROUTER, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
-    P_LINK = range(10)
-PACKET_COLUMNS = 10
+P_DX, P_ROUTER, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
+    P_LINK, P_DY = range(11)
+PACKET_COLUMNS = 11
 
 LEFT_INJECTION, EJECTED = 1, 2
 """What :func:`advance` reports of a grant: the packet left its injection buffer (its slot's
@@ -112,94 +116,164 @@ def packets(count):
     return np.empty((count, PACKET_COLUMNS), dtype=np.int64)
 
 
-CHANNEL_BITS = 20
-"""A heap entry is ``cycle << CHANNEL_BITS | channel``: one integer compare orders checks by
-(cycle, channel), for meshes of up to 2**20 channels and 2**43 cycles."""
+WINDOW = 256
+"""Cycles the calendar of checks covers ahead of the current one (a power of two): nearly every
+check falls within a few cycles (a hop, a packet time), so a check is one bucket push and pop;
+the rare later ones (an admission far ahead) wait in an overflow list."""
+
+Q_CURSOR, Q_IN_WINDOW, Q_OVERFLOW, Q_OVERFLOW_N, Q_OVERFLOW_MIN = range(5)
+_Q_BUCKETS = 5
+NO_CHECK = 1 << 62
 
 
 @njit(cache=True)
-def new_heap(links):
-    """An empty heap of channel checks: ``heap[0]`` is its size, ``heap[1:size + 1]`` a binary
-    min-heap of entries (cycle, channel). At most one check per channel is pending, so it never
-    outgrows the channels."""
-    return np.zeros(links.shape[0] + 1, dtype=np.int64)
+def calendar(links):
+    """An empty calendar of channel checks: a header (the current cycle, how many checks lie
+    in the window, the overflow list's head, size and earliest cycle), one list head per cycle
+    of the window (bucket ``cycle % WINDOW``), then per channel its next and previous entry in
+    the list it is in. Each channel has at most one pending check (``PENDING``), so the lists
+    are intrusive; ``PLACE`` says which (0: a bucket, 1: the overflow). The checks of one cycle
+    commute, so a bucket's order does not matter."""
+    n = links.shape[0]
+    q = np.full(_Q_BUCKETS + WINDOW + 2 * n, -1, dtype=np.int64)
+    q[Q_CURSOR] = 0
+    q[Q_IN_WINDOW] = 0
+    q[Q_OVERFLOW_N] = 0
+    q[Q_OVERFLOW_MIN] = NO_CHECK
+    return q
 
 
-@njit(cache=True, inline="always")
-def _sift_up(links, heap, p, entry):
-    while p > 1:
-        q = p >> 1
-        above = heap[q]
-        if above <= entry:
-            break
-        heap[p] = above
-        links[above & ((1 << CHANNEL_BITS) - 1), PLACE] = p
-        p = q
-    heap[p] = entry
-    links[entry & ((1 << CHANNEL_BITS) - 1), PLACE] = p
+@njit(cache=True, _nrt=False, inline="always")
+def _link(q, head, c, n):
+    nxt = _Q_BUCKETS + WINDOW + c
+    first = q[head]
+    q[nxt] = first
+    q[nxt + n] = -1
+    if first != -1:
+        q[_Q_BUCKETS + WINDOW + n + first] = c
+    q[head] = c
 
 
-@njit(cache=True, inline="always")
-def _pop(links, heap):
-    """Remove the earliest check; returns its (cycle, channel)."""
-    mask = (1 << CHANNEL_BITS) - 1
-    top = heap[1]
-    n = heap[0]
-    entry = heap[n]
-    n -= 1
-    heap[0] = n
-    if n > 0:  # sift the last entry down from the root
-        p = 1
-        while True:
-            q = 2 * p
-            if q > n:
-                break
-            if q < n and heap[q + 1] < heap[q]:
-                q += 1
-            if heap[q] >= entry:
-                break
-            heap[p] = heap[q]
-            links[heap[p] & mask, PLACE] = p
-            p = q
-        heap[p] = entry
-        links[entry & mask, PLACE] = p
-    return top >> CHANNEL_BITS, top & mask
+@njit(cache=True, _nrt=False, inline="always")
+def _unlink(q, head, c, n):
+    nxt = _Q_BUCKETS + WINDOW + c
+    after, before = q[nxt], q[nxt + n]
+    if before == -1:
+        q[head] = after
+    else:
+        q[_Q_BUCKETS + WINDOW + before] = after
+    if after != -1:
+        q[_Q_BUCKETS + WINDOW + n + after] = before
 
 
-@njit(cache=True, inline="always")
-def _schedule(links, heap, c, t):
+@njit(cache=True, _nrt=False, inline="always")
+def _file(links, q, c, t):
+    """Put channel ``c``'s check at ``t`` in its bucket, or in the overflow beyond the window."""
+    n = links.shape[0]
+    links[c, PENDING] = t
+    if t < q[Q_CURSOR] + WINDOW:
+        links[c, PLACE] = 0
+        q[Q_IN_WINDOW] += 1
+        _link(q, _Q_BUCKETS + (t & (WINDOW - 1)), c, n)
+    else:
+        links[c, PLACE] = 1
+        q[Q_OVERFLOW_N] += 1
+        if t < q[Q_OVERFLOW_MIN]:
+            q[Q_OVERFLOW_MIN] = t
+        _link(q, Q_OVERFLOW, c, n)
+
+
+@njit(cache=True, _nrt=False)
+def _refill(links, q):
+    """Move the overflow's checks that now fall within the window into their buckets."""
+    n = links.shape[0]
+    c = q[Q_OVERFLOW]
+    q[Q_OVERFLOW_MIN] = NO_CHECK
+    end = q[Q_CURSOR] + WINDOW
+    while c != -1:
+        after = q[_Q_BUCKETS + WINDOW + c]
+        t = links[c, PENDING]
+        if t < end:
+            _unlink(q, Q_OVERFLOW, c, n)
+            q[Q_OVERFLOW_N] -= 1
+            _file(links, q, c, t)
+        elif t < q[Q_OVERFLOW_MIN]:
+            q[Q_OVERFLOW_MIN] = t
+        c = after
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _pop(links, q):
+    """Remove the earliest check; returns its (cycle, channel), or (-1, -1) when none is left."""
+    n = links.shape[0]
+    while True:
+        if q[Q_IN_WINDOW] == 0:
+            if q[Q_OVERFLOW_N] == 0:
+                return -1, -1
+            q[Q_CURSOR] = q[Q_OVERFLOW_MIN]
+            _refill(links, q)
+        elif q[Q_OVERFLOW_MIN] < q[Q_CURSOR] + WINDOW:
+            _refill(links, q)
+        now = q[Q_CURSOR]
+        head = _Q_BUCKETS + (now & (WINDOW - 1))
+        c = q[head]
+        if c != -1:
+            _unlink(q, head, c, n)
+            q[Q_IN_WINDOW] -= 1
+            return now, c
+        q[Q_CURSOR] = now + 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _schedule(links, q, c, t):
     """Check channel ``c`` at cycle ``t`` unless a check at or before ``t`` is pending (that
     one reschedules as needed)."""
     pending = links[c, PENDING]
-    if pending == -1:
-        links[c, PENDING] = t
-        n = heap[0] + 1
-        heap[0] = n
-        _sift_up(links, heap, n, (t << CHANNEL_BITS) | c)
-    elif t < pending:
-        links[c, PENDING] = t
-        _sift_up(links, heap, links[c, PLACE], (t << CHANNEL_BITS) | c)
+    if pending != -1:
+        if t >= pending:
+            return
+        if links[c, PLACE] == 0:
+            q[Q_IN_WINDOW] -= 1
+            _unlink(q, _Q_BUCKETS + (pending & (WINDOW - 1)), c, links.shape[0])
+        else:
+            q[Q_OVERFLOW_N] -= 1
+            _unlink(q, Q_OVERFLOW, c, links.shape[0])
+    _file(links, q, c, max(t, q[Q_CURSOR]))
 
 
-@njit(cache=True, inline="always")
-def _candidate(links, heap, pk, i, eligible):
+@njit(cache=True, _nrt=False, inline="always")
+def _candidate(links, checks, pk, i, eligible):
     """Packet ``i`` waits for its next channel from cycle ``eligible``."""
     c = pk[i, P_NEXT]
     pk[i, P_ELIGIBLE] = eligible
     pk[i, P_LINK] = links[c, CANDIDATES]
     links[c, CANDIDATES] = i
-    _schedule(links, heap, c, eligible)
+    _schedule(links, checks, c, eligible)
 
 
-@njit(cache=True, inline="always")
-def _enter(links, heap, pk, i, b, router, head, cols, hop_x, hop_y):
+@njit(cache=True, _nrt=False, inline="always")
+def _enter(links, checks, pk, i, b, router, head, cols, hop_x, hop_y):
     """Packet ``i`` takes the next place in buffer ``b`` at ``router``, its head there at
     ``head``; it is a candidate once the packet ahead has gone."""
     mask = (links.shape[1] - RING) // 2 - 1
     k = links[b, COUNT]
     links[b, COUNT] = k + 1
     links[b, RING + mask + 1 + (k & mask)] = i
-    c, nxt, lat = next_channel(router, pk[i, P_DEST], cols, hop_x, hop_y)
+    dx, dy = pk[i, P_DX], pk[i, P_DY]
+    if dx > 0:
+        c, nxt, lat = router * PORTS + EAST, router + 1, hop_x
+        pk[i, P_DX] = dx - 1
+    elif dx < 0:
+        c, nxt, lat = router * PORTS + WEST, router - 1, hop_x
+        pk[i, P_DX] = dx + 1
+    elif dy > 0:
+        c, nxt, lat = router * PORTS + SOUTH, router + cols, hop_y
+        pk[i, P_DY] = dy - 1
+    elif dy < 0:
+        c, nxt, lat = router * PORTS + NORTH, router - cols, hop_y
+        pk[i, P_DY] = dy + 1
+    else:
+        c, nxt, lat = router * PORTS + EJECT, router, 0
     pk[i, P_ROUTER] = router
     pk[i, P_HELD] = b
     pk[i, P_INDEX] = k
@@ -209,19 +283,20 @@ def _enter(links, heap, pk, i, b, router, head, cols, hop_x, hop_y):
     pk[i, P_LATENCY] = lat
     if k - 1 < links[b, OUT]:  # the packet ahead has a departure (a ring slot never written
         # holds 0, so the first packet needs no branch)
-        _candidate(links, heap, pk, i, max(head, links[b, RING + ((k - 1) & mask)]))
+        _candidate(links, checks, pk, i, max(head, links[b, RING + ((k - 1) & mask)]))
     # else: the packet ahead's grant makes this one a candidate
 
 
-@njit(cache=True, inline="always")
-def inject(links, heap, pk, i, src, dest, cycle, cols, hop_x, hop_y):
+@njit(cache=True, _nrt=False, inline="always")
+def inject(links, checks, pk, i, src, dest, cycle, cols, hop_x, hop_y):
     """Packet ``i`` (its row of ``pk``) enters router ``src``'s injection buffer at ``cycle``,
     bound for router ``dest``. The buffer's credit is the caller's (:func:`injection_slot`)."""
-    pk[i, P_DEST] = dest
-    _enter(links, heap, pk, i, src * PORTS + INJECT, src, cycle, cols, hop_x, hop_y)
+    pk[i, P_DX] = dest % cols - src % cols
+    pk[i, P_DY] = dest // cols - src // cols
+    _enter(links, checks, pk, i, src * PORTS + INJECT, src, cycle, cols, hop_x, hop_y)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def injection_slot(links, src, place, depth):
     """When router ``src``'s injection buffer has a slot for its packet number ``place``
     (counted over the whole run): -1 when it waits for a packet not yet granted, else the
@@ -236,21 +311,23 @@ def injection_slot(links, src, place, depth):
     return links[b, RING + (e & mask)]
 
 
-@njit(cache=True)
-def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
+@njit(cache=True, _nrt=False)
+def advance(links, checks, pk, packet_cycles, depth, cols, hop_x, hop_y):
     """Run the phase's channel checks in cycle order up to the next grant the caller must
     know of: returns (packet, what of :data:`LEFT_INJECTION` | :data:`EJECTED`, cycle of the
     grant), or (-1, 0, -1) when no check is left."""
     F = packet_cycles
     mask = (links.shape[1] - RING) // 2 - 1
-    while heap[0] > 0:
-        now, c = _pop(links, heap)
+    while True:
+        now, c = _pop(links, checks)
+        if c == -1:
+            break
         links[c, PENDING] = -1
         first = links[c, CANDIDATES]
         if first == -1:
             continue
         if links[c, FREE] > now:
-            _schedule(links, heap, c, links[c, FREE])
+            _schedule(links, checks, c, links[c, FREE])
             continue
         eject = c % PORTS == EJECT
         if not eject:
@@ -260,7 +337,7 @@ def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
                     continue  # that packet's grant checks c again
                 gone = links[c, RING + (e & mask)]
                 if gone > now:
-                    _schedule(links, heap, c, gone)
+                    _schedule(links, checks, c, gone)
                     continue
         # the oldest candidate present
         best, best_prev, prev, soonest = -1, -1, -1, -1
@@ -274,7 +351,7 @@ def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
                 soonest = e
             prev, i = i, pk[i, P_LINK]
         if best == -1:
-            _schedule(links, heap, c, soonest)
+            _schedule(links, checks, c, soonest)
             continue
         if best_prev == -1:
             links[c, CANDIDATES] = pk[best, P_LINK]
@@ -284,20 +361,20 @@ def advance(links, heap, pk, packet_cycles, depth, cols, hop_x, hop_y):
         i = best
         links[c, FREE] = now + F
         if links[c, CANDIDATES] != -1:
-            _schedule(links, heap, c, now + F)
+            _schedule(links, checks, c, now + F)
         held, k = pk[i, P_HELD], pk[i, P_INDEX]
         gone = now + F
         links[held, RING + (k & mask)] = gone
         links[held, OUT] = k + 1
         if links[held, CANDIDATES] != -1:  # the channel into that buffer has its credit
-            _schedule(links, heap, held, gone)
+            _schedule(links, checks, held, gone)
         if k + 1 < links[held, COUNT]:  # the packet behind is at the buffer's head then
             j = links[held, RING + mask + 1 + ((k + 1) & mask)]
-            _candidate(links, heap, pk, j, max(pk[j, P_HEAD], gone))
+            _candidate(links, checks, pk, j, max(pk[j, P_HEAD], gone))
         what = LEFT_INJECTION if held % PORTS == INJECT else 0
         if eject:
             return i, what | EJECTED, now
-        _enter(links, heap, pk, i, c, pk[i, P_ROUTER_NEXT], now + pk[i, P_LATENCY], cols,
+        _enter(links, checks, pk, i, c, pk[i, P_ROUTER_NEXT], now + pk[i, P_LATENCY], cols,
                hop_x, hop_y)
         if what:
             return i, what, now
@@ -329,7 +406,7 @@ def deliver(ready, src, dest, cols, hop_x, hop_y, packet_cycles, depth, links):
     for i in range(P - 1, -1, -1):
         head[src[i]] = i
     pk = packets(P)
-    heap = new_heap(links)
+    checks = calendar(links)
     inj = np.full(P, -1, dtype=np.int64)
     arrival = np.full(P, -1, dtype=np.int64)
     ports = np.arange(nodes)  # the ports that may inject: all, then one at a time
@@ -345,9 +422,9 @@ def deliver(ready, src, dest, cols, hop_x, hop_y, packet_cycles, depth, links):
                 x = max(ready[i], port_free[s], slot)
                 inj[i] = x
                 port_free[s] = x + F
-                inject(links, heap, pk, i, s, dest[i], x, cols, hop_x, hop_y)
+                inject(links, checks, pk, i, s, dest[i], x, cols, hop_x, hop_y)
                 head[s] = nxt[i]
-        i, what, now = advance(links, heap, pk, F, depth, cols, hop_x, hop_y)
+        i, what, now = advance(links, checks, pk, F, depth, cols, hop_x, hop_y)
         if i == -1:
             break
         if what & EJECTED:
