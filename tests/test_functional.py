@@ -3,6 +3,8 @@ float64."""
 
 from __future__ import annotations
 
+import os
+
 import naive  # tests/naive.py: pytest puts tests/ on sys.path
 import numpy as np
 import pytest
@@ -311,3 +313,32 @@ def test_core_modules_import_without_a_cycle_and_without_torch():
             "import accelsim.chip.fast, accelsim.chip.reference\n"
             "assert 'torch' not in sys.modules and 'accelsim.spiking.testing' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1",
+                    reason="large maps: too slow as plain Python")
+@pytest.mark.parametrize("arch", ["vgg5", "resnet-small"])
+def test_one_image_split_among_threads_is_bit_identical(arch, monkeypatch):
+    """An image whose large layers share each step among the threads (conv tiles of output
+    rows, neuron updates by chunks of positions) gives the spikes, counts and output of the
+    image run whole on one thread, exactly, in float and fixed arithmetic."""
+    from accelsim.spiking import kernels as k
+    from accelsim.spiking.core import build_tables
+
+    image = np.random.default_rng(3).normal(size=(1, 1, 96, 96))
+    net = naive.calibrated_network(arch, (1, 96, 96), 0.5, 3, image)
+    layers = build_tables(net, net.timesteps).layers
+    tiles = [-(-h // k.tile_rows(w, c)) for c, h, w in layers[:, [k.L_C, k.L_H, k.L_W]]]
+    assert max(tiles) >= 4 and sum(t > 1 for t in tiles) >= 2  # several layers split
+    for arithmetic in ("float", "fixed"):
+        runs = {}
+        for split in (False, True):
+            monkeypatch.setattr(k, "split_images", lambda n, split=split: split)
+            runs[split] = run(net, image, arithmetic=arithmetic, record_spikes=True)
+        whole, shared = runs[False], runs[True]
+        assert (whole.counts.groupby(col.LAYER)[col.SPIKES_OUT].sum() > 0).sum() >= 3
+        np.testing.assert_array_equal(whole.output, shared.output)
+        assert whole.counts.equals(shared.counts)
+        for name, train in whole.spikes[0].items():
+            np.testing.assert_array_equal(train.offsets, shared.spikes[0][name].offsets)
+            np.testing.assert_array_equal(train.indices, shared.spikes[0][name].indices)

@@ -202,7 +202,7 @@ def _call(tables: CoreTables, x: np.ndarray, T: int, record: bool, counts: np.nd
     k.run_images(x, T, tables.layers, tables.leaks, tables.leak_shift, tables.thresholds,
                  tables.lo, tables.hi, tables.projs, tables.proj_start, tables.weights,
                  k.default_blocks(x.shape[0]), record, counts, output, rec, rec_n,
-                 tables.bias, tables.leak_truncate)
+                 tables.bias, tables.leak_truncate, k.split_images(x.shape[0]))
 
 
 def run_tables(tables: CoreTables, x: np.ndarray, T: int,

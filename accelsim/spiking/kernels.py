@@ -437,36 +437,89 @@ rows, so that the rows a spike adds into stay in cache."""
 
 
 @njit(cache=True)
+def tile_rows(out_w: int, out_c: int, tile_bytes: int = TILE_BYTES) -> int:
+    """Output rows per tile: as many as fit in ``tile_bytes`` of (8-byte) current, at least one."""
+    return max(1, tile_bytes // (out_w * out_c * 8))
+
+
+@njit(cache=True)
 def _conv_tiled(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
                 spike_x: np.ndarray, n_spikes: int, pool: int, out_c: int, out_w: int,
                 kernel: int, padding: int, weights: np.ndarray, w_off: int,
                 current: np.ndarray, reached: np.ndarray, src_c: int, src_h: int, src_w: int,
                 row0: int, row1: int, tile_bytes: int = TILE_BYTES) -> int:
     """A stride-1 :func:`conv_scatter` into output rows ``row0..row1-1``, tile of rows by tile
-    of rows, each tile taking, channel by channel, only the spikes whose kernel window reaches
-    it (a range of the ascending flat indices ``spikes``). Per target neuron the spikes arrive
-    in the same order as in one pass over all of them, so the sums are the same."""
-    rows = max(1, tile_bytes // (out_w * out_c * 8))
+    of rows (:func:`_conv_tile`). Per target neuron the spikes arrive in the same order as in
+    one pass over all of them, so the sums are the same."""
+    rows = tile_rows(out_w, out_c, tile_bytes)
     if rows >= row1 - row0:  # one tile: one pass
         return conv_scatter(spike_c, spike_y, spike_x, n_spikes, pool, out_c, 0, out_w, kernel,
                             1, padding, weights, w_off, current, reached, src_w, row0, row1)
-    listed = spikes[:n_spikes]
     ops = 0
     for r0 in range(row0, row1, rows):
-        r1 = min(row1, r0 + rows)
-        # (pooled) source rows whose taps reach output rows r0..r1-1
-        ya = max(0, r0 - padding) * pool
-        yb = min(src_h // pool, r1 - padding + kernel - 1) * pool
-        if yb <= ya:
-            continue
-        for c in range(src_c):
-            a = np.searchsorted(listed, (c * src_h + ya) * src_w)
-            b = np.searchsorted(listed, (c * src_h + yb) * src_w)
-            if b > a:
-                ops += conv_scatter(spike_c[a:b], spike_y[a:b], spike_x[a:b], b - a, pool,
-                                    out_c, 0, out_w, kernel, 1, padding, weights, w_off,
-                                    current, reached, src_w, r0, r1)
+        ops += _conv_tile(spikes, spike_c, spike_y, spike_x, n_spikes, pool, out_c, out_w,
+                          kernel, padding, weights, w_off, current, reached, src_c, src_h,
+                          src_w, r0, min(row1, r0 + rows))
     return ops
+
+
+@njit(cache=True, parallel=True)
+def _conv_tiled_parallel(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
+                         spike_x: np.ndarray, n_spikes: int, pool: int, out_c: int,
+                         out_h: int, out_w: int, kernel: int, padding: int,
+                         weights: np.ndarray, w_off: int, current: np.ndarray,
+                         reached: np.ndarray, src_c: int, src_h: int, src_w: int,
+                         rows: int) -> int:
+    """:func:`_conv_tiled` with its tiles of ``rows`` output rows shared among the threads:
+    tiles write disjoint rows, each in the order of one pass, so the sums are the same."""
+    ops = 0
+    for t in prange((out_h + rows - 1) // rows):
+        r0 = t * rows
+        ops += _conv_tile(spikes, spike_c, spike_y, spike_x, n_spikes, pool, out_c, out_w,
+                          kernel, padding, weights, w_off, current, reached, src_c, src_h,
+                          src_w, r0, min(out_h, r0 + rows))
+    return ops
+
+
+@njit(cache=True)
+def _conv_tile(spikes: np.ndarray, spike_c: np.ndarray, spike_y: np.ndarray,
+               spike_x: np.ndarray, n_spikes: int, pool: int, out_c: int, out_w: int,
+               kernel: int, padding: int, weights: np.ndarray, w_off: int, current: np.ndarray,
+               reached: np.ndarray, src_c: int, src_h: int, src_w: int, r0: int,
+               r1: int) -> int:
+    """Output rows ``r0..r1-1`` of a stride-1 conv, taking, channel by channel, only the spikes
+    whose kernel window reaches them (a range of the ascending flat indices ``spikes``)."""
+    # (pooled) source rows whose taps reach output rows r0..r1-1
+    ya = max(0, r0 - padding) * pool
+    yb = min(src_h // pool, r1 - padding + kernel - 1) * pool
+    if yb <= ya:
+        return 0
+    listed = spikes[:n_spikes]
+    ops = 0
+    for c in range(src_c):
+        a = np.searchsorted(listed, (c * src_h + ya) * src_w)
+        b = np.searchsorted(listed, (c * src_h + yb) * src_w)
+        if b > a:
+            ops += conv_scatter(spike_c[a:b], spike_y[a:b], spike_x[a:b], b - a, pool, out_c,
+                                0, out_w, kernel, 1, padding, weights, w_off, current, reached,
+                                src_w, r0, r1)
+    return ops
+
+
+@njit(cache=True, parallel=True)
+def _lif_update_parallel(current: np.ndarray, membrane: np.ndarray, reached: np.ndarray,
+                         touched: np.ndarray, c_: int, positions: int, chunk: int, leak,
+                         shift: int, threshold, lo, hi, fired: np.ndarray,
+                         truncate: bool) -> int:
+    """:func:`lif_update` of all ``positions`` in chunks of ``chunk`` shared among the threads
+    (each neuron's update is independent of the others)."""
+    active = 0
+    for t in prange((positions + chunk - 1) // chunk):
+        p0 = t * chunk
+        active += lif_update(current, membrane, reached, touched, c_, p0,
+                             min(positions, p0 + chunk), leak, shift, threshold, lo, hi, fired,
+                             truncate)
+    return active
 
 
 @njit(cache=True)
@@ -475,15 +528,20 @@ def _step(li: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
           weights: np.ndarray, membrane: np.ndarray, current: np.ndarray, reached: np.ndarray,
           touched: np.ndarray, const: np.ndarray, fired: np.ndarray, spikes: np.ndarray,
           spike_c: np.ndarray, spike_y: np.ndarray, spike_x: np.ndarray, n_spikes: np.ndarray,
-          truncate: bool) -> tuple[int, int]:
+          truncate: bool, split: bool) -> tuple[int, int]:
     """Layer ``li``'s timestep: the input currents (the constant current first, then each
     projection's spikes in order) and the neuron update, leaving 0/1 in ``fired``. Returns
-    (accumulations, active neurons)."""
+    (accumulations, active neurons).
+
+    With ``split``, a layer larger than one tile of rows shares its stride-1 convs and its
+    neuron update among the threads, tile by tile (never call it so from a parallel loop)."""
     off = layers[li, L_OFF]
     n = layers[li, L_N]
     c_ = layers[li, L_C]
     h_ = layers[li, L_H]
     w_ = layers[li, L_W]
+    rows = tile_rows(w_, c_)
+    split = split and rows < h_
     cur = current[off:off + n]
     rch = reached[off:off + n]
     tch = touched[off:off + n]
@@ -504,7 +562,12 @@ def _step(li: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
         sy = spike_y[soff:send]
         sx = spike_x[soff:send]
         op = projs[p, P_OP]
-        if op == OP_CONV and projs[p, P_STRIDE] == 1:
+        if op == OP_CONV and projs[p, P_STRIDE] == 1 and split:
+            ops += _conv_tiled_parallel(spikes[soff:send], sc, sy, sx, ns, projs[p, P_POOL], c_,
+                                        h_, w_, projs[p, P_KERNEL], projs[p, P_PAD], weights,
+                                        projs[p, P_W_OFF], cur, rch, projs[p, P_SRC_C],
+                                        projs[p, P_SRC_H], projs[p, P_SRC_W], rows)
+        elif op == OP_CONV and projs[p, P_STRIDE] == 1:
             ops += _conv_tiled(spikes[soff:send], sc, sy, sx, ns, projs[p, P_POOL], c_, w_,
                                projs[p, P_KERNEL], projs[p, P_PAD], weights, projs[p, P_W_OFF],
                                cur, rch, projs[p, P_SRC_C], projs[p, P_SRC_H],
@@ -523,6 +586,10 @@ def _step(li: int, layers: np.ndarray, leaks: np.ndarray, shift: int,
     mem = membrane[off:off + n]
     if layers[li, L_OUTPUT]:
         active = accumulate_step(cur, mem, rch, tch, c_, lo, hi)
+    elif split:
+        active = _lif_update_parallel(cur, mem, rch, tch, c_, h_ * w_, rows * w_, leaks[li],
+                                      shift, thresholds[li], lo, hi, fired[off:off + n],
+                                      truncate)
     else:
         active = lif_update(cur, mem, rch, tch, c_, 0, h_ * w_, leaks[li], shift,
                             thresholds[li], lo, hi, fired[off:off + n], truncate)
@@ -577,8 +644,9 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
               spike_y: np.ndarray, spike_x: np.ndarray,
               n_spikes: np.ndarray, macs: np.ndarray, counts: np.ndarray, record: bool,
               rec: np.ndarray, rec_n: np.ndarray, bias: np.ndarray,
-              truncate: bool = False) -> None:
-    """One image through all layers and timesteps; state arrays are reset here.
+              truncate: bool = False, split: bool = False) -> None:
+    """One image through all layers and timesteps; state arrays are reset here; ``split``:
+    large layers share each step among the threads (:func:`_step`).
 
     The membrane dtype picks the arithmetic: float64 or int64 (fixed point, see ``lif_step``).
     Every state array shares the layers' offsets ``L_OFF``; ``reached`` uses the first H*W
@@ -597,7 +665,8 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
         for li in range(layers.shape[0]):
             ops, active = _step(li, layers, leaks, shift, thresholds, lo, hi, projs, proj_start,
                                 weights, membrane, current, reached, touched, const, fired,
-                                spikes, spike_c, spike_y, spike_x, n_spikes, truncate)
+                                spikes, spike_c, spike_y, spike_x, n_spikes, truncate,
+                                split)
             _finish(li, t, ops, active, layers, projs, proj_start, fired, spikes, spike_c,
                     spike_y, spike_x, n_spikes, macs, counts[t, li], record, rec, rec_n, rec_pos)
 
@@ -607,8 +676,11 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
                shift: int, thresholds: np.ndarray, lo, hi, projs: np.ndarray,
                proj_start: np.ndarray, weights: np.ndarray, n_blocks: int, record: bool,
                counts: np.ndarray, output: np.ndarray, rec: np.ndarray,
-               rec_n: np.ndarray, bias: np.ndarray, truncate: bool = False) -> None:
-    """Run every image (rows of ``images``, flat CHW); parallel over ``n_blocks`` image blocks.
+               rec_n: np.ndarray, bias: np.ndarray, truncate: bool = False,
+               split: bool = False) -> None:
+    """Run every image (rows of ``images``, flat CHW); parallel over ``n_blocks`` image blocks,
+    or, with ``split``, one image after another, each sharing its large layer steps among the
+    threads (:func:`_step`; for fewer images than threads). The results are the same.
 
     float64 ``images``/``weights``/``output`` run the float arithmetic, int64 ones the fixed.
 
@@ -616,32 +688,48 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
     layer's membrane after T steps), and when ``record`` the spike records ``rec``
     (images, total) and ``rec_n`` (images, layers, T).
     """
+    if split:
+        _run_block(0, 1, images, timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
+                   proj_start, weights, record, counts, output, rec, rec_n, bias, truncate,
+                   True)
+        return
+    for b in prange(n_blocks):
+        _run_block(b, n_blocks, images, timesteps, layers, leaks, shift, thresholds, lo, hi,
+                   projs, proj_start, weights, record, counts, output, rec, rec_n, bias,
+                   truncate, False)
+
+
+@njit(cache=True)
+def _run_block(b: int, n_blocks: int, images: np.ndarray, timesteps: int, layers: np.ndarray,
+               leaks: np.ndarray, shift: int, thresholds: np.ndarray, lo, hi,
+               projs: np.ndarray, proj_start: np.ndarray, weights: np.ndarray, record: bool,
+               counts: np.ndarray, output: np.ndarray, rec: np.ndarray, rec_n: np.ndarray,
+               bias: np.ndarray, truncate: bool, split: bool) -> None:
+    """Images ``b, b + n_blocks, ...`` of :func:`run_images`, on state allocated once and reused
+    for each of them."""
     total = membrane_size(layers)
     n_layers = layers.shape[0]
     last = n_layers - 1
-    n_images = images.shape[0]
-    for b in prange(n_blocks):
-        # state allocated once per block (thread), reused for each of its images
-        membrane = np.zeros(total, dtype=weights.dtype)
-        current = np.zeros(total, dtype=weights.dtype)
-        reached = np.zeros(total, dtype=np.uint8)
-        touched = np.zeros(total, dtype=np.uint8)
-        const = np.zeros(total, dtype=weights.dtype)
-        fired = np.zeros(total, dtype=np.uint8)
-        spikes = np.zeros(total, dtype=np.int32)
-        spike_c = np.zeros(total, dtype=np.int32)
-        spike_y = np.zeros(total, dtype=np.int32)
-        spike_x = np.zeros(total, dtype=np.int32)
-        n_spikes = np.zeros(n_layers, dtype=np.int64)
-        macs = np.zeros(n_layers, dtype=np.int64)
-        for i in range(b, n_images, n_blocks):
-            ri = i if record else 0
-            run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
-                      proj_start, weights, membrane, current, reached, touched, const, fired,
-                      spikes, spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record,
-                      rec[ri], rec_n[ri], bias, truncate)
-            off = layers[last, L_OFF]
-            output[i, :] = membrane[off:off + layers[last, L_N]]
+    membrane = np.zeros(total, dtype=weights.dtype)
+    current = np.zeros(total, dtype=weights.dtype)
+    reached = np.zeros(total, dtype=np.uint8)
+    touched = np.zeros(total, dtype=np.uint8)
+    const = np.zeros(total, dtype=weights.dtype)
+    fired = np.zeros(total, dtype=np.uint8)
+    spikes = np.zeros(total, dtype=np.int32)
+    spike_c = np.zeros(total, dtype=np.int32)
+    spike_y = np.zeros(total, dtype=np.int32)
+    spike_x = np.zeros(total, dtype=np.int32)
+    n_spikes = np.zeros(n_layers, dtype=np.int64)
+    macs = np.zeros(n_layers, dtype=np.int64)
+    for i in range(b, images.shape[0], n_blocks):
+        ri = i if record else 0
+        run_image(images[i], timesteps, layers, leaks, shift, thresholds, lo, hi, projs,
+                  proj_start, weights, membrane, current, reached, touched, const, fired,
+                  spikes, spike_c, spike_y, spike_x, n_spikes, macs, counts[i], record,
+                  rec[ri], rec_n[ri], bias, truncate, split)
+        off = layers[last, L_OFF]
+        output[i, :] = membrane[off:off + layers[last, L_N]]
 
 
 @njit(cache=True)
@@ -654,3 +742,10 @@ def membrane_size(layers: np.ndarray) -> int:
 def default_blocks(n_images: int) -> int:
     """Image blocks for :func:`run_images`: one per numba thread, at most one per image."""
     return max(1, min(n_images, numba.get_num_threads()))
+
+
+def split_images(n_images: int) -> bool:
+    """Whether :func:`run_images` should share each image's layer steps among the threads: for
+    a single image with several threads (with two or more images, one per thread keeps more
+    threads busy on small networks, whose layers fit one tile)."""
+    return n_images == 1 and numba.get_num_threads() > 1
