@@ -27,6 +27,11 @@ Layouts
   is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
   reaches).
 
+Threads: :func:`run_images` gives each thread a block of images; a single image instead shares
+each large layer step among the threads (:func:`split_images`): its stride-1 convs tile by tile of
+output rows (tiles write disjoint rows and each adds its spikes in the order of one pass) and its
+neuron update by chunks of positions, so the sums, spikes and counts are the same bit for bit.
+
 Counting rules (the columns of :data:`accelsim.workflow.columns.FUNCTIONAL_COUNTS`)
 - ``synaptic_ops``: one per weight added into a target current by an input spike; zero-padding
   taps never exist as events, so conv borders count only the real targets.
