@@ -24,7 +24,7 @@ Chips: ``45nm-large`` (CIFAR networks), ``45nm-xl`` (ImageNet VGG16) and ``45nm-
 small model).
 
     NUMBA_NUM_THREADS=2 .venv/bin/python analysis/bench_paper_scale.py speed \\
-        [--cases cifar-vgg16,...] [--rates 0.4,1.2] [--images 16] [--repeats 2]
+        [--cases cifar-vgg16,...] [--rates 0.4,1.2] [--images 16] [--repeats 2] [--core-only]
     .venv/bin/python analysis/bench_paper_scale.py memory [--cases ...] [--rate 1.2]
     .venv/bin/python analysis/bench_paper_scale.py plot speed.json [PNG]
 
@@ -89,7 +89,7 @@ def network_and_images(case: str, rate: float, n: int) -> tuple[Network, np.ndar
     return net, np.asarray(x, dtype=np.float64), f"workload at {rate:g}"
 
 
-def speed(case: str, rate: float, n: int, repeats: int) -> dict:
+def speed(case: str, rate: float, n: int, repeats: int, core_only: bool = False) -> dict:
     from accelsim.chip.simulation import simulate
     from accelsim.spiking import functional
 
@@ -103,9 +103,13 @@ def speed(case: str, rate: float, n: int, repeats: int) -> dict:
             return module.forward_snn(xt, T)
 
     functional.run(net, x[:1])  # compile
-    simulate(net, x[:1], hardware=hw)
-    (torch_s, core_s, sim_s), (_, core, sim) = best_of_turns(
-        repeats, baseline, lambda: functional.run(net, x), lambda: simulate(net, x, hardware=hw))
+    calls = [baseline, lambda: functional.run(net, x)]
+    if not core_only:
+        simulate(net, x[:1], hardware=hw)
+        calls.append(lambda: simulate(net, x, hardware=hw))
+    times, results = best_of_turns(repeats, *calls)
+    torch_s, core_s, sim_s = (*times, float("nan"))[:3]
+    core = results[1]
     counts = core.counts
     spiking = [layer.name for layer in net.layers if layer.kind == "spiking"]
     neurons = sum(layer.neurons for layer in net.layers if layer.kind == "spiking")
@@ -117,7 +121,8 @@ def speed(case: str, rate: float, n: int, repeats: int) -> dict:
             "torch_ms": 1e3 * torch_s / n, "core_ms": 1e3 * core_s / n,
             "simulate_ms": 1e3 * sim_s / n,
             "core_speedup": torch_s / core_s, "simulate_slowdown": sim_s / torch_s,
-            "packets_per_image": float(sim.layers[col.NOC_PACKETS].sum() / n)}
+            "packets_per_image": (float("nan") if core_only else
+                                  float(results[2].layers[col.NOC_PACKETS].sum() / n))}
 
 
 def memory(case: str, rate: float, n: int) -> dict:
@@ -135,10 +140,12 @@ def memory(case: str, rate: float, n: int) -> dict:
             "tiles": int(result.mapping[col.TILES].sum())}
 
 
-def _child(kind: str, case: str, rate: float, n: int, repeats: int) -> dict:
+def _child(kind: str, case: str, rate: float, n: int, repeats: int,
+           core_only: bool = False) -> dict:
     """Run one measurement in a fresh process (its max RSS is its own)."""
     out = subprocess.run([sys.executable, __file__, "one", kind, case, str(rate), str(n),
-                          str(repeats)], check=True, capture_output=True, text=True)
+                          str(repeats), *(["--core-only"] if core_only else [])],
+                         check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -180,6 +187,8 @@ def main() -> None:
     s.add_argument("--imagenet-images", type=int, default=1)
     s.add_argument("--repeats", type=int, default=2)
     s.add_argument("--json", type=Path, help="also write the rows here")
+    s.add_argument("--core-only", action="store_true",
+                   help="time PyTorch and the core only (simulate takes minutes at ImageNet scale)")
     m = sub.add_parser("memory")
     m.add_argument("--cases", default=",".join(MEMORY_IMAGES))
     m.add_argument("--rate", type=float, default=1.2)
@@ -190,6 +199,7 @@ def main() -> None:
     one = sub.add_parser("one")
     for name in ("kind", "case", "rate", "n", "repeats"):
         one.add_argument(name)
+    one.add_argument("--core-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(numba.get_num_threads())
     if args.command == "plot":
@@ -197,7 +207,7 @@ def main() -> None:
         return
     if args.command == "one":
         fn = speed if args.kind == "speed" else memory
-        extra = (int(args.repeats),) if args.kind == "speed" else ()
+        extra = (int(args.repeats), args.core_only) if args.kind == "speed" else ()
         print(json.dumps(fn(args.case, float(args.rate), int(args.n), *extra)))
         return
     if args.command == "memory":
@@ -215,7 +225,7 @@ def main() -> None:
         rates = [0.0] if case == SMALL else [float(r) for r in args.rates.split(",")]
         n = args.imagenet_images if case == "imagenet-vgg16" else args.images
         for rate in rates:
-            r = _child("speed", case, rate, n, args.repeats)
+            r = _child("speed", case, rate, n, args.repeats, args.core_only)
             rows.append(r)
             print(f"{case:16s} {r['what']:18s} {r['spikes_per_neuron']:.2f} spikes/neuron, "
                   f"{r['synops_per_image']:.3e} synops/image, {n} images: PyTorch "
