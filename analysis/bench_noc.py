@@ -12,6 +12,9 @@ drawn by the pattern:
 - ``uniform``: any other node, uniformly;
 - ``transpose``: node (r, c) sends to (c, r) (the diagonal does not send).
 
+It first prints the event loop's speed: hops per second through ``mesh.deliver`` on uniform
+traffic at 0.2 flits/node/cycle.
+
 Packets are timed in the model's queue order (creation cycle, source, sequence) after a warm-up;
 latency is creation to full arrival, averaged over the packets created in the measurement
 window. The saturation throughput is the offered load at which the mean latency reaches 3x its
@@ -94,6 +97,24 @@ def saturation(pattern: str, k: int, noc, cycles: int) -> float:
     return lo
 
 
+def hop_speed(k: int, load: float, noc, cycles: int, repeats: int = 3) -> tuple[int, float]:
+    """(hops, best seconds) of :func:`accelsim.chip.mesh.deliver` on uniform traffic: the cost
+    of the mesh's event loop per hop (injection excluded, ejection counted)."""
+    import time
+
+    flits = noc.packet_cycles
+    ready, src, dest = traffic("uniform", k, load, flits, cycles, np.random.default_rng(0))
+    hops = int((np.abs(src % k - dest % k) + np.abs(src // k - dest // k) + 1).sum())
+    best = np.inf
+    for _ in range(repeats + 1):  # the first call may compile
+        links = mesh.state(1, k, k, noc.router_buffer_packets)[0]
+        t0 = time.perf_counter()
+        mesh.deliver(ready, src, dest, k, noc.hop_latency_x_cycles, noc.hop_latency_y_cycles,
+                     flits, noc.router_buffer_packets, links)
+        best = min(best, time.perf_counter() - t0)
+    return hops, best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8])
@@ -107,6 +128,11 @@ def main() -> None:
           f"{noc.hop_latency_y_cycles} cycles, {noc.packet_cycles}-cycle packets, "
           f"{noc.router_buffer_packets}-packet router buffers; {args.cycles} cycles per point, "
           "the first quarter warm-up")
+    for k in args.k:
+        hops, seconds = hop_speed(k, 0.2, noc, args.cycles)
+        print(f"k={k} speed: uniform traffic at 0.2 flits/node/cycle, {hops:,} hops in "
+              f"{seconds * 1e3:.0f} ms (best of 3): {hops / seconds / 1e6:.1f} M hops/s, "
+              f"{seconds / hops * 1e9:.0f} ns per hop")
     curves = {}
     for k in args.k:
         for pattern in ("uniform", "transpose"):

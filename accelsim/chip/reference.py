@@ -33,8 +33,7 @@ import numpy as np
 import simpy
 
 from accelsim.chip import mesh
-from accelsim.chip.fast import check_sender_chain
-from accelsim.chip.plan import Plan
+from accelsim.chip.plan import Plan, check_sender_chain
 from accelsim.chip.timeline import Phase, Timeline
 
 
