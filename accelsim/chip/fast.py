@@ -106,7 +106,7 @@ def transfer_kernel(order_n, order_src, ready, src_tiles, dest_tiles, neuron_cla
         mesh.packets(P), mesh.calendar(links))
 
 
-_PER_PACKET, _PER_TILE = 15, 8
+_PER_PACKET, _PER_TILE = 15, 8  # rows of _transfer's scratch: per packet, per port or destination
 
 
 @njit(cache=True, _nrt=False)
