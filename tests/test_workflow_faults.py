@@ -410,7 +410,7 @@ def test_a_killed_sweep_resumes_to_the_tables_of_an_uninterrupted_one(workdir, s
     runner.run(path, out=workdir / "clean", scheduler=runner.SERIAL, progress=False)
     out = workdir / "res"
     args = ("run", str(path), "--out", str(out), "--scheduler", "serial", "--no-plots")
-    proc = _spawn(workdir, *args, delay=1.0)  # 8 tasks: seconds to spare when busy
+    proc = _spawn(workdir, *args, delay=0.3)
     _wait_for_points(out, 1, proc)
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
@@ -483,7 +483,7 @@ def test_a_worker_killed_mid_sweep_on_a_real_cluster(tmp_path):
 @pytest.mark.slow  # a local Dask cluster and the real chip in a fresh interpreter
 def test_ctrl_c_on_a_local_dask_cluster_is_one_line(tmp_path):
     """Ctrl-C reaches the whole process group, workers included: still one line, exit 130."""
-    path = write_scenario(tmp_path, REAL.replace("images: 6", "images: 24"))  # seconds to spare
+    path = write_scenario(tmp_path, REAL.replace("images: 6", "images: 12"))
     out = tmp_path / "res"
     proc = subprocess.Popen([str(Path(sys.executable).with_name("accelsim")), "run", str(path),
                              "--out", str(out), "--no-plots"], cwd=tmp_path,
