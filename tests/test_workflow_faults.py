@@ -385,11 +385,17 @@ app(sys.argv[1:], prog_name="accelsim")
 """
 
 
+def _interruptible() -> None:
+    """Ctrl-C's default action in the child: a shell starts background jobs with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt (nor would the tool under test)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(cwd: Path, *args: str, delay: float) -> subprocess.Popen:
     env = {**os.environ, "ACCELSIM_TEST_DELAY": str(delay), "NUMBA_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(TESTS)), *args],
                             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_interruptible)
 
 
 def _wait_for_points(out: Path, n: int, proc: subprocess.Popen, limit: float = 60) -> None:
@@ -488,7 +494,8 @@ def test_ctrl_c_on_a_local_dask_cluster_is_one_line(tmp_path):
     proc = subprocess.Popen([str(Path(sys.executable).with_name("accelsim")), "run", str(path),
                              "--out", str(out), "--no-plots"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+                            start_new_session=True, preexec_fn=_interruptible,
+                            env={**os.environ, "NUMBA_NUM_THREADS": "1"})
     _wait_for_points(out, 1, proc, limit=240)
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does
     _, err = proc.communicate(timeout=120)

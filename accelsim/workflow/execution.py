@@ -161,10 +161,13 @@ def connect(scheduler: str | None, client: Any = None, *, workers: int = 1,
         # the run is already complete then, and the warning only confuses the reader.
         # Each worker's numba kernels get their share of the cores, not all of them. The
         # scheduler's HTTP server takes any free port (the default 8787 may be taken).
+        # A value set by the user is kept: workers inherit it, and numba refuses a different
+        # one once its threads run (it rereads the variable whenever it compiles).
         share = max(1, (os.cpu_count() or 1) // workers)
+        env = {} if "NUMBA_NUM_THREADS" in os.environ else {"NUMBA_NUM_THREADS": str(share)}
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=":0", silence_logs=logging.ERROR,
-                          env={"NUMBA_NUM_THREADS": str(share)}) as cluster, \
+                          env=env) as cluster, \
                 Client(cluster) as own:
             own.run(_ignore_interrupts)
             yield own
