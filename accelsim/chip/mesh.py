@@ -56,19 +56,29 @@ def ring_size(depth: int) -> int:
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def xy_step(r, dx, dy, cols, hop_x, hop_y):
+    """(channel, next router, head latency, columns and rows still to go) of the hop from
+    router ``r`` with ``dx`` columns and ``dy`` rows left to its destination (XY: east or west
+    first, then south or north; the ejection channel when both are 0). Packets carry dx and dy
+    along, so that a hop needs no division."""
+    if dx > 0:
+        return r * PORTS + EAST, r + 1, hop_x, dx - 1, dy
+    if dx < 0:
+        return r * PORTS + WEST, r - 1, hop_x, dx + 1, dy
+    if dy > 0:
+        return r * PORTS + SOUTH, r + cols, hop_y, dx, dy - 1
+    if dy < 0:
+        return r * PORTS + NORTH, r - cols, hop_y, dx, dy + 1
+    return r * PORTS + EJECT, r, 0, dx, dy
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def next_channel(r, d, cols, hop_x, hop_y):
-    """(channel, next router, head latency) of the hop from router ``r`` toward ``d`` (XY: east
-    or west first, then south or north; the ejection channel at ``d``)."""
-    rc, dc = r % cols, d % cols
-    if rc < dc:
-        return r * PORTS + EAST, r + 1, hop_x
-    if rc > dc:
-        return r * PORTS + WEST, r - 1, hop_x
-    if r < d:
-        return r * PORTS + SOUTH, r + cols, hop_y
-    if r > d:
-        return r * PORTS + NORTH, r - cols, hop_y
-    return r * PORTS + EJECT, r, 0
+    """(channel, next router, head latency) of the hop from router ``r`` toward ``d``
+    (:func:`xy_step`)."""
+    c, nxt, lat, _, _ = xy_step(r, d % cols - r % cols, d // cols - r // cols, cols, hop_x,
+                                hop_y)
+    return c, nxt, lat
 
 
 def route(src: int, dest: int, cols: int, hop_x: int, hop_y: int) -> list[tuple[int, int]]:
@@ -259,21 +269,8 @@ def _enter(links, checks, pk, i, b, router, head, cols, hop_x, hop_y):
     k = links[b, COUNT]
     links[b, COUNT] = k + 1
     links[b, RING + mask + 1 + (k & mask)] = i
-    dx, dy = pk[i, P_DX], pk[i, P_DY]
-    if dx > 0:
-        c, nxt, lat = router * PORTS + EAST, router + 1, hop_x
-        pk[i, P_DX] = dx - 1
-    elif dx < 0:
-        c, nxt, lat = router * PORTS + WEST, router - 1, hop_x
-        pk[i, P_DX] = dx + 1
-    elif dy > 0:
-        c, nxt, lat = router * PORTS + SOUTH, router + cols, hop_y
-        pk[i, P_DY] = dy - 1
-    elif dy < 0:
-        c, nxt, lat = router * PORTS + NORTH, router - cols, hop_y
-        pk[i, P_DY] = dy + 1
-    else:
-        c, nxt, lat = router * PORTS + EJECT, router, 0
+    c, nxt, lat, pk[i, P_DX], pk[i, P_DY] = xy_step(router, pk[i, P_DX], pk[i, P_DY], cols,
+                                                      hop_x, hop_y)
     pk[i, P_HELD] = b
     pk[i, P_INDEX] = k
     pk[i, P_HEAD] = head
