@@ -5,7 +5,9 @@ it was."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -484,6 +486,42 @@ def test_a_worker_killed_mid_sweep_on_a_real_cluster(tmp_path):
         for proc in procs:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def _callback_error(make_callback) -> logging.LogRecord:
+    """The record tornado logs when a loop callback raises (tornado.ioloop._run_callback)."""
+    callback = functools.partial(make_callback())
+    try:
+        callback()
+    except Exception:
+        exc_info = sys.exc_info()
+    return logging.LogRecord("tornado.application", logging.ERROR, __file__, 0,
+                             "Exception in callback %r", (callback,), exc_info)
+
+
+def test_only_the_sync_cancel_race_is_kept_off_the_console():
+    """distributed's ``sync`` schedules ``cancel`` on Ctrl-C; if its coroutine has not yet made
+    its future, ``cancel`` raises NameError on the loop. That record alone is dropped."""
+    def sync():  # the shape of distributed.utils.sync: a closure over a not-yet-set future
+        future: object
+
+        def cancel():
+            future.cancel()  # noqa: F821
+        return cancel
+
+    def sync_with_a_bug():
+        def cancel():
+            raise ValueError("a real fault")
+        return cancel
+
+    def elsewhere():
+        def callback():
+            return undefined_name  # noqa: F821
+        return callback
+
+    assert not E._not_the_sync_cancel_race(_callback_error(sync))
+    assert E._not_the_sync_cancel_race(_callback_error(sync_with_a_bug))
+    assert E._not_the_sync_cancel_race(_callback_error(elsewhere))
 
 
 @pytest.mark.slow  # a local Dask cluster and the real chip in a fresh interpreter
