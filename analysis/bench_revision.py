@@ -1,13 +1,15 @@
-"""The chip replay's speed against an earlier revision, in one process (prints times and the ratio).
+"""Replay or core speed against an earlier revision, in one process (times and their ratio).
 
 On a shared machine two runs minutes apart can differ by 2x; two versions taking turns in one
 process see the same load. This script exports the package at ``REV`` (``git archive``) under
 another name into a directory of the system's temporary folder (kept, with its numba cache, for
-the next run), imports both, and replays the same mnist5k test images' spikes (fast mode,
-``45nm-generic``, T = 5) with each in turn; best of ``--repeats``.
+the next run), imports both, and runs the same inputs with each in turn, best of ``--repeats``:
+the replay of the mnist5k test images' spikes (fast mode, ``45nm-generic``, T = 5), or with
+``--stage core`` the functional core; ``--model PLAN:DATASET:RATE`` takes a calibrated workload
+(e.g. ``vgg16:cifar10:1.2``) on its synthetic images.
 
     .venv/bin/python analysis/bench_revision.py REV [--model mnist5k-vgg9] [--images 64]
-        [--repeats 5]
+        [--repeats 5] [--stage replay|core]
 
 Run it with ``NUMBA_NUM_THREADS=1`` to compare single-thread work. The old revision's kernels
 compile on its first run (a minute or two).
@@ -50,16 +52,28 @@ def export(rev: str) -> Path:
     return into
 
 
-def replayer(package: str, model: str, images: int):
-    """A call that replays ``images`` test images' spikes with ``package``."""
+def caller(package: str, model: str, images: int, stage: str):
+    """A call that runs ``images`` inputs through ``stage`` with ``package``: the functional
+    core, or the chip replay of the core's spikes. ``model``: a shipped trained model (on
+    mnist5k test images) or ``PLAN:DATASET:RATE``, a calibrated workload (on its synthetic
+    images)."""
     def module(name: str):
         return importlib.import_module(f"{package}.{name}")
 
-    data, functional = module("model.data"), module("spiking.functional")
-    net = module("model.modelfile").load_model(ROOT / "trained_models" / model)
-    raw = data.load_images("mnist5k", "test", size=32)
-    pick = np.linspace(0, len(raw) - 1, images).astype(int)
-    x = data.normalise(raw.images[pick], net.input_mean, net.input_std)
+    functional = module("spiking.functional")
+    if ":" in model:
+        plan, dataset, rate = model.split(":")
+        workloads = module("model.workloads")
+        net = workloads.workload(plan, dataset=dataset, spike_rate=float(rate))
+        x = workloads.synthetic_images(net.architecture.input_shape, images, seed=0)
+    else:
+        data = module("model.data")
+        net = module("model.modelfile").load_model(ROOT / "trained_models" / model)
+        raw = data.load_images("mnist5k", "test", size=32)
+        pick = np.linspace(0, len(raw) - 1, images).astype(int)
+        x = data.normalise(raw.images[pick], net.input_mean, net.input_std)
+    if stage == "core":
+        return lambda: functional.run(net, x, timesteps=5)
     run = functional.run(net, x, timesteps=5, record_spikes=True)
     hw = module("chip.hardware").load_hardware("45nm-generic")
     replay = module("chip.simulation").replay
@@ -76,10 +90,11 @@ def main() -> None:
     parser.add_argument("--model", default="mnist5k-vgg9")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--stage", choices=("replay", "core"), default="replay")
     args = parser.parse_args()
     sys.path.insert(0, str(export(args.rev)))
-    calls = {args.rev: replayer(OLD, args.model, args.images),
-             "working tree": replayer("accelsim", args.model, args.images)}
+    calls = {args.rev: caller(OLD, args.model, args.images, args.stage),
+             "working tree": caller("accelsim", args.model, args.images, args.stage)}
     for call in calls.values():
         call()  # compile
     best = dict.fromkeys(calls, np.inf)
@@ -89,8 +104,9 @@ def main() -> None:
             call()
             best[name] = min(best[name], time.perf_counter() - t0)
     old, new = best.values()
-    print(f"{args.model}, {args.images} images, replay (best of {args.repeats}, taking turns): "
-          f"{args.rev} {old:.3f} s, working tree {new:.3f} s; speed-up {old / new:.2f}x")
+    print(f"{args.model}, {args.images} images, {args.stage} (best of {args.repeats}, "
+          f"taking turns): {args.rev} {old:.3f} s, working tree {new:.3f} s; "
+          f"speed-up {old / new:.2f}x")
 
 
 if __name__ == "__main__":

@@ -84,14 +84,19 @@ def _chw(shape: Shape) -> tuple[int, int, int]:
     raise ValueError(f"shape {shape} is neither (C, H, W) nor (N,)")
 
 
+def kernel_layout(op: str, w: np.ndarray) -> np.ndarray:
+    """Torch-layout weights in the kernels' (flat) layout: conv (C_out, C_in, k, k) ->
+    (C_in, k, k, C_out) with the column taps reversed (see :mod:`accelsim.spiking.kernels`);
+    linear (out, in) -> (in, out)."""
+    w = np.asarray(w)
+    w = w.transpose(1, 2, 3, 0)[:, :, ::-1, :] if op == "conv" else w.T
+    return np.ascontiguousarray(w).ravel()
+
+
 def kernel_weights(op: str, w: np.ndarray, pool: int) -> np.ndarray:
     """Torch-layout weights to the kernels' layout, with the average pool's 1/pool**2 folded in."""
-    w = np.asarray(w, dtype=np.float64)
-    # conv (C_out, C_in, k, k) -> (C_in, k, k, C_out); linear (out, in) -> (in, out)
-    w = w.transpose(1, 2, 3, 0) if op == "conv" else w.T
-    if pool > 1:
-        w = w / float(pool * pool)
-    return np.ascontiguousarray(w).ravel()
+    w = kernel_layout(op, np.asarray(w, dtype=np.float64))
+    return w / float(pool * pool) if pool > 1 else w
 
 
 def build_tables(network: Network, timesteps: int,

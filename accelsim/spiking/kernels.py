@@ -22,10 +22,12 @@ Layouts
   cell (:func:`pooled_cells`): a cell with ``k`` spikes adds ``k * W / pool**2`` once, as the
   float64 reference does (pool, then multiply); ``synaptic_ops`` still counts every spike's
   accumulations.
-- Conv weights are ``(C_in, k, k, C_out)``, linear weights ``(in, out)``; both are already
-  multiplied by ``1 / pool**2`` when the projection pools its source (average pooling of spikes
-  is linear, so a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell
-  reaches).
+- Conv weights are ``(C_in, k, k, C_out)`` with the column taps reversed (``[c, ky, j]`` holds
+  tap ``kx = k - 1 - j``), linear weights ``(in, out)``; both are already multiplied by
+  ``1 / pool**2`` when the projection pools its source (average pooling of spikes is linear, so
+  a spike of a pooled source adds ``W / pool**2`` to the targets its pooled cell reaches).
+  Reversed, the taps of one kernel row reach adjacent targets in the order their weights are
+  stored, so a stride-1 spike adds each kernel row as one contiguous run of ``k * C_out``.
 
 Threads: :func:`run_images` gives each thread a block of images; a single image instead shares
 each large layer step among the threads (:func:`split_images`): its stride-1 convs tile by tile of
@@ -155,16 +157,18 @@ def _conv_cells(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarray,
         kx1 = min(kernel, x + padding + 1)
         if ky1 <= ky0 or kx1 <= kx0:
             continue
+        # one kernel row: taps kx1-1 .. kx0 reach positions first .. first+taps-1, and their
+        # (reversed) weights are stored in that order
+        taps = kx1 - kx0
+        run = taps * out_c
         for ky in range(ky0, ky1):
-            oy = y + padding - ky
-            for kx in range(kx0, kx1):
-                pos = oy * out_w + x + padding - kx
-                base = pos * out_c
-                wbase = w_off + (c * kk + ky * kernel + kx) * out_c
-                # slices: non-negative unit-stride indices, so the loop vectorises
-                _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
-                reached[pos] = 1
-        ops += (ky1 - ky0) * (kx1 - kx0) * out_c * spikes
+            first = (y + padding - ky) * out_w + x + padding - (kx1 - 1)
+            base = first * out_c
+            wbase = w_off + (c * kk + ky * kernel + kernel - kx1) * out_c
+            # slices: non-negative unit-stride indices, so the loop vectorises
+            _add_row(current[base:base + run], weights[wbase:wbase + run], spikes)
+            reached[first:first + taps] = 1
+        ops += (ky1 - ky0) * run * spikes
     return ops
 
 
@@ -208,7 +212,7 @@ def _conv_cells_strided(cell_c: np.ndarray, cell_y: np.ndarray, cell_x: np.ndarr
                     continue
                 pos = oy * out_w + ox
                 base = pos * out_c
-                wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
+                wbase = w_off + ((c * kernel + ky) * kernel + kernel - 1 - kx) * out_c
                 _add_row(current[base:base + out_c], weights[wbase:wbase + out_c], spikes)
                 reached[pos] = 1
                 ops += out_c * spikes
@@ -390,7 +394,7 @@ def dense_conv(x: np.ndarray, src_c: int, src_h: int, src_w: int, out_c: int, ou
                         continue
                     for c in range(src_c):
                         v = x[(c * src_h + y) * src_w + xx]
-                        wbase = w_off + ((c * kernel + ky) * kernel + kx) * out_c
+                        wbase = w_off + ((c * kernel + ky) * kernel + kernel - 1 - kx) * out_c
                         w_row = weights[wbase:wbase + out_c]
                         for co in range(out_c):
                             row[co] += w_row[co] * v

@@ -48,7 +48,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from accelsim.chip import prepared
 from accelsim.model.network import INPUT, Network
 from accelsim.spiking import kernels as k
-from accelsim.spiking.core import CoreTables, FunctionalResult, build_tables, run_tables
+from accelsim.spiking.core import (
+    CoreTables,
+    FunctionalResult,
+    build_tables,
+    kernel_layout,
+    run_tables,
+)
 
 
 class Quantization(BaseModel):
@@ -210,8 +216,7 @@ def fixed_tables(qnet: QuantisedNetwork, timesteps: int) -> CoreTables:
                 weights[off] = qnet.increments[(layer.name, j)]
                 continue
             w = qnet.weights[p.weight]
-            kw = w.transpose(1, 2, 3, 0) if p.op == "conv" else w.T
-            weights[off:off + w.size] = kw.ravel()
+            weights[off:off + w.size] = kernel_layout(p.op, w)
     bias = np.zeros(tables.bias.shape[0], dtype=np.int64)
     for li, la in enumerate(net.layers):
         if la.bias is not None:
