@@ -63,9 +63,11 @@ class CoreTables:
     projs: np.ndarray        # int64 (P, N_PROJ_COLS), grouped by target layer
     proj_start: np.ndarray   # int64 (L+1,)
     weights: np.ndarray      # all projections' kernel-layout weights concatenated (an identity
-                             # projection holds its one increment); float64 or int64
+                             # projection holds its one increment); float32 values stored
+                             # as float32 (else float64), or int64
     bias: np.ndarray         # (state size,) each neuron's bias (HWC, at its layer's offset), 0
-                             # where a layer has none; the weights' dtype
+                             # where a layer has none; float64 or int64: the state's dtype,
+                             # which picks the arithmetic
     names: tuple[str, ...]
     spiking: tuple[bool, ...]
     rec_size: int            # spike-record slots per image (T * spiking neurons)
@@ -97,6 +99,14 @@ def kernel_weights(op: str, w: np.ndarray, pool: int) -> np.ndarray:
     """Torch-layout weights to the kernels' layout, with the average pool's 1/pool**2 folded in."""
     w = kernel_layout(op, np.asarray(w, dtype=np.float64))
     return w / float(pool * pool) if pool > 1 else w
+
+
+def _narrowest(weights: np.ndarray) -> np.ndarray:
+    """The float64 weights as float32 when every one is a float32 value (trained weights are):
+    the kernels widen each exactly before adding it, so the sums are the same, and half the
+    bytes stream through the caches (at paper scale the weights outgrow them)."""
+    narrow = weights.astype(np.float32)
+    return narrow if np.array_equal(narrow, weights) else weights
 
 
 def build_tables(network: Network, timesteps: int,
@@ -148,7 +158,7 @@ def build_tables(network: Network, timesteps: int,
             chunks.append(kw)
             w_off += kw.size
     proj_start[n_layers] = len(projs)
-    all_weights = np.concatenate(chunks) if chunks else np.zeros(0)
+    all_weights = _narrowest(np.concatenate(chunks) if chunks else np.zeros(0))
     bias = np.zeros(off)
     for start, values in biases:
         bias[start:start + values.size] = values
@@ -214,13 +224,13 @@ def run_tables(tables: CoreTables, x: np.ndarray, T: int,
                record_spikes: bool) -> FunctionalResult:
     """Run flat images ``x`` through prepared tables (float64 or int64 arithmetic).
 
-    ``output`` has the weights' dtype: float64 sums, or int64 membranes in fixed point.
+    ``output`` has the biases' dtype: float64 sums, or int64 membranes in fixed point.
     """
     n_images = x.shape[0]
     n_layers = tables.layers.shape[0]
     n_classes = int(tables.layers[-1, k.L_N])
     counts = np.zeros((n_images, T, n_layers, k.N_COUNTS), dtype=np.int64)
-    output = np.zeros((n_images, n_classes), dtype=tables.weights.dtype)
+    output = np.zeros((n_images, n_classes), dtype=tables.bias.dtype)
     trains: list[dict[str, SpikeTrain]] | None = None
     if record_spikes:
         trains = []

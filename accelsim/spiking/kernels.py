@@ -1,4 +1,5 @@
-"""numba kernels of the event-driven spiking core (float64).
+"""numba kernels of the event-driven spiking core (float64 state; weights stored as float32
+when they are float32 values, widened exactly as they are added).
 
 Small pure functions over flat arrays; :mod:`accelsim.spiking.functional` checks the inputs, builds
 the
@@ -657,7 +658,8 @@ def run_image(x: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np.ndarr
     """One image through all layers and timesteps; state arrays are reset here; ``split``:
     large layers share each step among the threads (:func:`_step`).
 
-    The membrane dtype picks the arithmetic: float64 or int64 (fixed point, see ``lif_step``).
+    The state's dtype (``bias``'s) picks the arithmetic: float64 or int64 (fixed point, see
+    ``lif_step``).
     Every state array shares the layers' offsets ``L_OFF``; ``reached`` uses the first H*W
     slots of a layer's range (one per position).
 
@@ -691,7 +693,8 @@ def run_images(images: np.ndarray, timesteps: int, layers: np.ndarray, leaks: np
     or, with ``split``, one image after another, each sharing its large layer steps among the
     threads (:func:`_step`; for fewer images than threads). The results are the same.
 
-    float64 ``images``/``weights``/``output`` run the float arithmetic, int64 ones the fixed.
+    float64 ``images``/``bias``/``output`` run the float arithmetic (``weights`` float32 or
+    float64), int64 ones the fixed.
 
     Fills ``counts`` (images, T, layers, N_COUNTS), ``output`` (images, classes: the output
     layer's membrane after T steps), and when ``record`` the spike records ``rec``
@@ -719,11 +722,11 @@ def _run_block(b: int, n_blocks: int, images: np.ndarray, timesteps: int, layers
     total = membrane_size(layers)
     n_layers = layers.shape[0]
     last = n_layers - 1
-    membrane = np.zeros(total, dtype=weights.dtype)
-    current = np.zeros(total, dtype=weights.dtype)
+    membrane = np.zeros(total, dtype=bias.dtype)
+    current = np.zeros(total, dtype=bias.dtype)
     reached = np.zeros(total, dtype=np.uint8)
     touched = np.zeros(total, dtype=np.uint8)
-    const = np.zeros(total, dtype=weights.dtype)
+    const = np.zeros(total, dtype=bias.dtype)
     fired = np.zeros(total, dtype=np.uint8)
     spikes = np.zeros(total, dtype=np.int32)
     spike_c = np.zeros(total, dtype=np.int32)
