@@ -342,3 +342,35 @@ def test_one_image_split_among_threads_is_bit_identical(arch, monkeypatch):
         for name, train in whole.spikes[0].items():
             np.testing.assert_array_equal(train.offsets, shared.spikes[0][name].offsets)
             np.testing.assert_array_equal(train.indices, shared.spikes[0][name].indices)
+
+
+@pytest.mark.parametrize("arch", ["vgg5", "resnet-small"])
+def test_float32_valued_weights_are_stored_narrow_with_the_same_sums(arch):
+    """Weights that are all float32 values are stored as float32 and widened exactly as they
+    are added: output, counts and spikes equal the float64-stored run bit for bit; one weight
+    that is no float32 value keeps the whole table float64."""
+    import dataclasses
+
+    from accelsim.spiking.core import build_tables, run_tables
+
+    net, images = _net_and_images(arch, seed=5)
+    net = net.model_copy(update={"weights": {name: w.astype(np.float32).astype(np.float64)
+                                             for name, w in net.weights.items()}})
+    x = images.reshape(len(images), -1)
+    narrow = build_tables(net, net.timesteps)
+    assert narrow.weights.dtype == np.float32
+    wide = dataclasses.replace(narrow, weights=narrow.weights.astype(np.float64))
+    a = run_tables(narrow, x, net.timesteps, record_spikes=True)
+    b = run_tables(wide, x, net.timesteps, record_spikes=True)
+    assert a.counts[col.SPIKES_OUT].sum() > 0
+    np.testing.assert_array_equal(a.output, b.output)
+    assert a.counts.equals(b.counts)
+    for mine, theirs in zip(a.spikes, b.spikes, strict=True):
+        for name, train in mine.items():
+            np.testing.assert_array_equal(train.indices, theirs[name].indices)
+    off = dict(net.weights)
+    first = next(iter(off))
+    off[first] = off[first].copy()
+    off[first].flat[0] += 1e-12  # no float32 value any more
+    off_net = net.model_copy(update={"weights": off})
+    assert build_tables(off_net, net.timesteps).weights.dtype == np.float64
