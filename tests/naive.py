@@ -160,3 +160,19 @@ def assert_spikes_equal_reference(result, ref, timesteps: int) -> None:
                 np.testing.assert_array_equal(train.at(t), ref.spike_indices(name, i, t))
             total += len(train.indices)
     assert total > 0
+
+
+def model_params(paths: list) -> list:
+    """Shipped model files as test parameters; a model whose kernel weights are stored as
+    float64 (some weight is no float32 value, e.g. folded by a 7x7 average pool) is ``slow``:
+    running it compiles the kernels a second time (a minute), and the slow run checks it."""
+    import pytest
+
+    from accelsim.model.modelfile import load_model
+    from accelsim.spiking.core import build_tables
+
+    def wide(path) -> bool:
+        return build_tables(load_model(path), 1).weights.dtype == np.float64
+
+    return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if wide(p) else [])
+            for p in paths]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import naive  # tests/naive.py: pytest puts tests/ on sys.path
 import numpy as np
 import pytest
 
@@ -75,7 +76,7 @@ def _check_fixed(path: Path, count: int, rounding: str = "floor") -> None:
                 np.testing.assert_array_equal(train.at(t), ref.spike_indices(name, i, t))
 
 
-@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+@pytest.mark.parametrize("path", naive.model_params(MODELS))
 def test_float_matches_torch_float64_subset(path):
     _check_float(path, QUICK_IMAGES.get(path.stem, QUICK_DEFAULT))
 

@@ -7,6 +7,7 @@ import re
 import warnings
 from pathlib import Path
 
+import naive  # tests/naive.py: pytest puts tests/ on sys.path
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def _same_spikes(a, b) -> None:
             np.testing.assert_array_equal(sa[name].indices, sb[name].indices, err_msg=name)
 
 
-@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", naive.model_params(MODELS))
 def test_round_trip_gives_the_same_network_and_spikes(path, tmp_path):
     net = load_model(path)
     info = read_manifest(path).dataset
