@@ -229,6 +229,22 @@ def test_cache_key_ignores_names_and_execution_but_not_physics(workdir):
     assert isinstance(a.scenario, Scenario)
 
 
+def test_cache_key_changes_with_the_package_source(workdir, monkeypatch):
+    """The version number stays while code is edited: results cached by other code of the
+    same version must not be served as this code's."""
+    from accelsim.workflow import points
+
+    path = write_scenario(workdir, BASE)
+    (a,) = runner.check(path)
+    digest = points.source_digest()
+    assert len(digest) == 64
+    monkeypatch.setattr(points, "source_digest", lambda: "0" * 64)
+    (b,) = runner.check(path)
+    monkeypatch.setattr(points, "source_digest", lambda: digest)
+    (c,) = runner.check(path)
+    assert a.key != b.key and a.key == c.key
+
+
 SHIPPED = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 
 

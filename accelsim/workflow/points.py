@@ -3,7 +3,8 @@ and the hardware preset, checked before any work starts, and keyed for the cache
 
 The cache key of a point is the sha256 of its resolved scenario (without names, outputs and
 execution settings, which do not change results), the model manifest (which holds the sha256
-of the weights) and the accelsim version.
+of the weights), the accelsim version and a digest of accelsim's own source (a checkout whose
+code changed computes anew instead of serving results of the code before).
 """
 
 from __future__ import annotations
@@ -61,12 +62,24 @@ def _versions() -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
+@functools.cache
+def source_digest() -> str:
+    """sha256 of the package's Python source: the version number stays the same while the
+    code is edited, and a result cached by other code must not be served as this code's."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(scenario: Scenario, model_manifest_sha: str) -> str:
     """sha256 of what determines a point's results."""
     content = scenario.model_dump(mode="json", exclude=set(_KEY_EXCLUDES))
     content.pop("model")
     payload = {"scenario": content, "model": model_manifest_sha,
-               "accelsim": versions()["accelsim"]}
+               "accelsim": versions()["accelsim"], "source": source_digest()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
