@@ -6,6 +6,8 @@ Everything here uses torch's (C, H, W) layout and the definitions of docs/design
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -168,11 +170,15 @@ def model_params(paths: list) -> list:
     running it compiles the kernels a second time (a minute), and the slow run checks it."""
     import pytest
 
+    return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if _wide_tables(p) else [])
+            for p in paths]
+
+
+@functools.cache
+def _wide_tables(path) -> bool:
+    """Whether the model at ``path`` keeps float64 kernel weights (once per session: several
+    test modules ask at collection)."""
     from accelsim.model.modelfile import load_model
     from accelsim.spiking.core import build_tables
 
-    def wide(path) -> bool:
-        return build_tables(load_model(path), 1).weights.dtype == np.float64
-
-    return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if wide(p) else [])
-            for p in paths]
+    return build_tables(load_model(path), 1).weights.dtype == np.float64
