@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.spiking import kernels as k
-from accelsim.spiking.core import kernel_weights
+from accelsim.spiking.core import _narrowest, kernel_weights
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
@@ -40,6 +40,20 @@ def _spikes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.flatnonzero(mask).astype(np.int32)
 
 
+def _float32_values(weights: np.ndarray) -> np.ndarray:
+    """float64 weights that are float32 values, as trained weights are (the references use them
+    as they are)."""
+    return weights.astype(np.float32).astype(np.float64)
+
+
+def _stored(op: str, weights: np.ndarray, pool: int) -> np.ndarray:
+    """Torch-layout float32-valued weights as a run stores them (kernel layout, float32), so
+    that a kernel called here has the argument types of a run and is compiled once for both."""
+    stored = _narrowest(kernel_weights(op, weights, pool))
+    assert stored.dtype == np.float32
+    return stored
+
+
 def _decoded(spikes: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
     """(channel, row, column) int32 arrays of flat CHW spike indices (what the LIF step emits)."""
     return tuple(a.astype(np.int32) for a in np.unravel_index(spikes, shape))
@@ -50,15 +64,15 @@ def _decoded(spikes: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarra
 def test_conv_scatter_matches_dense_conv_of_pooled_spikes(case):
     pool, c_in, h, w, kernel, padding, stride, c_out, seed = case
     rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(c_out, c_in, kernel, kernel))
+    weights = _float32_values(rng.normal(size=(c_out, c_in, kernel, kernel)))
     spikes = _spikes(rng, c_in * h * w)
     ho = naive.conv_out_size(h // pool, kernel, stride, padding)
     wo = naive.conv_out_size(w // pool, kernel, stride, padding)
     current = np.zeros(c_out * ho * wo)
     reached = np.zeros(ho * wo, dtype=np.uint8)
     ops = k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo,
-                         kernel, stride, padding, kernel_weights("conv", weights, pool), 0,
-                         current, reached, w)
+                         kernel, stride, padding, _stored("conv", weights, pool), 0, current,
+                         reached, w)
 
     source = naive.spike_map(spikes, (c_in, h, w))
     expected = naive.conv(naive.avg_pool(source, pool), weights, stride, padding)
@@ -80,12 +94,13 @@ def test_conv_scatter_adds_in_spike_order(case):
     ``k * W / pool**2`` for its ``k`` spikes, cells in the order of their first spike."""
     pool, c_in, h, w, kernel, padding, stride, c_out, seed = case
     rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(c_out, c_in, kernel, kernel)) * 10.0 ** rng.integers(-8, 8)
+    weights = _float32_values(rng.normal(size=(c_out, c_in, kernel, kernel))
+                              * 10.0 ** rng.integers(-8, 8))
     spikes = _spikes(rng, c_in * h * w)
     ho = naive.conv_out_size(h // pool, kernel, stride, padding)
     wo = naive.conv_out_size(w // pool, kernel, stride, padding)
     current = np.zeros(c_out * ho * wo)
-    kw = kernel_weights("conv", weights, pool)
+    kw = _stored("conv", weights, pool)
     k.conv_scatter(*_decoded(spikes, (c_in, h, w)), len(spikes), pool, c_out, ho, wo, kernel,
                    stride, padding, kw, 0, current, np.zeros(ho * wo, dtype=np.uint8), w)
     expected = np.zeros((c_out, ho, wo))
@@ -115,7 +130,8 @@ def test_conv_tiles_of_rows_add_exactly_as_one_pass(case, tile_rows, first_row):
     channel) equals one pass over all spikes bit for bit: counts, currents and reached flags."""
     pool, c_in, h, w, kernel, padding, _, c_out, seed = case
     rng = np.random.default_rng(seed)
-    weights = kernel_weights("conv", rng.normal(size=(c_out, c_in, kernel, kernel)), pool)
+    weights = _stored("conv", _float32_values(rng.normal(size=(c_out, c_in, kernel, kernel))),
+                      pool)
     spikes = _spikes(rng, c_in * h * w)
     ho = naive.conv_out_size(h // pool, kernel, 1, padding)
     wo = naive.conv_out_size(w // pool, kernel, 1, padding)
@@ -159,12 +175,12 @@ def test_pooled_cells_are_the_pooled_spike_map(pool, c, ph, pw, seed):
 def test_linear_scatter_matches_matrix_product(pool, c, half, n_out, seed):
     rng = np.random.default_rng(seed)
     h = w = half * pool
-    weights = rng.normal(size=(n_out, c * (h // pool) * (w // pool)))
+    weights = _float32_values(rng.normal(size=(n_out, c * (h // pool) * (w // pool))))
     spikes = _spikes(rng, c * h * w)
     current = np.zeros(n_out)
     reached = np.zeros(1, dtype=np.uint8)
     ops = k.linear_scatter(spikes, *_decoded(spikes, (c, h, w)), len(spikes), h, w, pool, n_out,
-                           kernel_weights("linear", weights, pool), 0, current, reached)
+                           _stored("linear", weights, pool), 0, current, reached)
     pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
     np.testing.assert_allclose(current, weights @ pooled.ravel(), rtol=1e-12, atol=1e-12)
     assert ops == len(spikes) * n_out
@@ -180,8 +196,11 @@ def test_identity_scatter_adds_the_pooled_spike_map(pool, c, ph, pw, seed):
     spikes = _spikes(rng, c * h * w)
     current = np.zeros(c * ph * pw)
     touched = np.zeros(c * ph * pw, dtype=np.uint8)
-    ops = k.identity_scatter(*_decoded(spikes, (c, h, w)), len(spikes), pool, c, pw,
-                             1.0 / pool**2, current, touched)
+    # the increment as a run stores it: float32 when 1 / pool**2 is a float32 value (pool 3:
+    # float64, as the whole network's weights then are)
+    increment = _narrowest(np.array([1.0 / pool**2]))[0]
+    ops = k.identity_scatter(*_decoded(spikes, (c, h, w)), len(spikes), pool, c, pw, increment,
+                             current, touched)
     pooled = naive.avg_pool(naive.spike_map(spikes, (c, h, w)), pool)
     np.testing.assert_allclose(current, naive.chw_to_hwc(pooled), rtol=1e-12, atol=1e-15)
     assert ops == len(spikes)
@@ -202,7 +221,8 @@ def test_lif_step_matches_naive_and_clears_the_step(c, h, w, leak, threshold, se
     reached, touched = reached0.ravel().copy(), naive.chw_to_hwc(touched0)
     out = [np.full(n, -1, dtype=np.int32) for _ in range(4)]
     n_spikes, active = k.lif_step(current, membrane, reached, touched, c, h, w, leak, 0,
-                                  threshold, -np.inf, np.inf, np.zeros(n, dtype=np.uint8), *out)
+                                  threshold, -np.inf, np.inf, np.zeros(n, dtype=np.uint8), *out,
+                                  False)  # a bool, as a run passes it
     u_expected, fired = naive.lif(u0.ravel(), i0.ravel(), leak, threshold)
     np.testing.assert_array_equal(out[0][:n_spikes], fired)  # ascending CHW indices
     for got, want in zip(out[1:], np.unravel_index(fired, (c, h, w)), strict=True):
@@ -260,13 +280,13 @@ def test_accumulate_step_sums_without_leak_or_threshold():
 def test_dense_conv_matches_naive_and_counts_real_taps(case):
     _, c_in, h, w, kernel, padding, stride, c_out, seed = case
     rng = np.random.default_rng(seed)
-    weights = rng.normal(size=(c_out, c_in, kernel, kernel))
+    weights = _float32_values(rng.normal(size=(c_out, c_in, kernel, kernel)))
     x = rng.normal(size=(c_in, h, w))
     ho = naive.conv_out_size(h, kernel, stride, padding)
     wo = naive.conv_out_size(w, kernel, stride, padding)
     current = np.zeros(c_out * ho * wo)
     macs = k.dense_conv(x.ravel(), c_in, h, w, c_out, ho, wo, kernel, stride, padding,
-                        kernel_weights("conv", weights, 1), 0, current)
+                        _stored("conv", weights, 1), 0, current)
     np.testing.assert_allclose(current, naive.chw_to_hwc(naive.conv(x, weights, stride, padding)),
                                rtol=1e-12, atol=1e-12)
     assert macs == naive.conv_real_taps(c_in, h, w, c_out, kernel, stride, padding)
@@ -276,10 +296,10 @@ def test_dense_conv_matches_naive_and_counts_real_taps(case):
 
 def test_dense_linear_matches_matrix_product():
     rng = np.random.default_rng(3)
-    weights = rng.normal(size=(4, 7))
+    weights = _float32_values(rng.normal(size=(4, 7)))
     x = rng.normal(size=7)
     current = np.zeros(4)
-    assert k.dense_linear(x, 7, 4, kernel_weights("linear", weights, 1), 0, current) == 28
+    assert k.dense_linear(x, 7, 4, _stored("linear", weights, 1), 0, current) == 28
     np.testing.assert_allclose(current, weights @ x, rtol=1e-12)
 
 
