@@ -549,7 +549,8 @@ class _FastChip:
         events = np.empty((record_at[-1] * width, 6), dtype=np.int64)
         sent = np.zeros(offsets.shape[0], dtype=np.int64)
         send_kernel(t, indices, offsets, plan.neuron_tile[li], plan.neuron_local[li],
-                    tl.fire_start[:, t, g],
+                    # contiguous whatever the batch, so that one compiled kernel serves all
+                    np.ascontiguousarray(tl.fire_start[:, t, g]),
                     cfg.neuron_update_units, cfg.neuron_update_latency_cycles,
                     plan.layer_tiles[li], fo.dest_tiles, fo.neuron_class, fo.reach_start,
                     fo.reach_cols, fo.synops,

@@ -297,8 +297,11 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         fanouts.append(FanOut(
             dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls,
             reach_start=np.concatenate([[0], np.cumsum((syn > 0).sum(axis=1))]).astype(np.int64),
-            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64), synops=syn,
-            sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
+            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64),
+            # C-contiguous (one consumer's tables may not be): one compiled kernel for all
+            synops=np.ascontiguousarray(syn), sram_bits=np.ascontiguousarray(sram),
+            dram_bits=np.ascontiguousarray(dbits),
+            service=np.ascontiguousarray(svc, dtype=np.int64),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
             hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)]),
             synops_by_kind=by_kind))
