@@ -54,9 +54,11 @@ def _join(parts: list[tuple[np.ndarray, tuple[np.ndarray, ...]]], add: bool
           ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     """Neuron classes of several tables at once: a class per distinct combination of the parts'
     classes; each part's rows are summed (``add``: projections into the same tiles) or put
-    side by side (the columns of different consumers)."""
+    side by side (the columns of different consumers). The tables come back C-contiguous, so
+    that one compiled kernel serves every plan."""
     if len(parts) == 1:
-        return parts[0]
+        cls, tables = parts[0]
+        return cls, tuple(np.ascontiguousarray(t) for t in tables)
     key = np.zeros(len(parts[0][0]), dtype=np.int64)
     for cls, tables in parts:
         key = key * len(tables[0]) + cls
@@ -297,11 +299,8 @@ def build_plan(network: Network, hardware: Hardware, mapping: Mapping) -> Plan:
         fanouts.append(FanOut(
             dest_tiles=dest, dest_layer=dest_layer, neuron_class=cls,
             reach_start=np.concatenate([[0], np.cumsum((syn > 0).sum(axis=1))]).astype(np.int64),
-            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64),
-            # C-contiguous (one consumer's tables may not be): one compiled kernel for all
-            synops=np.ascontiguousarray(syn), sram_bits=np.ascontiguousarray(sram),
-            dram_bits=np.ascontiguousarray(dbits),
-            service=np.ascontiguousarray(svc, dtype=np.int64),
+            reach_cols=np.nonzero(syn > 0)[1].astype(np.int64), synops=syn,
+            sram_bits=sram, dram_bits=dbits, service=np.ascontiguousarray(svc, dtype=np.int64),
             hops_x=np.ascontiguousarray(dx[np.ix_(src_tiles, dest)]),
             hops_y=np.ascontiguousarray(dy[np.ix_(src_tiles, dest)]),
             synops_by_kind=by_kind))
